@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the test suite drives for real, when it is absent: Debian's docker-registry,
+# skopeo, containerd (ctr), umoci, redis-server, apache2-utils (ab), nginx (blob baseline) and
+# trixie's cosign 2.5 (bookworm has none), unpacked into .tools/ without touching apt's own setup.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in docker-registry:docker-registry skopeo:skopeo ctr:containerd umoci:umoci \
+            redis-server:redis-server ab:apache2-utils nginx:nginx; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "missing test tools (${need[*]}); run as root to install them" >&2; exit 1; fi
+  echo "installing Debian packages: ${need[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  # nginx's package starts a system service on :80; the bench runs its own.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+  pkill -x nginx 2>/dev/null || true
+fi
+
+cosign=.tools/bin/cosign
+if [ ! -x "$cosign" ]; then
+  echo "fetching cosign from Debian trixie into .tools/"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" .tools/bin
+  echo "deb http://deb.debian.org/debian trixie main" > "$work/sources.list"
+  apt_private=(-o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+               -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+  apt-get "${apt_private[@]}" update -q >/dev/null
+  (cd "$work" && apt-get "${apt_private[@]}" download cosign >/dev/null)
+  dpkg-deb -x "$work"/cosign_*.deb "$work/root"
+  install -m 0755 "$work/root/usr/bin/cosign" "$cosign"
+fi
+"$cosign" version 2>/dev/null | grep -m1 GitVersion

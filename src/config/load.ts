@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { configSchema, type Config } from './schema.ts'
+
+/** Raised for any configuration that cannot be served safely; start-up stops with its message. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Validates a parsed config object; every problem is reported with the key path it concerns. */
+export function parseConfig(raw: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(raw ?? {})
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${describeIssue(i)}`)
+    throw new ConfigError(`invalid ${source}:\n${lines.join('\n')}`)
+  }
+  const config = result.data
+  checkUpstreams(config)
+  return config
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+  return issue.message
+}
+
+function checkUpstreams(config: Config): void {
+  const names = new Set<string>()
+  for (const u of config.upstreams) {
+    if (names.has(u.name)) throw new ConfigError(`upstreams: the name "${u.name}" is used twice`)
+    names.add(u.name)
+  }
+  const defaults = config.upstreams.filter((u) => u.default)
+  if (defaults.length > 1) {
+    throw new ConfigError(`upstreams: only one may be default (${defaults.map((u) => u.name).join(', ')} are)`)
+  }
+}
+
+export function loadConfigFile(path: string): Config {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`)
+  }
+  let raw: unknown
+  try {
+    raw = parseYaml(text, { uniqueKeys: true })
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`)
+  }
+  return parseConfig(raw, `config file ${path}`)
+}
+
+/** The embedded defaults: listen on 127.0.0.1:5000, Docker Hub upstream, in-memory cache. */
+export function defaultConfig(): Config {
+  return parseConfig({}, 'embedded defaults')
+}

@@ -1,0 +1,100 @@
+// The configuration schema: validated once at start-up, every default settled here.
+import { z } from 'zod'
+import { duration, size } from './units.ts'
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000')
+
+/** A secret given inline, from a file or from an environment variable: exactly one of the three. */
+export const secretSource = (what: string) =>
+  z
+    .strictObject({ value: z.string().optional(), file: z.string().optional(), env: z.string().optional() })
+    .refine((s) => [s.value, s.file, s.env].filter((v) => v !== undefined).length === 1, {
+      message: `${what}: give exactly one of value, file or env`,
+    })
+
+const upstreamAuth = z
+  .strictObject({
+    username: z.string().optional(),
+    usernameEnv: z.string().optional(),
+    password: z.string().optional(),
+    passwordFile: z.string().optional(),
+    passwordEnv: z.string().optional(),
+  })
+  .superRefine((a, ctx) => {
+    const users = [a.username, a.usernameEnv].filter((v) => v !== undefined).length
+    const passwords = [a.password, a.passwordFile, a.passwordEnv].filter((v) => v !== undefined).length
+    if (users !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of username or usernameEnv' })
+    if (passwords !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of password, passwordFile or passwordEnv' })
+    }
+  })
+
+const upstream = z.strictObject({
+  /** What `ns`, path prefixes and policy globs call this registry. */
+  name: z.string().regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?$/, 'expected a registry host name such as ghcr.io'),
+  url: z.url({ protocol: /^https?$/ }),
+  default: z.boolean().default(false),
+  auth: upstreamAuth.optional(),
+  /** Refuse redirects to loopback, private and link-local addresses (blob CDNs are public). */
+  refusePrivateRedirects: z.boolean().default(false),
+})
+
+const limits = z
+  .strictObject({
+    manifestBytes: size.default(4 * 1024 * 1024),
+    signatureManifestBytes: size.default(1024 * 1024),
+    signatureLayerBytes: size.default(4 * 1024 * 1024),
+    bundleBytes: size.default(4 * 1024 * 1024),
+    maxSignatures: z.number().int().positive().default(64),
+    maxReferrers: z.number().int().positive().default(256),
+    maxTagPages: z.number().int().positive().default(100),
+  })
+  .prefault({})
+
+const timeouts = z
+  .strictObject({
+    connect: duration.default(5_000),
+    headers: duration.default(30_000),
+    body: duration.default(60_000),
+  })
+  .prefault({})
+
+const cache = z
+  .strictObject({
+    url: z.string().optional(),
+    allowTTL: duration.default(3_600_000),
+    denyTTL: duration.default(60_000),
+    tagTTL: duration.default(0),
+    manifestBytes: size.default(64 * 1024 * 1024),
+  })
+  .prefault({})
+
+const trustRoot = z
+  .strictObject({
+    name: z.string().min(1),
+    file: z.string().optional(),
+    tuf: z.strictObject({ mirror: z.url(), root: z.string(), cachePath: z.string().optional() }).optional(),
+  })
+  .refine((t) => (t.file === undefined) !== (t.tuf === undefined), { message: 'give exactly one of file or tuf' })
+
+export const configSchema = z.strictObject({
+  listen: hostPort.default('127.0.0.1:5000'),
+  tls: z.strictObject({ cert: z.string(), key: z.string(), clientCA: z.string().optional() }).optional(),
+  upstreams: z
+    .array(upstream)
+    .min(1)
+    .default([{ name: 'docker.io', url: 'https://registry-1.docker.io', default: true, refusePrivateRedirects: false }]),
+  limits,
+  timeouts,
+  cache,
+  trustRoots: z.array(trustRoot).default([]),
+  noMatchPolicy: z.enum(['deny', 'warn', 'allow']).default('deny'),
+  policyDirs: z.array(z.string()).default([]),
+  policies: z.array(z.record(z.string(), z.unknown())).default([]),
+  blobs: z.strictObject({ requireAllowedManifest: z.boolean().default(true) }).prefault({}),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+})
+
+export type Config = z.output<typeof configSchema>
+export type ConfigInput = z.input<typeof configSchema>
+export type UpstreamConfig = Config['upstreams'][number]

@@ -1,0 +1,54 @@
+// One table of every error a client can see: OCI error code, HTTP status and default message.
+// Everything that leaves the proxy as an error goes through RegistryError and app.onError.
+
+export const ErrorCodes = {
+  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown' },
+  NAME_INVALID: { status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
+  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
+  DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { status: 405, message: 'the operation is unsupported: trustpull is a read-only proxy' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  BAD_REQUEST: { status: 400, message: 'bad request' },
+  NOT_FOUND: { status: 404, message: 'not found' },
+  UPSTREAM_ERROR: { status: 502, message: 'upstream registry error' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  UPSTREAM_TIMEOUT: { status: 504, message: 'upstream registry timed out' },
+  INTERNAL: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, { status: number; message: string }>
+
+export type ErrorCode = keyof typeof ErrorCodes
+
+export class RegistryError extends Error {
+  readonly code: ErrorCode
+  readonly detail: unknown
+  readonly headers: Record<string, string>
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options: { detail?: unknown; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(message ?? ErrorCodes[code].message, { cause: options.cause })
+    this.name = 'RegistryError'
+    this.code = code
+    this.detail = options.detail
+    this.headers = options.headers ?? {}
+  }
+
+  get status(): number {
+    return ErrorCodes[this.code].status
+  }
+
+  /** The OCI distribution error body. */
+  body(): { errors: { code: string; message: string; detail?: unknown }[] } {
+    const error: { code: string; message: string; detail?: unknown } = { code: this.code, message: this.message }
+    if (this.detail !== undefined) error.detail = this.detail
+    return { errors: [error] }
+  }
+}

@@ -1,0 +1,108 @@
+// The contract between signature discovery (network), verification (CPU, no I/O) and policy.
+import type { KeyObject } from 'node:crypto'
+import type { SerializedBundle } from '@sigstore/bundle'
+
+/** Stable reason codes: tests and metrics match on these, never on message text. */
+export type VerifyCode =
+  | 'NO_SIGNATURES'
+  | 'DIGEST_MISMATCH'
+  | 'UNTRUSTED_KEY'
+  | 'IDENTITY_MISMATCH'
+  | 'SIGNATURE_INVALID'
+  | 'CERTIFICATE_INVALID'
+  | 'TLOG_INVALID'
+  | 'TLOG_MISSING'
+  | 'TIMESTAMP_INVALID'
+  | 'PAYLOAD_INVALID'
+  | 'PREDICATE_TYPE_MISMATCH'
+  | 'LIMIT_EXCEEDED'
+  | 'MALFORMED'
+  | 'TRUST_ROOT_UNKNOWN'
+  | 'DISCOVERY_FAILED'
+
+/** Where a candidate was found. */
+export interface CandidateOrigin {
+  repository: string
+  via: 'referrers' | 'fallback-tag' | 'sig-tag' | 'att-tag'
+  /** digest of the signature/attestation manifest that carried it */
+  manifestDigest: string
+}
+
+/** A signature or attestation found for an image digest, not yet verified. */
+export interface Candidate {
+  kind: 'signature' | 'attestation'
+  format: 'cosign-legacy' | 'sigstore-bundle'
+  origin: CandidateOrigin
+  /** The shape sigstore-js verifies; legacy cosign annotations are converted into it. */
+  bundle: SerializedBundle
+  /** Convenience copy of a DSSE attestation's predicateType, when it could be decoded. */
+  predicateType?: string
+}
+
+export interface DiscoveryProblem {
+  code: VerifyCode
+  message: string
+  origin?: Partial<CandidateOrigin>
+}
+
+export interface Discovery {
+  candidates: Candidate[]
+  /** Things found but unusable (over a limit, unparseable): reported, never fatal for the others. */
+  problems: DiscoveryProblem[]
+}
+
+/** A keyless identity: issuer and subject, each exact or regular expression (one of each pair). */
+export interface Identity {
+  issuer?: string
+  issuerRegExp?: string
+  subject?: string
+  subjectRegExp?: string
+}
+
+/** Trust material for certificates, transparency logs and timestamps: a loaded Sigstore TrustedRoot. */
+export interface LoadedTrustRoot {
+  name: string
+  /** Changes whenever the root's content changes: part of verdict cache keys. */
+  version: string
+  /** The `@sigstore/verify` TrustMaterial built from the root. */
+  material: import('@sigstore/verify').TrustMaterial
+}
+
+export type AuthorityMaterial =
+  | {
+      type: 'key'
+      keys: { key: KeyObject; hint?: string }[]
+      /** cosign --tlog-upload=false signatures carry no entry; `ctlog` on the authority makes one required. */
+      requireTlog: boolean
+      /** needed only to check tlog entries / timestamps when present or required */
+      trustRoot?: LoadedTrustRoot
+    }
+  | {
+      type: 'keyless'
+      identities: Identity[]
+      trustRoot: LoadedTrustRoot
+      ignoreSCT: boolean
+    }
+
+export interface InTotoStatement {
+  _type: string
+  subject: { name?: string; digest: Record<string, string> }[]
+  predicateType: string
+  predicate: unknown
+}
+
+/** The outcome of verifying one candidate against one authority. */
+export interface Evidence {
+  kind: Candidate['kind']
+  format: Candidate['format']
+  origin: CandidateOrigin
+  ok: boolean
+  code?: VerifyCode
+  reason?: string
+  /** What was checked, in order (e.g. ["signature", "payload digest", "tlog"]). */
+  checks: string[]
+  signer?: { keyHint?: string; issuer?: string; subject?: string }
+  tlog?: { logIndex: string; integratedTime?: string }
+  predicateType?: string
+  statement?: InTotoStatement
+}
