@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import { z } from 'zod'
+import type { z } from 'zod'
 import { configSchema, type Config } from './schema.ts'
 
 /** Raised for any configuration that cannot be served safely; start-up stops with its message. */
@@ -37,7 +37,18 @@ function checkUpstreams(config: Config): void {
   }
 }
 
+/** Loads the config file (or the embedded defaults without one); `overrides` replace top-level keys. */
+export function loadConfig(path: string | undefined, overrides: Record<string, unknown> = {}): Config {
+  const raw = path ? readConfigFile(path) : {}
+  if (raw !== null && typeof raw !== 'object') throw new ConfigError(`config file ${path} must be a YAML mapping`)
+  return parseConfig({ ...(raw as object), ...overrides }, path ? `config file ${path}` : 'embedded defaults')
+}
+
 export function loadConfigFile(path: string): Config {
+  return loadConfig(path)
+}
+
+function readConfigFile(path: string): unknown {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
@@ -50,7 +61,7 @@ export function loadConfigFile(path: string): Config {
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`)
   }
-  return parseConfig(raw, `config file ${path}`)
+  return raw ?? {}
 }
 
 /** The embedded defaults: listen on 127.0.0.1:5000, Docker Hub upstream, in-memory cache. */

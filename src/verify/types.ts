@@ -1,6 +1,7 @@
 // The contract between signature discovery (network), verification (CPU, no I/O) and policy.
 import type { KeyObject } from 'node:crypto'
 import type { SerializedBundle } from '@sigstore/bundle'
+import type { TrustMaterial } from '@sigstore/verify'
 
 /** Stable reason codes: tests and metrics match on these, never on message text. */
 export type VerifyCode =
@@ -65,7 +66,7 @@ export interface LoadedTrustRoot {
   /** Changes whenever the root's content changes: part of verdict cache keys. */
   version: string
   /** The `@sigstore/verify` TrustMaterial built from the root. */
-  material: import('@sigstore/verify').TrustMaterial
+  material: TrustMaterial
 }
 
 export type AuthorityMaterial =

@@ -1,0 +1,21 @@
+import type { Context } from 'hono'
+import { RegistryError } from '../errors.ts'
+import { Header } from '../oci/media-types.ts'
+import { parseReference } from '../oci/reference.ts'
+import type { ManifestService } from '../proxy/manifests.ts'
+import type { ResolvedRepository } from '../upstream/router.ts'
+import { acceptedTypes } from './request.ts'
+
+/** HEAD and GET of a manifest: the exact bytes the gate allowed, under their own digest. */
+export async function serveManifest(c: Context, service: ManifestService, target: ResolvedRepository, reference: string): Promise<Response> {
+  const ref = parseReference(reference)
+  if (!ref) throw new RegistryError('MANIFEST_INVALID', `invalid tag or digest "${reference.slice(0, 200)}"`)
+  const m = await service.get(target.upstream, target.repository, ref, acceptedTypes(c), c.req.raw.signal)
+  const headers: Record<string, string> = {
+    'content-type': m.mediaType,
+    'content-length': String(m.bytes.length),
+    [Header.digest]: m.digest,
+  }
+  if (m.warnings.length) headers[Header.warning] = m.warnings.map((w) => `299 trustpull "${w.replace(/["\\\r\n]/g, ' ')}"`).join(', ')
+  return new Response(c.req.method === 'HEAD' ? null : m.bytes, { status: 200, headers })
+}

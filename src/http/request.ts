@@ -1,0 +1,43 @@
+// Reading what a client sent: the raw path (before URL normalisation), `ns`, Accept, Range.
+import type { Context } from 'hono'
+import type { IncomingMessage } from 'node:http'
+import { RegistryError } from '../errors.ts'
+
+const MAX_ACCEPT_TYPES = 32
+
+/** The path exactly as the client sent it: `..` and `%2F` must be judged before anything decodes them. */
+export function rawPath(c: Context): string {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
+  const raw = incoming?.url ?? new URL(c.req.url).pathname
+  const q = raw.indexOf('?')
+  return q === -1 ? raw : raw.slice(0, q)
+}
+
+/** containerd names the registry it means in `?ns=`; anything ambiguous is refused. */
+export function namespaceParam(c: Context): string | undefined {
+  const values = c.req.queries('ns')
+  if (!values || values.length === 0) return undefined
+  if (values.length > 1) throw new RegistryError('BAD_REQUEST', 'more than one ns parameter')
+  return values[0]
+}
+
+/** Media types from every Accept header line (podman sends several), without parameters. */
+export function acceptedTypes(c: Context): string[] {
+  const header = c.req.header('accept') ?? ''
+  const types = header
+    .split(',')
+    .map((t) => t.split(';')[0]!.trim().toLowerCase())
+    .filter((t) => t && t !== '*/*' && /^[\w.+-]+\/[\w.+-]+$/.test(t))
+  return [...new Set(types)].slice(0, MAX_ACCEPT_TYPES)
+}
+
+/** One byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`); anything else is refused, not forwarded. */
+export function rangeHeader(c: Context): string | undefined {
+  const value = c.req.header('range')
+  if (value === undefined) return undefined
+  const m = /^bytes=(\d{0,19})-(\d{0,19})$/.exec(value.trim())
+  if (!m || (m[1] === '' && m[2] === '') || (m[1] !== '' && m[2] !== '' && BigInt(m[1]!) > BigInt(m[2]!))) {
+    throw new RegistryError('RANGE_INVALID', 'malformed Range header: one range of the form bytes=START-END is supported')
+  }
+  return `bytes=${m[1]}-${m[2]}`
+}

@@ -1,0 +1,31 @@
+// The verdict step in the manifest path: every manifest passes through a ManifestGate before a
+// single byte of it is served.
+import type { Manifest } from '../oci/manifest.ts'
+
+export interface GateRequest {
+  upstream: string
+  repository: string
+  /** The digest of exactly the bytes that will be served. */
+  digest: string
+  mediaType: string
+  manifest: Manifest
+  bytes: Buffer
+  /** What the client asked for: a tag or the digest. */
+  reference: string
+  signal?: AbortSignal
+}
+
+export type GateDecision =
+  | { allow: true; warnings: string[] }
+  | { allow: false; message: string; detail: unknown }
+
+export interface ManifestGate {
+  evaluate(request: GateRequest): Promise<GateDecision>
+}
+
+/** No verification: what the foundation serves before a policy is configured. */
+export const allowAllGate: ManifestGate = {
+  async evaluate() {
+    return { allow: true, warnings: [] }
+  },
+}

@@ -1,0 +1,71 @@
+// Manifest resolution: tags always go upstream (unless a tag TTL is configured), digests are
+// answered from the immutable cache first; every manifest is hashed, parsed and passed through
+// the gate before it is served, and what it vouches for is recorded for the blob path.
+import { LRUCache } from 'lru-cache'
+import { RegistryError } from '../errors.ts'
+import { ManifestError, parseManifest, referencedDigests, type Manifest } from '../oci/manifest.ts'
+import { referenceString, type Reference } from '../oci/reference.ts'
+import type { Upstream } from '../upstream/router.ts'
+import type { FetchedManifest } from '../upstream/types.ts'
+import type { ContentIndex } from './content-index.ts'
+import type { ManifestGate } from './gate.ts'
+import type { ManifestCache } from './manifest-cache.ts'
+
+export interface ServedManifest extends FetchedManifest {
+  manifest: Manifest
+  warnings: string[]
+}
+
+export interface ManifestServiceDeps {
+  gate: ManifestGate
+  contentIndex: ContentIndex
+  cache: ManifestCache
+  /** 0: tags are mutable, always resolved upstream. */
+  tagTTL: number
+}
+
+export class ManifestService {
+  readonly #deps: ManifestServiceDeps
+  readonly #tags: LRUCache<string, string> | undefined
+
+  constructor(deps: ManifestServiceDeps) {
+    this.#deps = deps
+    this.#tags = deps.tagTTL > 0 ? new LRUCache({ max: 100_000, ttl: deps.tagTTL }) : undefined
+  }
+
+  async get(upstream: Upstream, repository: string, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ServedManifest> {
+    const name = upstream.config.name
+    const fetched = await this.#fetch(upstream, repository, ref, accept, signal)
+    if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${repository}:${referenceString(ref)} not found on ${name}`)
+    let manifest: Manifest
+    try {
+      manifest = parseManifest(fetched.bytes, fetched.mediaType)
+    } catch (err) {
+      if (!(err instanceof ManifestError)) throw err
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${name} served an unusable manifest for ${repository}:${referenceString(ref)}: ${err.message}`)
+    }
+    const decision = await this.#deps.gate.evaluate({
+      upstream: name,
+      repository,
+      digest: fetched.digest,
+      mediaType: fetched.mediaType,
+      manifest,
+      bytes: fetched.bytes,
+      reference: referenceString(ref),
+      signal,
+    })
+    if (!decision.allow) throw new RegistryError('DENIED', decision.message, { detail: decision.detail })
+    await this.#deps.contentIndex.vouch(name, repository, referencedDigests(manifest), fetched.digest)
+    this.#deps.cache.set(name, repository, fetched)
+    if (ref.kind === 'tag') this.#tags?.set(`${name}/${repository}:${ref.tag}`, fetched.digest)
+    return { ...fetched, manifest, warnings: decision.warnings }
+  }
+
+  async #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[], signal?: AbortSignal) {
+    const name = upstream.config.name
+    const digest = ref.kind === 'digest' ? ref.digest : this.#tags?.get(`${name}/${repository}:${ref.tag}`)
+    const cached = digest ? this.#deps.cache.get(name, repository, digest) : undefined
+    if (cached) return cached
+    return upstream.client.getManifest(repository, referenceString(ref), { accept, signal })
+  }
+}

@@ -1,0 +1,29 @@
+// JSON logs (pino). Credentials never reach a log line: header and secret fields are redacted
+// wherever they appear.
+import { pino, type Logger } from 'pino'
+
+export type { Logger }
+
+export const REDACTED_PATHS = [
+  'authorization',
+  '*.authorization',
+  '*.headers.authorization',
+  '*.headers.cookie',
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+]
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'trustpull' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination ?? process.stdout,
+  )
+}
