@@ -7,7 +7,7 @@ import { request } from 'undici'
 import { digestTag } from '../src/oci/digest.ts'
 import { ctrImageNames, ctrPull, startContainerd, writeHostsToml } from './helpers/containerd.ts'
 import { attest, generateKeyPair, signImage, verifyAttestation, verifyImage, writeSlsaPredicate } from './helpers/cosign.ts'
-import { flipByte, startFaultProxy } from './helpers/fault-proxy.ts'
+import { faultTimes, flipByte, startFaultProxy } from './helpers/fault-proxy.ts'
 import {
   MediaTypes,
   deleteManifest,
@@ -189,10 +189,22 @@ t.test('fault proxy injects faults and records what reached it', async (t) => {
   t.equal(unavailable.statusCode, 503, 'injected 503')
   await unavailable.body.dump()
 
+  proxy.setFault(faultTimes(1, { kind: 'status', status: 502 }, (r) => r.path === '/v2/'))
+  const statuses: number[] = []
+  for (let i = 0; i < 2; i++) {
+    const res = await get('/v2/')
+    statuses.push(res.statusCode)
+    await res.body.dump()
+  }
+  t.same(statuses, [502, 200], 'faultTimes: fault once, then pass')
+
   proxy.setFault(() => ({ kind: 'reset', afterBytes: 1000 }))
   const reset = await get(blobPath)
   t.equal(reset.statusCode, 200, 'headers arrive before the reset')
   await t.rejects(reset.body.arrayBuffer(), 'body read fails on the reset')
+
+  proxy.setFault(() => ({ kind: 'reset', beforeHeaders: true }))
+  await t.rejects(get(blobPath), 'reset before any answer')
 
   proxy.setFault(() => ({ kind: 'truncate', afterBytes: 1000 }))
   const truncated = await get(blobPath)
@@ -225,9 +237,9 @@ t.test('fault proxy injects faults and records what reached it', async (t) => {
 
   t.same(
     proxy.requests.map((r) => r.fault),
-    ['pass', 'status', 'reset', 'truncate', 'replace', 'headers', 'redirect', 'drip', 'hang'],
+    ['pass', 'status', 'status', 'pass', 'reset', 'reset', 'truncate', 'replace', 'headers', 'redirect', 'drip', 'hang'],
     'every request is recorded with its fault',
   )
-  t.equal(proxy.requests[5]!.method, 'HEAD', 'methods are recorded')
+  t.equal(proxy.requests[8]!.method, 'HEAD', 'methods are recorded')
   await proxy.close()
 })

@@ -13,8 +13,11 @@ export type Fault =
   | { kind: 'pass' }
   /** Answer this status without asking upstream (default body: an OCI error). */
   | { kind: 'status'; status: number; body?: string | Uint8Array; headers?: Record<string, string> }
-  /** Forward headers and `afterBytes` of the body (default: half), then RST the connection. */
-  | { kind: 'reset'; afterBytes?: number }
+  /**
+   * Forward headers and `afterBytes` of the body (default: half), then RST the connection;
+   * `beforeHeaders`: RST without answering at all.
+   */
+  | { kind: 'reset'; afterBytes?: number; beforeHeaders?: boolean }
   /** Accept and read the request, never answer (until the proxy closes). */
   | { kind: 'hang' }
   /** Forward headers, then the body `bytesPerTick` (default 1) bytes every `intervalMs`. */
@@ -81,6 +84,16 @@ export function flipByte(bytes: Uint8Array, at = 0): Uint8Array {
   const copy = Buffer.from(bytes)
   if (copy.length > 0) copy[at % copy.length] = copy[at % copy.length]! ^ 0xff
   return copy
+}
+
+/** A chooser that applies `fault` to the first `n` requests matching `match`, then passes everything. */
+export function faultTimes(n: number, fault: Fault, match: (req: ProxiedRequest) => boolean = () => true): FaultChooser {
+  let left = n
+  return (req) => {
+    if (left <= 0 || !match(req)) return undefined
+    left--
+    return fault
+  }
 }
 
 function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
@@ -200,10 +213,18 @@ export async function startFaultProxy(
       }
       case 'reset':
       case 'truncate': {
+        if (fault.kind === 'reset' && fault.beforeHeaders) {
+          abort.abort()
+          res.socket?.resetAndDestroy()
+          return
+        }
         const limit = Number.isFinite(declared) ? Math.max(0, declared - 1) : Infinity
         const stopAt = Math.min(fault.afterBytes ?? (Number.isFinite(declared) ? Math.floor(declared / 2) : 1), limit)
         if (fault.kind === 'truncate') delete headers['content-length'] // Node then sends chunked
         res.writeHead(up.statusCode, headers)
+        // Headers go out on their own first, so `afterBytes: 0` still delivers the status line.
+        res.flushHeaders()
+        await new Promise<void>((resolve) => (res.socket ? res.socket.write('', () => resolve()) : resolve()))
         let sent = 0
         for await (const chunk of up.body as AsyncIterable<Buffer>) {
           const part = chunk.subarray(0, Math.max(0, stopAt - sent))

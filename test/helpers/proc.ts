@@ -8,6 +8,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 
 /** The one thing helpers need from a tap test: somewhere to register clean-up. */
 export interface Teardown {
@@ -15,7 +16,7 @@ export interface Teardown {
 }
 
 /** Where the repository lives (for `.tools/bin/cosign` and friends). */
-export const REPO_ROOT = new URL('../../', import.meta.url).pathname
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
 // setpriv makes the kernel SIGKILL a daemon when this test process dies, even by SIGKILL (tap's
 // timeout ends with one), so a crashed test never leaves a registry or containerd behind.
