@@ -6,7 +6,8 @@ import type { Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Config } from './config/schema.ts'
 import { createApp } from './http/app.ts'
-import { MemoryContentIndex, type ContentIndex } from './proxy/content-index.ts'
+import { StoreContentIndex, type ContentIndex } from './proxy/content-index.ts'
+import { TieredStore } from './cache/tiered-store.ts'
 import { allowAllGate, type ManifestGate } from './proxy/gate.ts'
 import { ManifestCache } from './proxy/manifest-cache.ts'
 import { ManifestService } from './proxy/manifests.ts'
@@ -33,7 +34,14 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     createRegistryClient(u, { timeouts: config.timeouts, limits: config.limits }),
   )
   const router = new UpstreamRouter(config.upstreams.map((u, i) => ({ config: u, client: clients[i]! })))
-  const contentIndex: ContentIndex = new MemoryContentIndex({ ttlMs: config.cache.allowTTL })
+  const store = new TieredStore({
+    memoryEntries: 200_000,
+    redisUrl: config.cache.url,
+    onRedisStateChange: (up, error) =>
+      up ? logger.info('redis cache connected') : logger.warn({ error }, 'redis cache unavailable: serving from the in-process tier'),
+  })
+  await store.connected()
+  const contentIndex: ContentIndex = new StoreContentIndex(store, config.cache.allowTTL)
   const manifests = new ManifestService({
     gate: options.gate ?? allowAllGate,
     contentIndex,
@@ -47,7 +55,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     router,
     app,
     async close() {
-      await Promise.allSettled(clients.map((c) => c.close()))
+      await Promise.allSettled([...clients.map((c) => c.close()), store.close()])
     },
   }
 }

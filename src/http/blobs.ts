@@ -1,4 +1,5 @@
 import type { Context } from 'hono'
+import type { ServerResponse } from 'node:http'
 import { pipeline, Readable } from 'node:stream'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
@@ -22,7 +23,7 @@ export interface BlobOptions {
 export async function serveBlob(c: Context, options: BlobOptions, target: ResolvedRepository, digest: string): Promise<Response> {
   if (!isDigest(digest)) throw new RegistryError('DIGEST_INVALID', `invalid digest "${digest.slice(0, 200)}"`)
   const upstream = target.upstream.config.name
-  if (options.requireAllowedManifest && !(await options.contentIndex.voucher(upstream, target.repository, digest))) {
+  if (options.requireAllowedManifest && !(await options.contentIndex.voucher(upstream, target.repository, 'blobs', digest))) {
     throw new RegistryError('DENIED', `blob ${digest} of ${upstream}/${target.repository} is not referenced by a manifest this proxy has allowed`)
   }
   const range = rangeHeader(c)
@@ -47,5 +48,10 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
     pipeline(res.body, verifier, () => {})
     body = verifier
   }
+  // Cut the client's connection ourselves, first: left to @hono/node-server, a stream error that
+  // arrives while the socket waits for `drain` ends the response (final chunk included) before
+  // destroying it, and a chunked answer would then look complete to the client.
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
+  body.once('error', () => outgoing?.destroy())
   return new Response(Readable.toWeb(body) as ReadableStream, { status: res.status, headers })
 }

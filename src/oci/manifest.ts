@@ -64,8 +64,3 @@ export function parseManifest(bytes: Uint8Array, mediaType: string): Manifest {
   if (!r.success) throw new ManifestError(`malformed image manifest: ${r.error.issues[0]?.path.join('.')} ${r.error.issues[0]?.message}`)
   return { ...r.data, kind: 'manifest' }
 }
-
-/** Every digest a manifest points at: config and layers, or the child manifests of an index. */
-export function referencedDigests(m: Manifest): string[] {
-  return m.kind === 'index' ? m.manifests.map((d) => d.digest) : [m.config.digest, ...m.layers.map((d) => d.digest)]
-}

@@ -1,30 +1,56 @@
-// Which blobs and child manifests an allowed manifest has vouched for, per upstream repository.
-// Blobs of refused images never leave the proxy: a blob is served only when listed here.
-import { LRUCache } from 'lru-cache'
+// What an allowed manifest has vouched for, per upstream repository: blobs (an image's config and
+// layers) and child manifests (an index's platforms), kept apart so one can never pass for the
+// other. Blobs of refused images never leave the proxy: a blob is served only when vouched for.
+import type { TieredStore } from '../cache/tiered-store.ts'
+import type { Manifest } from '../oci/manifest.ts'
+
+export interface Vouchers {
+  blobs: string[]
+  manifests: string[]
+}
+
+export type VoucherKind = keyof Vouchers
 
 export interface ContentIndex {
-  /** Records digests an allowed manifest references (its layers and config, or an index's children). */
-  vouch(upstream: string, repository: string, digests: string[], by: string): Promise<void>
-  /** The manifest digest that vouched for `digest`, if any. */
-  voucher(upstream: string, repository: string, digest: string): Promise<string | undefined>
+  vouch(upstream: string, repository: string, vouchers: Vouchers, by: string): Promise<void>
+  /** The manifest digest that vouched for `digest` as a blob or child manifest, if any. */
+  voucher(upstream: string, repository: string, kind: VoucherKind, digest: string): Promise<string | undefined>
 }
 
-export class MemoryContentIndex implements ContentIndex {
-  readonly #entries: LRUCache<string, string>
+/** Everything a manifest references: an image's config and layers, or an index's children. */
+export function referencedContent(m: Manifest): Vouchers {
+  return m.kind === 'index'
+    ? { blobs: [], manifests: m.manifests.map((d) => d.digest) }
+    : { blobs: [m.config.digest, ...m.layers.map((d) => d.digest)], manifests: [] }
+}
 
-  constructor(options: { maxEntries?: number; ttlMs: number }) {
-    this.#entries = new LRUCache({ max: options.maxEntries ?? 500_000, ttl: options.ttlMs || undefined, ttlAutopurge: false })
+export function voucherKey(upstream: string, repository: string, kind: VoucherKind, digest: string): string {
+  return `${kind === 'blobs' ? 'b' : 'm'}:${upstream}/${repository}@${digest}`
+}
+
+/** The content index in the tiered store, so replicas behind one Redis share what was vouched for. */
+export class StoreContentIndex implements ContentIndex {
+  readonly #store: TieredStore
+  readonly #ttlMs: number
+
+  constructor(store: TieredStore, ttlMs: number) {
+    this.#store = store
+    this.#ttlMs = ttlMs
   }
 
-  async vouch(upstream: string, repository: string, digests: string[], by: string): Promise<void> {
-    for (const d of digests) this.#entries.set(key(upstream, repository, d), by)
+  async vouch(upstream: string, repository: string, vouchers: Vouchers, by: string): Promise<void> {
+    const writes: Promise<void>[] = []
+    for (const kind of ['blobs', 'manifests'] as const) {
+      for (const d of vouchers[kind]) writes.push(this.#store.set(voucherKey(upstream, repository, kind, d), by, this.#ttlMs))
+    }
+    await Promise.all(writes)
   }
 
-  async voucher(upstream: string, repository: string, digest: string): Promise<string | undefined> {
-    return this.#entries.get(key(upstream, repository, digest))
+  async voucher(upstream: string, repository: string, kind: VoucherKind, digest: string): Promise<string | undefined> {
+    return this.#store.get(voucherKey(upstream, repository, kind, digest), isString)
   }
 }
 
-function key(upstream: string, repository: string, digest: string): string {
-  return `${upstream}/${repository}@${digest}`
+function isString(value: unknown): value is string {
+  return typeof value === 'string'
 }

@@ -1,6 +1,7 @@
 // The verdict step in the manifest path: every manifest passes through a ManifestGate before a
 // single byte of it is served.
 import type { Manifest } from '../oci/manifest.ts'
+import type { Vouchers } from './content-index.ts'
 
 export interface GateRequest {
   upstream: string
@@ -16,7 +17,12 @@ export interface GateRequest {
 }
 
 export type GateDecision =
-  | { allow: true; warnings: string[] }
+  | {
+      allow: true
+      warnings: string[]
+      /** What this manifest vouches for (blobs, child manifests); default: everything it references. */
+      vouch?: Vouchers
+    }
   | { allow: false; message: string; detail: unknown }
 
 export interface ManifestGate {

@@ -3,11 +3,11 @@
 // the gate before it is served, and what it vouches for is recorded for the blob path.
 import { LRUCache } from 'lru-cache'
 import { RegistryError } from '../errors.ts'
-import { ManifestError, parseManifest, referencedDigests, type Manifest } from '../oci/manifest.ts'
+import { ManifestError, parseManifest, type Manifest } from '../oci/manifest.ts'
 import { referenceString, type Reference } from '../oci/reference.ts'
 import type { Upstream } from '../upstream/router.ts'
 import type { FetchedManifest } from '../upstream/types.ts'
-import type { ContentIndex } from './content-index.ts'
+import { referencedContent, type ContentIndex } from './content-index.ts'
 import type { ManifestGate } from './gate.ts'
 import type { ManifestCache } from './manifest-cache.ts'
 
@@ -55,7 +55,7 @@ export class ManifestService {
       signal,
     })
     if (!decision.allow) throw new RegistryError('DENIED', decision.message, { detail: decision.detail })
-    await this.#deps.contentIndex.vouch(name, repository, referencedDigests(manifest), fetched.digest)
+    await this.#deps.contentIndex.vouch(name, repository, decision.vouch ?? referencedContent(manifest), fetched.digest)
     this.#deps.cache.set(name, repository, fetched)
     if (ref.kind === 'tag') this.#tags?.set(`${name}/${repository}:${ref.tag}`, fetched.digest)
     return { ...fetched, manifest, warnings: decision.warnings }

@@ -1,0 +1,160 @@
+// Two tiers behind one interface: an in-process LRU (always) and Redis (when configured, shared by
+// replicas). Redis trouble never fails a request: a slow, down or garbage-answering Redis is a
+// miss, reported through `onEvent` and the `redisUp` state, and the client reconnects by itself.
+import { Keyv } from 'keyv'
+import KeyvRedis from '@keyv/redis'
+import { LRUCache } from 'lru-cache'
+
+export type CacheTier = 'memory' | 'redis'
+export type CacheEvent = { tier: CacheTier; result: 'hit' | 'miss' | 'error'; error?: string }
+
+export interface TieredStoreOptions {
+  /** Entries kept in process. */
+  memoryEntries: number
+  redisUrl?: string
+  /** A Redis answer slower than this is treated as a miss. */
+  redisTimeoutMs?: number
+  /** Key prefix in Redis, so several deployments can share one server. */
+  namespace?: string
+  onEvent?: (event: CacheEvent) => void
+  onRedisStateChange?: (up: boolean, error?: string) => void
+}
+
+const DEFAULT_REDIS_TIMEOUT_MS = 250
+
+export class TieredStore {
+  readonly #memory: LRUCache<string, { value: unknown }>
+  readonly #redis: Keyv | undefined
+  readonly #options: TieredStoreOptions
+  #redisUp = false
+  #connecting: Promise<void> = Promise.resolve()
+
+  constructor(options: TieredStoreOptions) {
+    this.#options = options
+    this.#memory = new LRUCache({ max: options.memoryEntries, ttlAutopurge: false })
+    if (options.redisUrl) {
+      const adapter = new KeyvRedis(
+        {
+          url: options.redisUrl,
+          // Commands fail at once while disconnected instead of piling up in memory.
+          disableOfflineQueue: true,
+          socket: { connectTimeout: 2_000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 5_000) },
+        },
+        { throwOnConnectError: false, throwOnErrors: true, namespace: options.namespace ?? 'trustpull' },
+      )
+      adapter.on('error', (err: Error) => this.#setRedisUp(false, err.message))
+      this.#redis = new Keyv({
+        store: adapter,
+        namespace: options.namespace ?? 'trustpull',
+        useKeyPrefix: false,
+        throwOnErrors: true,
+        serialize: JSON.stringify,
+        // Garbage in Redis (another writer, corruption) reads as a miss, never as a verdict.
+        deserialize: (data: string) => {
+          try {
+            return JSON.parse(data)
+          } catch {
+            return undefined
+          }
+        },
+      })
+      this.#redis.on('error', (err: Error) => this.#setRedisUp(false, err.message))
+      this.#connecting = this.#connect(adapter)
+    }
+  }
+
+  /** Resolves once the first connection attempt to Redis has succeeded or failed (start-up waits for it). */
+  connected(timeoutMs = 3_000): Promise<void> {
+    return Promise.race([this.#connecting, new Promise<void>((r) => setTimeout(r, timeoutMs).unref())])
+  }
+
+  get redisConfigured(): boolean {
+    return this.#redis !== undefined
+  }
+
+  get redisUp(): boolean {
+    return this.#redisUp
+  }
+
+  async get<T>(key: string, validate: (value: unknown) => value is T): Promise<T | undefined> {
+    const local = this.#memory.get(key)
+    if (local && validate(local.value)) {
+      this.#emit({ tier: 'memory', result: 'hit' })
+      return local.value
+    }
+    this.#emit({ tier: 'memory', result: 'miss' })
+    if (!this.#redis) return undefined
+    try {
+      const raw = await this.#withTimeout(this.#redis.get(key, { raw: true }))
+      this.#setRedisUp(true)
+      const value = raw?.value
+      const expires = raw?.expires
+      if (value === undefined || !validate(value)) {
+        this.#emit({ tier: 'redis', result: 'miss' })
+        return undefined
+      }
+      this.#emit({ tier: 'redis', result: 'hit' })
+      const ttl = typeof expires === 'number' ? expires - Date.now() : undefined
+      if (ttl === undefined || ttl > 0) this.#memory.set(key, { value }, { ttl })
+      return value
+    } catch (err) {
+      this.#redisError(err)
+      return undefined
+    }
+  }
+
+  async set(key: string, value: unknown, ttlMs: number): Promise<void> {
+    if (ttlMs <= 0) return
+    this.#memory.set(key, { value }, { ttl: ttlMs })
+    if (!this.#redis) return
+    try {
+      await this.#withTimeout(this.#redis.set(key, value, ttlMs))
+      this.#setRedisUp(true)
+    } catch (err) {
+      this.#redisError(err)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.#redis) return
+    await Promise.race([this.#redis.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000).unref())])
+  }
+
+  async #connect(adapter: KeyvRedis<unknown>): Promise<void> {
+    try {
+      const client = (await adapter.getClient()) as unknown as { isReady: boolean; on?: (e: string, f: () => void) => void }
+      this.#setRedisUp(client.isReady)
+      client.on?.('ready', () => this.#setRedisUp(true))
+      client.on?.('end', () => this.#setRedisUp(false, 'connection closed'))
+    } catch (err) {
+      this.#setRedisUp(false, (err as Error).message)
+    }
+  }
+
+  #redisError(err: unknown): void {
+    const message = (err as Error)?.message ?? String(err)
+    this.#emit({ tier: 'redis', result: 'error', error: message })
+    this.#setRedisUp(false, message)
+  }
+
+  #withTimeout<T>(promise: Promise<T>): Promise<T> {
+    const ms = this.#options.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS
+    let timer: NodeJS.Timeout
+    return Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`redis did not answer within ${ms} ms`)), ms)
+      }),
+    ]).finally(() => clearTimeout(timer))
+  }
+
+  #setRedisUp(up: boolean, error?: string): void {
+    if (up === this.#redisUp) return
+    this.#redisUp = up
+    this.#options.onRedisStateChange?.(up, error)
+  }
+
+  #emit(event: CacheEvent): void {
+    this.#options.onEvent?.(event)
+  }
+}
