@@ -28,6 +28,15 @@ const READ_METHODS = new Set(['GET', 'HEAD'])
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono()
 
+  // Access log at debug level: off the hot path unless asked for.
+  if (deps.logger.isLevelEnabled('debug')) {
+    app.use('*', async (c, next) => {
+      const started = performance.now()
+      await next()
+      deps.logger.debug({ method: c.req.method, url: c.req.url.replace(/^https?:\/\/[^/]+/, ''), status: c.res.status, ms: Math.round(performance.now() - started) }, 'request')
+    })
+  }
+
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', async (c) => {
     const state = deps.ready ? await deps.ready() : { ready: true, checks: {} }
