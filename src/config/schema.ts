@@ -1,5 +1,6 @@
 // The configuration schema: validated once at start-up, every default settled here.
 import { z } from 'zod'
+import { inlinePolicySchema } from '../policy/schema.ts'
 import { duration, size } from './units.ts'
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000')
@@ -90,8 +91,17 @@ export const configSchema = z.strictObject({
   trustRoots: z.array(trustRoot).default([]),
   noMatchPolicy: z.enum(['deny', 'warn', 'allow']).default('deny'),
   policyDirs: z.array(z.string()).default([]),
-  policies: z.array(z.record(z.string(), z.unknown())).default([]),
+  /** Inline policies: a name plus the fields of a ClusterImagePolicy spec (see src/policy/schema.ts). */
+  policies: z.array(inlinePolicySchema).default([]),
   blobs: z.strictObject({ requireAllowedManifest: z.boolean().default(true) }).prefault({}),
+  telemetry: z
+    .strictObject({
+      /** OTLP/HTTP traces endpoint; tracing is off without it. */
+      otlp: z.strictObject({ endpoint: z.url() }).optional(),
+      /** Serve /metrics on a separate address (e.g. 0.0.0.0:9090); default: on the main port. */
+      metrics: z.strictObject({ listen: hostPort.optional(), enabled: z.boolean().default(true) }).prefault({}),
+    })
+    .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
 })
 

@@ -1,0 +1,308 @@
+// Evaluation: an image digest, the compiled policies and the signatures found → a Verdict.
+// Every matching policy must pass; within a policy any one authority suffices; an authority
+// passes when one of its signatures verifies and every attestation it names is verified and
+// satisfies its condition. Discovery (network) and verification (CPU) are injected.
+import { RegistryError, type ErrorCode } from '../errors.ts'
+import { INDEX_TYPES, MANIFEST_TYPES } from '../oci/media-types.ts'
+import type { Manifest } from '../oci/manifest.ts'
+import type { AuthorityMaterial, Candidate, Discovery, Evidence } from '../verify/types.ts'
+import { globsMatch, imageNames } from './glob.ts'
+import type {
+  AuthorityOutcome,
+  AuthorityStatus,
+  CompiledAuthority,
+  CompiledPolicy,
+  PolicyOutcome,
+  PolicySet,
+  SignatureLocation,
+  SignerIdentity,
+  Verdict,
+  VerifyingAuthority,
+} from './types.ts'
+
+export interface ImageUnderEvaluation {
+  upstream: string
+  repository: string
+  /** Digest of exactly the bytes that will be served. */
+  digest: string
+  mediaType: string
+  manifest: Manifest
+}
+
+/** Finds the signatures and attestations for `digest` stored in `location`. Throws on upstream trouble. */
+export type DiscoverFn = (location: SignatureLocation, digest: string) => Promise<Discovery>
+/** Verifies one candidate against one authority's material for `digest`; no I/O. */
+export type VerifyFn = (candidate: Candidate, material: AuthorityMaterial, digest: string) => Evidence
+
+export interface EvaluateDeps {
+  discover: DiscoverFn
+  verify: VerifyFn
+}
+
+/** The policies whose globs match the image, in configuration order. */
+export function matchingPolicies(policySet: PolicySet, upstream: string, repository: string): CompiledPolicy[] {
+  const names = imageNames(upstream, repository, policySet.upstreamNames)
+  return policySet.policies.filter((p) => globsMatch(p.globs, names) !== undefined)
+}
+
+export async function evaluatePolicies(image: ImageUnderEvaluation, policySet: PolicySet, deps: EvaluateDeps): Promise<Verdict> {
+  const imageName = `${image.upstream}/${image.repository}`
+  const base = { image: imageName, digest: image.digest, fingerprint: policySet.fingerprint }
+  const matching = matchingPolicies(policySet, image.upstream, image.repository)
+
+  if (matching.length === 0) {
+    const reason = `no policy matches ${imageName} (noMatchPolicy: ${policySet.noMatchPolicy})`
+    const result = policySet.noMatchPolicy
+    return { ...base, result, policies: [], reasons: [reason], signers: [], transient: false }
+  }
+
+  const session = new Session(image, deps)
+  const outcomes = await Promise.all(matching.map((p) => session.evaluatePolicy(p)))
+  return summarise(base, outcomes, session)
+}
+
+type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; signer?: Evidence['signer'] }
+
+/** One evaluation: discovery is done at most once per (repository, digest) and shared by all policies. */
+class Session {
+  readonly image: ImageUnderEvaluation
+  readonly deps: EvaluateDeps
+  private readonly discoveries = new Map<string, Promise<Discovery>>()
+  readonly signers: SignerIdentity[] = []
+  errorCode: ErrorCode | undefined
+
+  constructor(image: ImageUnderEvaluation, deps: EvaluateDeps) {
+    this.image = image
+    this.deps = deps
+  }
+
+  discover(location: SignatureLocation, digest: string): Promise<Discovery> {
+    const key = `${location.upstream}\n${location.repository}\n${digest}`
+    let pending = this.discoveries.get(key)
+    if (!pending) {
+      pending = Promise.resolve().then(() => this.deps.discover(location, digest))
+      this.discoveries.set(key, pending)
+    }
+    return pending
+  }
+
+  async evaluatePolicy(policy: CompiledPolicy): Promise<PolicyOutcome> {
+    const digests = this.subjectDigests(policy)
+    const authorities: AuthorityOutcome[] = []
+    for (const authority of policy.authorities) {
+      const outcome = await this.evaluateAuthority(policy, authority, digests)
+      authorities.push(outcome)
+      if (outcome.ok) break // any one authority suffices
+    }
+    const result: AuthorityStatus = authorities.some((a) => a.ok) ? 'pass' : authorities.some((a) => a.status === 'error') ? 'error' : 'fail'
+    return { name: policy.name, origin: policy.origin, mode: policy.mode, result, authorities }
+  }
+
+  /**
+   * What must be signed: the image itself, or, for an index under `requirePlatformSignatures`,
+   * every platform manifest it lists (and not the index). `undefined` entries mark an index
+   * that lists none.
+   */
+  private subjectDigests(policy: CompiledPolicy): { digest: string; label?: string }[] {
+    const { manifest, mediaType, digest } = this.image
+    if (!policy.requirePlatformSignatures || manifest.kind !== 'index' || !INDEX_TYPES.has(mediaType)) return [{ digest }]
+    return manifest.manifests
+      .filter((d) => MANIFEST_TYPES.has(d.mediaType))
+      .filter((d) => d.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest' && d.platform?.os !== 'unknown')
+      .map((d) => ({
+        digest: d.digest,
+        label: d.platform ? [d.platform.os, d.platform.architecture, d.platform.variant].filter(Boolean).join('/') : d.digest,
+      }))
+  }
+
+  private async evaluateAuthority(policy: CompiledPolicy, authority: CompiledAuthority, subjects: { digest: string; label?: string }[]): Promise<AuthorityOutcome> {
+    const head = { name: authority.name, type: authority.type }
+    if (authority.type === 'static') {
+      const ok = authority.action === 'pass'
+      return { ...head, ok, status: ok ? 'pass' : 'fail', evidence: [], reasons: ok ? [] : [authority.message || 'disallowed by static policy'] }
+    }
+    if (subjects.length === 0) {
+      return { ...head, ok: false, status: 'fail', evidence: [], reasons: ['requirePlatformSignatures: the index lists no platform manifests'] }
+    }
+    const evidence: Evidence[] = []
+    const reasons: string[] = []
+    const statuses: AuthorityStatus[] = []
+    const signers: NonNullable<Evidence['signer']>[] = []
+    for (const subject of subjects) {
+      const check = await this.checkDigest(authority, subject.digest)
+      evidence.push(...check.evidence)
+      const prefix = subject.label ? `platform ${subject.label}: ` : ''
+      reasons.push(...check.reasons.map((r) => prefix + r))
+      statuses.push(check.status)
+      if (check.signer) signers.push(check.signer)
+      if (check.status === 'fail') break // one unsigned platform decides it
+    }
+    const status: AuthorityStatus = statuses.includes('fail') ? 'fail' : statuses.includes('error') ? 'error' : 'pass'
+    if (status === 'pass') {
+      for (const signer of signers) this.recordSigner({ policy: policy.name, authority: authority.name, ...signer })
+    }
+    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons }
+  }
+
+  private recordSigner(signer: SignerIdentity): void {
+    const same = (s: SignerIdentity) => s.policy === signer.policy && s.authority === signer.authority && s.keyHint === signer.keyHint && s.issuer === signer.issuer && s.subject === signer.subject
+    if (!this.signers.some(same)) this.signers.push(signer)
+  }
+
+  /** One authority against one digest. */
+  private async checkDigest(authority: VerifyingAuthority, digest: string): Promise<AuthorityCheck> {
+    const locations = authority.sources.length > 0 ? authority.sources : [{ upstream: this.image.upstream, repository: this.image.repository }]
+    const settled = await Promise.allSettled(locations.map((l) => this.discover(l, digest)))
+    const candidates: Candidate[] = []
+    const reasons: string[] = []
+    const failures: string[] = []
+    settled.forEach((s, i) => {
+      const where = `${locations[i]!.upstream}/${locations[i]!.repository}`
+      if (s.status === 'rejected') {
+        failures.push(`signature discovery in ${where} failed: ${describeError(s.reason)}`)
+        this.errorCode ??= errorCodeOf(s.reason)
+        return
+      }
+      candidates.push(...s.value.candidates.filter((c) => formatAccepted(authority, c)))
+      reasons.push(...s.value.problems.map((p) => `${p.code}: ${p.message}`))
+    })
+
+    const evidence: Evidence[] = []
+    const verified = new Map<Candidate, Evidence>()
+    const verifyOnce = (candidate: Candidate): Evidence => {
+      let result = verified.get(candidate)
+      if (!result) {
+        result = this.runVerify(candidate, authority, digest)
+        verified.set(candidate, result)
+        evidence.push(result)
+      }
+      return result
+    }
+
+    // A signature by this authority...
+    const signatures = candidates.filter((c) => c.kind === 'signature')
+    const signature = signatures.find((c) => verifyOnce(c).ok)
+    if (!signature) {
+      reasons.unshift(signatures.length === 0 ? `no signatures found for ${short(digest)}` : `no signature verified (${signatures.length} found)`)
+      for (const c of signatures) reasons.push(describeEvidence(verifyOnce(c)))
+    }
+    // ...and every attestation it names, verified and satisfying its condition.
+    let attestationsOk = true
+    for (const wanted of authority.attestations) {
+      const pool = candidates.filter((c) => c.kind === 'attestation' && (c.predicateType === undefined || c.predicateType === wanted.predicateType))
+      const misses: string[] = []
+      const found = pool.some((c) => {
+        const ev = verifyOnce(c)
+        const miss = attestationMiss(ev, wanted.predicateType, digest) ?? conditionMiss(ev, wanted.condition)
+        if (miss) misses.push(miss)
+        return miss === undefined
+      })
+      if (!found) {
+        attestationsOk = false
+        reasons.push(
+          pool.length === 0
+            ? `attestation "${wanted.name}": no attestation of type ${wanted.predicateType} found`
+            : `attestation "${wanted.name}": none of ${pool.length} of type ${wanted.predicateType} passed (${misses.join('; ')})`,
+        )
+      }
+    }
+
+    if (signature && attestationsOk) return { status: 'pass', evidence, reasons: [], signer: verified.get(signature)!.signer }
+    // Signatures that could not be looked up might have passed: undecided, not a deny.
+    if (failures.length > 0) return { status: 'error', evidence, reasons: [...failures, ...reasons] }
+    return { status: 'fail', evidence, reasons }
+  }
+
+  private runVerify(candidate: Candidate, authority: VerifyingAuthority, digest: string): Evidence {
+    try {
+      return this.deps.verify(candidate, authority.material, digest)
+    } catch (err) {
+      // A verifier bug or a hostile candidate must not hide the other candidates: count it as failed.
+      return { kind: candidate.kind, format: candidate.format, origin: candidate.origin, ok: false, code: 'MALFORMED', reason: `verification failed: ${describeError(err)}`, checks: [] }
+    }
+  }
+}
+
+function formatAccepted(authority: VerifyingAuthority, candidate: Candidate): boolean {
+  if (authority.signatureFormat === undefined) return true
+  return authority.signatureFormat === 'bundle' ? candidate.format === 'sigstore-bundle' : candidate.format === 'cosign-legacy'
+}
+
+function attestationMiss(ev: Evidence, predicateType: string, digest: string): string | undefined {
+  if (!ev.ok) return describeEvidence(ev)
+  const statement = ev.statement
+  if (!statement) return `${where(ev)}: no in-toto statement`
+  if (statement.predicateType !== predicateType) return `${where(ev)}: predicate type ${statement.predicateType}`
+  const [algorithm, hex] = digest.split(':') as [string, string]
+  if (!statement.subject.some((s) => s.digest?.[algorithm]?.toLowerCase() === hex)) return `${where(ev)}: the statement's subject is not ${short(digest)}`
+  return undefined
+}
+
+function conditionMiss(ev: Evidence, condition: VerifyingAuthority['attestations'][number]['condition']): string | undefined {
+  if (!condition || !ev.statement) return undefined
+  const result = condition.test(ev.statement)
+  return result.ok ? undefined : `${where(ev)}: ${result.reason}: ${condition.source.trim().split('\n')[0]}`
+}
+
+function summarise(base: Pick<Verdict, 'image' | 'digest' | 'fingerprint'>, outcomes: PolicyOutcome[], session: Session): Verdict {
+  const failed = (mode: 'enforce' | 'warn', status: AuthorityStatus) => outcomes.filter((o) => o.mode === mode && o.result === status)
+  const details = outcomes.flatMap((o) => o.authorities.flatMap((a) => a.reasons.map((r) => `policy "${o.name}", authority "${a.name}": ${r}`)))
+  const common = { ...base, policies: outcomes, signers: session.signers }
+
+  const denied = failed('enforce', 'fail')
+  if (denied.length > 0) {
+    return { ...common, result: 'deny', reasons: [`${base.image}@${short(base.digest)} denied: ${oneLine(denied[0]!)}`, ...details], transient: false }
+  }
+  const errored = failed('enforce', 'error')
+  if (errored.length > 0) {
+    return {
+      ...common,
+      result: 'error',
+      reasons: [`${base.image}@${short(base.digest)} could not be verified: ${oneLine(errored[0]!)}`, ...details],
+      errorCode: session.errorCode ?? 'UNAVAILABLE',
+      transient: true,
+    }
+  }
+  const warned = [...failed('warn', 'fail'), ...failed('warn', 'error')]
+  if (warned.length > 0) {
+    return {
+      ...common,
+      result: 'warn',
+      reasons: [`${base.image}@${short(base.digest)} served in warn mode: ${oneLine(warned[0]!)}`, ...details],
+      transient: warned.some((o) => o.result === 'error'),
+    }
+  }
+  const names = outcomes.map((o) => `"${o.name}"`).join(', ')
+  return { ...common, result: 'allow', reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`], transient: false }
+}
+
+/** `policy "x": <why>`, short enough for a client's error line. */
+function oneLine(outcome: PolicyOutcome): string {
+  const parts = outcome.authorities.map((a) => (outcome.authorities.length > 1 ? `${a.name}: ` : '') + (a.reasons[0] ?? a.status))
+  const text = `policy "${outcome.name}": ${parts.join('; ')}`
+  return text.length > 300 ? `${text.slice(0, 297)}...` : text
+}
+
+function describeEvidence(ev: Evidence): string {
+  return `${where(ev)}: ${ev.code ?? 'FAILED'}${ev.reason ? `: ${ev.reason}` : ''}`
+}
+
+function where(ev: Evidence): string {
+  return `${ev.kind} ${short(ev.origin.manifestDigest)} (${ev.origin.via})`
+}
+
+function short(digest: string): string {
+  const [algorithm, hex] = digest.split(':')
+  return hex ? `${algorithm}:${hex.slice(0, 12)}` : digest
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/** 5xx codes pass through; anything else (a 4xx from a signature repository, a bug) is not the client's fault. */
+function errorCodeOf(err: unknown): ErrorCode {
+  if (err instanceof RegistryError) return err.status >= 500 ? err.code : 'UPSTREAM_ERROR'
+  if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) return 'UPSTREAM_TIMEOUT'
+  return 'INTERNAL'
+}
