@@ -82,7 +82,7 @@ export class UpstreamRegistryClient implements RegistryClient {
     await this.#expectOk(res, `manifest ${repository}:${reference}`)
     const maxBytes = options.maxBytes ?? this.#options.limits.manifestBytes
     checkDeclaredLength(res, maxBytes, `manifest ${repository}:${reference} from ${this.name}`)
-    const bytes = await readLimited(res.body, maxBytes, `manifest ${repository}:${reference} from ${this.name}`)
+    const bytes = await this.#readBody(res, maxBytes, `manifest ${repository}:${reference} from ${this.name}`)
     const digest = this.#checkDigest(bytes, reference, headerValue(res.headers[Header.digest]), `manifest ${repository}:${reference}`)
     return { bytes, digest, mediaType: manifestMediaType(headerValue(res.headers['content-type']), bytes) }
   }
@@ -91,7 +91,7 @@ export class UpstreamRegistryClient implements RegistryClient {
     const res = await this.#fetchBlob('GET', repository, digest, undefined, options.signal)
     if (!res) return undefined
     checkDeclaredLength(res, options.maxBytes, `blob ${repository}@${digest} from ${this.name}`)
-    const bytes = await readLimited(res.body, options.maxBytes, `blob ${repository}@${digest} from ${this.name}`)
+    const bytes = await this.#readBody(res, options.maxBytes, `blob ${repository}@${digest} from ${this.name}`)
     if (digestOf(bytes, parseDigest(digest).algorithm) !== digest) {
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.name} served bytes that do not match blob ${digest}`)
     }
@@ -128,7 +128,7 @@ export class UpstreamRegistryClient implements RegistryClient {
     await this.#expectOk(res, `referrers of ${repository}@${digest}`)
     const maxBytes = options.maxBytes ?? this.#options.limits.manifestBytes
     checkDeclaredLength(res, maxBytes, `referrers of ${repository}@${digest} from ${this.name}`)
-    const bytes = await readLimited(res.body, maxBytes, `referrers of ${repository}@${digest} from ${this.name}`)
+    const bytes = await this.#readBody(res, maxBytes, `referrers of ${repository}@${digest} from ${this.name}`)
     return { bytes, digest: digestOf(bytes), mediaType: baseMediaType(headerValue(res.headers['content-type'])) || MediaType.ociIndex }
   }
 
@@ -140,7 +140,7 @@ export class UpstreamRegistryClient implements RegistryClient {
     const res = await this.#send('GET', `/v2/${repository}/tags/list${qs}`, repository, { accept: 'application/json' })
     if (res.statusCode === 404) return void (await discard(res.body))
     await this.#expectOk(res, `tags of ${repository}`)
-    const body = await readLimited(res.body, this.#options.limits.manifestBytes, `tag list of ${repository} from ${this.name}`)
+    const body = await this.#readBody(res, this.#options.limits.manifestBytes, `tag list of ${repository} from ${this.name}`)
     return { body, link: headerValue(res.headers['link']) }
   }
 
@@ -238,7 +238,7 @@ export class UpstreamRegistryClient implements RegistryClient {
         `token service of upstream ${this.name} answered ${res.statusCode}`,
       )
     }
-    const body = await readLimited(res.body, TOKEN_BODY_LIMIT, `token from ${this.name}`)
+    const body = await this.#readBody(res, TOKEN_BODY_LIMIT, `token from ${this.name}`)
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown }
     try {
       parsed = JSON.parse(body.toString('utf8'))
@@ -250,6 +250,15 @@ export class UpstreamRegistryClient implements RegistryClient {
     const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS
     this.#tokens.set(scope, { value: token, expiresAt: Date.now() + seconds * 1000 - TOKEN_EARLY_RENEWAL_MS })
     return token
+  }
+
+  /** A whole, bounded body: a connection that breaks or stalls mid-body is an upstream fault too (502/504). */
+  async #readBody(res: Dispatcher.ResponseData, maxBytes: number, what: string): Promise<Buffer> {
+    try {
+      return await readLimited(res.body, maxBytes, what)
+    } catch (err) {
+      throw transportError(this.name, err)
+    }
   }
 
   /** A single HTTP exchange; transport failures become RegistryErrors naming this upstream. */
