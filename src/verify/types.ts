@@ -11,14 +11,19 @@ export type VerifyCode =
   | 'IDENTITY_MISMATCH'
   | 'SIGNATURE_INVALID'
   | 'CERTIFICATE_INVALID'
+  /** The certificate chains to the root but was not valid at any verified signing time. */
+  | 'CERTIFICATE_EXPIRED'
   | 'TLOG_INVALID'
   | 'TLOG_MISSING'
   | 'TIMESTAMP_INVALID'
   | 'PAYLOAD_INVALID'
+  /** The simple-signing `docker-reference` names another repository than the one expected. */
+  | 'REFERENCE_MISMATCH'
   | 'PREDICATE_TYPE_MISMATCH'
   | 'LIMIT_EXCEEDED'
   | 'MALFORMED'
   | 'TRUST_ROOT_UNKNOWN'
+  /** Upstream trouble while looking (5xx, timeout): the list of candidates may be incomplete. */
   | 'DISCOVERY_FAILED'
 
 /** Where a candidate was found. */
@@ -38,6 +43,11 @@ export interface Candidate {
   bundle: SerializedBundle
   /** Convenience copy of a DSSE attestation's predicateType, when it could be decoded. */
   predicateType?: string
+  /**
+   * The bytes a message signature covers: the simple-signing payload layer of a legacy cosign
+   * signature, or the image manifest for a message-signature bundle. Absent for DSSE.
+   */
+  payload?: Buffer
 }
 
 export interface DiscoveryProblem {
@@ -67,12 +77,18 @@ export interface LoadedTrustRoot {
   version: string
   /** The `@sigstore/verify` TrustMaterial built from the root. */
   material: TrustMaterial
+  /** Where it came from, for logs: `embedded`, `file:/path` or `tuf:https://mirror`. */
+  source: string
 }
+
+/** The digest a key-based signature was computed with (policy-controller's `hashAlgorithm`). */
+export type KeyHashAlgorithm = 'sha224' | 'sha256' | 'sha384' | 'sha512'
 
 export type AuthorityMaterial =
   | {
       type: 'key'
-      keys: { key: KeyObject; hint?: string }[]
+      /** `hashAlgorithm` defaults to sha256 (ignored for Ed25519, which hashes internally). */
+      keys: { key: KeyObject; hint?: string; hashAlgorithm?: KeyHashAlgorithm }[]
       /** cosign --tlog-upload=false signatures carry no entry; `ctlog` on the authority makes one required. */
       requireTlog: boolean
       /** needed only to check tlog entries / timestamps when present or required */
@@ -83,6 +99,11 @@ export type AuthorityMaterial =
       identities: Identity[]
       trustRoot: LoadedTrustRoot
       ignoreSCT: boolean
+      /**
+       * Default true. false accepts a signature with no tlog entry when an RFC 3161 timestamp
+       * from the trust root's TSAs proves the signing time (an authority with `rfc3161timestamp`).
+       */
+      requireTlog?: boolean
     }
 
 export interface InTotoStatement {
@@ -103,6 +124,7 @@ export interface Evidence {
   /** What was checked, in order (e.g. ["signature", "payload digest", "tlog"]). */
   checks: string[]
   signer?: { keyHint?: string; issuer?: string; subject?: string }
+  /** The first verified tlog entry; integratedTime is ISO 8601 (absent for Rekor v2 entries). */
   tlog?: { logIndex: string; integratedTime?: string }
   predicateType?: string
   statement?: InTotoStatement
