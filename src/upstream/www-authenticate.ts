@@ -31,7 +31,11 @@ export function parseChallenge(header: string): Challenge | undefined {
     const key = token()
     if (!key) return undefined
     skipSpace()
-    if (header[i] !== '=') return undefined
+    if (header[i] !== '=') {
+      // `Bearer realm="a", Basic realm="b"`: a second challenge starts; the first one is complete.
+      if (Object.keys(params).length > 0) break
+      return undefined
+    }
     i++
     skipSpace()
     let value: string | undefined
