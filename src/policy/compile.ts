@@ -3,13 +3,13 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { isValidRepositoryName, normaliseDockerHubRepository } from '../oci/reference.ts'
-import type { LoadedTrustRoot } from '../verify/types.ts'
+import type { AuthorityMaterial, LoadedTrustRoot } from '../verify/types.ts'
 import { compileCondition } from './cel.ts'
 import { compileGlob, isDockerHub, isHostLike } from './glob.ts'
 import { parsePublicKeys, type PolicyKey } from './keys.ts'
 import { resolvePredicateType } from './predicate-types.ts'
 import type { AuthoritySpec, PolicySpec } from './schema.ts'
-import type { CompiledAuthority, CompiledPolicy, PolicyAuthorityMaterial, SignatureLocation } from './types.ts'
+import type { CompiledAuthority, CompiledPolicy, SignatureLocation } from './types.ts'
 
 export const PUBLIC_GOOD = 'public-good'
 
@@ -94,7 +94,7 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
         ? at('rfc3161timestamp', 'trustRootRef')
         : undefined
   const ref = a.keyless?.trustRootRef ?? a.ctlog?.trustRootRef ?? a.rfc3161timestamp?.trustRootRef ?? undefined
-  const requireTimestamp = a.rfc3161timestamp !== undefined && a.rfc3161timestamp !== null
+  const timestamped = a.rfc3161timestamp !== undefined && a.rfc3161timestamp !== null
   const ctlogConfigured = Boolean(a.ctlog && (a.ctlog.url || a.ctlog.trustRootRef))
 
   if (a.ctlog?.url && !a.ctlog.trustRootRef && !ref && !/^https:\/\/rekor\.sigstore\.dev\/?$/.test(a.ctlog.url)) {
@@ -104,7 +104,7 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
     })
   }
 
-  let material: PolicyAuthorityMaterial | undefined
+  let material: AuthorityMaterial | undefined
   if (a.keyless) {
     const trustRoot = root(ref ?? PUBLIC_GOOD, refPath ?? at('keyless'))
     if (a.ctlog && !ctlogConfigured) {
@@ -132,20 +132,21 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
       }
     })
     if (trustRoot) {
-      material = { type: 'keyless', identities, trustRoot, ignoreSCT: a.keyless.insecureIgnoreSCT ?? false, ...(requireTimestamp ? { requireTimestamp } : {}) }
+      // With rfc3161timestamp a TSA timestamp may stand in for the log entry, unless ctlog asks for one too.
+      const requireTlog = timestamped ? ctlogConfigured : true
+      material = { type: 'keyless', identities, trustRoot, ignoreSCT: a.keyless.insecureIgnoreSCT ?? false, requireTlog }
     }
   } else if (a.key) {
     const keys = readKeys(a.key, at('key'), ctx, errors)
     // Without ctlog a key signature needs no log entry (cosign --tlog-upload=false), as in policy-controller.
-    const trustRoot = ref !== undefined ? root(ref, refPath!) : ctlogConfigured || requireTimestamp ? root(PUBLIC_GOOD, at('ctlog')) : ctx.trustRoots.get(PUBLIC_GOOD)
+    const trustRoot = ref !== undefined ? root(ref, refPath!) : ctlogConfigured ? root(PUBLIC_GOOD, at('ctlog')) : ctx.trustRoots.get(PUBLIC_GOOD)
+    const hashAlgorithm = a.key.hashAlgorithm ?? undefined
     if (keys) {
       material = {
         type: 'key',
-        keys,
+        keys: keys.map((k) => ({ ...k, ...(hashAlgorithm ? { hashAlgorithm } : {}) })),
         requireTlog: ctlogConfigured,
         ...(trustRoot ? { trustRoot } : {}),
-        ...(a.key.hashAlgorithm ? { hashAlgorithm: a.key.hashAlgorithm } : {}),
-        ...(requireTimestamp ? { requireTimestamp } : {}),
       }
     }
   }

@@ -27,12 +27,20 @@ export interface ImageUnderEvaluation {
   digest: string
   mediaType: string
   manifest: Manifest
+  /** The manifest bytes, when at hand: discovery needs them for a message-signature bundle. */
+  bytes?: Buffer
+  signal?: AbortSignal
 }
 
-/** Finds the signatures and attestations for `digest` stored in `location`. Throws on upstream trouble. */
-export type DiscoverFn = (location: SignatureLocation, digest: string) => Promise<Discovery>
+/**
+ * Finds the signatures and attestations for `digest` stored in `location` (the image's own
+ * repository or a `source.oci`). `digest` is the image's, or a platform manifest's under
+ * `requirePlatformSignatures`. Upstream trouble is a `DISCOVERY_FAILED` problem or a rejection:
+ * either leaves the verdict undecided (`error`), never a deny.
+ */
+export type DiscoverFn = (location: SignatureLocation, digest: string, image: ImageUnderEvaluation) => Promise<Discovery>
 /** Verifies one candidate against one authority's material for `digest`; no I/O. */
-export type VerifyFn = (candidate: Candidate, material: AuthorityMaterial, digest: string) => Evidence
+export type VerifyFn = (candidate: Candidate, material: AuthorityMaterial, digest: string, image: ImageUnderEvaluation) => Evidence
 
 export interface EvaluateDeps {
   discover: DiscoverFn
@@ -80,7 +88,7 @@ class Session {
     const key = `${location.upstream}\n${location.repository}\n${digest}`
     let pending = this.discoveries.get(key)
     if (!pending) {
-      pending = Promise.resolve().then(() => this.deps.discover(location, digest))
+      pending = Promise.resolve().then(() => this.deps.discover(location, digest, this.image))
       this.discoveries.set(key, pending)
     }
     return pending
@@ -164,7 +172,15 @@ class Session {
         return
       }
       candidates.push(...s.value.candidates.filter((c) => formatAccepted(authority, c)))
-      reasons.push(...s.value.problems.map((p) => `${p.code}: ${p.message}`))
+      for (const problem of s.value.problems) {
+        // Upstream trouble while looking: the signature that would pass may be the one not seen.
+        if (problem.code === 'DISCOVERY_FAILED') {
+          failures.push(`signature discovery in ${where} failed: ${problem.message}`)
+          this.errorCode ??= 'UPSTREAM_ERROR'
+        } else {
+          reasons.push(`${problem.code}: ${problem.message}`)
+        }
+      }
     })
 
     const evidence: Evidence[] = []
@@ -215,7 +231,7 @@ class Session {
 
   private runVerify(candidate: Candidate, authority: VerifyingAuthority, digest: string): Evidence {
     try {
-      return this.deps.verify(candidate, authority.material, digest)
+      return this.deps.verify(candidate, authority.material, digest, this.image)
     } catch (err) {
       // A verifier bug or a hostile candidate must not hide the other candidates: count it as failed.
       return { kind: candidate.kind, format: candidate.format, origin: candidate.origin, ok: false, code: 'MALFORMED', reason: `verification failed: ${describeError(err)}`, checks: [] }
@@ -250,33 +266,20 @@ function summarise(base: Pick<Verdict, 'image' | 'digest' | 'fingerprint'>, outc
   const common = { ...base, policies: outcomes, signers: session.signers }
 
   const denied = failed('enforce', 'fail')
-  if (denied.length > 0) {
-    return { ...common, result: 'deny', reasons: [`${base.image}@${short(base.digest)} denied: ${oneLine(denied[0]!)}`, ...details], transient: false }
-  }
+  if (denied.length > 0) return { ...common, result: 'deny', reasons: [oneLine(denied[0]!), ...details], transient: false }
   const errored = failed('enforce', 'error')
   if (errored.length > 0) {
-    return {
-      ...common,
-      result: 'error',
-      reasons: [`${base.image}@${short(base.digest)} could not be verified: ${oneLine(errored[0]!)}`, ...details],
-      errorCode: session.errorCode ?? 'UNAVAILABLE',
-      transient: true,
-    }
+    return { ...common, result: 'error', reasons: [oneLine(errored[0]!), ...details], errorCode: session.errorCode ?? 'UNAVAILABLE', transient: true }
   }
   const warned = [...failed('warn', 'fail'), ...failed('warn', 'error')]
   if (warned.length > 0) {
-    return {
-      ...common,
-      result: 'warn',
-      reasons: [`${base.image}@${short(base.digest)} served in warn mode: ${oneLine(warned[0]!)}`, ...details],
-      transient: warned.some((o) => o.result === 'error'),
-    }
+    return { ...common, result: 'warn', reasons: [oneLine(warned[0]!), ...details], transient: warned.some((o) => o.result === 'error') }
   }
   const names = outcomes.map((o) => `"${o.name}"`).join(', ')
   return { ...common, result: 'allow', reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`], transient: false }
 }
 
-/** `policy "x": <why>`, short enough for a client's error line. */
+/** `policy "x": <why>`, short enough for a client's error line (the caller adds the image). */
 function oneLine(outcome: PolicyOutcome): string {
   const parts = outcome.authorities.map((a) => (outcome.authorities.length > 1 ? `${a.name}: ` : '') + (a.reasons[0] ?? a.status))
   const text = `policy "${outcome.name}": ${parts.join('; ')}`

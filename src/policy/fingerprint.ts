@@ -1,6 +1,7 @@
 // A stable identity for a compiled policy set: verdicts cached under one fingerprint are never
 // reused after any policy, noMatchPolicy, key or trust root changes.
 import { createHash } from 'node:crypto'
+import { keyHint } from './keys.ts'
 import type { CompiledAuthority, CompiledPolicy, NoMatchPolicy } from './types.ts'
 
 export function policyFingerprint(policies: readonly CompiledPolicy[], noMatchPolicy: NoMatchPolicy, upstreamNames: readonly string[]): string {
@@ -29,12 +30,12 @@ function describeAuthority(a: CompiledAuthority): unknown {
   const trustRoot = m.trustRoot ? { name: m.trustRoot.name, version: m.trustRoot.version } : null
   const material =
     m.type === 'key'
-      ? { keys: m.keys.map((k) => k.hint).sort(), requireTlog: m.requireTlog, trustRoot, hashAlgorithm: m.hashAlgorithm ?? 'sha256' }
-      : { identities: m.identities, ignoreSCT: m.ignoreSCT, trustRoot }
+      ? { keys: m.keys.map((k) => `${keyHint(k.key)} ${k.hashAlgorithm ?? 'sha256'}`).sort(), requireTlog: m.requireTlog, trustRoot }
+      : { identities: m.identities, ignoreSCT: m.ignoreSCT, requireTlog: m.requireTlog ?? true, trustRoot }
   return {
     name: a.name,
     type: a.type,
-    material: { ...material, requireTimestamp: m.requireTimestamp ?? false },
+    material,
     sources: a.sources,
     signatureFormat: a.signatureFormat ?? null,
     attestations: a.attestations.map((att) => ({ name: att.name, predicateType: att.predicateType, condition: att.condition?.source ?? null })),

@@ -3,7 +3,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
 
 export interface PolicyKey {
   key: KeyObject
-  /** `sha256:<hex>` of the key's SubjectPublicKeyInfo: how verdicts and logs name the key. */
+  /** base64 SHA-256 of the key's SubjectPublicKeyInfo (as src/verify names keys): how verdicts and logs name the key. */
   hint: string
 }
 
@@ -32,5 +32,5 @@ export function parsePublicKeys(pem: string): PolicyKey[] {
 }
 
 export function keyHint(key: KeyObject): string {
-  return `sha256:${createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex')}`
+  return createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('base64')
 }

@@ -215,6 +215,9 @@ const authority = z
         if (present(a[k])) fail(ctx, [k], `a static authority takes no ${k}`)
       }
     }
+    if (present(a.key) && present(a.rfc3161timestamp)) {
+      fail(ctx, ['rfc3161timestamp'], 'rfc3161timestamp on a key authority (a required TSA timestamp) is unsupported')
+    }
     // One trust root per authority: certificates, log entries and timestamps are checked together.
     const refs = [
       ['keyless', a.keyless?.trustRootRef],

@@ -20,17 +20,6 @@ export interface CompiledAttestation {
   condition?: CompiledCondition
 }
 
-/**
- * The material handed to `verify`. Beyond the shared contract it carries what a CIP key authority
- * may also ask for; a verifier that does not read these fields ignores them (see the report).
- */
-export type PolicyAuthorityMaterial = AuthorityMaterial & {
-  /** `key.hashAlgorithm` (default sha256). */
-  hashAlgorithm?: 'sha224' | 'sha256' | 'sha384' | 'sha512'
-  /** `rfc3161timestamp` on the authority: a signed timestamp from the trust root's TSA is required. */
-  requireTimestamp?: boolean
-}
-
 export interface StaticAuthority {
   name: string
   type: 'static'
@@ -41,7 +30,7 @@ export interface StaticAuthority {
 export interface VerifyingAuthority {
   name: string
   type: 'key' | 'keyless'
-  material: PolicyAuthorityMaterial
+  material: AuthorityMaterial
   /** Where to discover signatures; empty means the image's own repository. */
   sources: SignatureLocation[]
   /** `signatureFormat`: only candidates in this format count; unset means any. */

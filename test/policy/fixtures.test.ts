@@ -1,5 +1,6 @@
 // policy-controller's own ClusterImagePolicy documents, loaded as a user's policyDirs would be.
-import { readdirSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TrustedRoot } from '@sigstore/protobuf-specs'
 import { toTrustMaterial } from '@sigstore/verify'
@@ -12,7 +13,7 @@ const FIXTURES = join(import.meta.dirname, '../fixtures/policy-controller-cip')
 
 function trustRoot(name: string): LoadedTrustRoot {
   const root = TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] })
-  return { name, version: `${name}@1`, material: toTrustMaterial(root) }
+  return { name, version: `${name}@1`, material: toTrustMaterial(root), source: 'test' }
 }
 
 const publicGoodOnly = new Map([['public-good', trustRoot('public-good')]])
@@ -106,7 +107,7 @@ const SUPPORTED_OR_NOT: Record<string, 'load' | string[]> = {
   'e2e/cip-key-hash-algorithm.yaml': 'load',
   'e2e/cip-key-no-rekor.yaml': 'load',
   'e2e/cip-key-secret.yaml': [SECRET_REF],
-  'e2e/cip-key-tsa.yaml': 'load',
+  'e2e/cip-key-tsa.yaml': ['spec.authorities[0].rfc3161timestamp: rfc3161timestamp on a key authority (a required TSA timestamp) is unsupported'],
   'e2e/cip-key-with-attestations-no-rekor.yaml': [`attestations[0].${CUE}`],
   'e2e/cip-key-with-attestations-rego.yaml': [`attestations[0].${CUE}`],
   'e2e/cip-key-with-attestations.yaml': [`attestations[0].${CUE}`],
@@ -179,7 +180,7 @@ t.test('every valid and e2e document loads or is refused as unsupported, never i
     for (const part of expected) t.ok(message.includes(part), `${file}: "${part}"`, { refusal: message })
   }
   const loaded = all.filter((f) => SUPPORTED_OR_NOT[f] === 'load').length
-  t.equal(loaded, 14, '14 of 49 load (13 from the must-load list plus cip-key-tsa); 35 are refused as unsupported')
+  t.equal(loaded, MUST_LOAD.length, '13 of 49 load (the must-load list); 36 are refused as unsupported')
 })
 
 t.test('the SOURCES.md must-load list loads, and each loads what it says', async (t) => {
@@ -200,7 +201,7 @@ t.test('the SOURCES.md must-load list loads, and each loads what it says', async
   t.equal(warn.mode, 'warn')
 
   const sha512 = loadPolicyFile(join(FIXTURES, 'e2e/cip-key-hash-algorithm.yaml'), context(publicGoodOnly)).policies[0]!.authorities[0]!
-  t.ok(sha512.type === 'key' && sha512.material.type === 'key' && sha512.material.hashAlgorithm === 'sha512', 'hashAlgorithm reaches the material')
+  t.ok(sha512.type === 'key' && sha512.material.type === 'key' && sha512.material.keys[0]!.hashAlgorithm === 'sha512', 'hashAlgorithm reaches the material')
   t.ok(sha512.type === 'key' && sha512.material.type === 'key' && sha512.material.keys[0]!.key.asymmetricKeyType === 'rsa')
 
   const noRekor = loadPolicyFile(join(FIXTURES, 'e2e/cip-key-no-rekor.yaml'), context(publicGoodOnly)).policies[0]!.authorities[0]!
@@ -218,12 +219,18 @@ t.test('the SOURCES.md must-load list loads, and each loads what it says', async
   t.match(e2eKey.warnings.join('\n'), /spec\.authorities\[0\]\.ctlog\.url: http:\/\/rekor\.rekor-system\.svc is not contacted/, 'an unused URL is reported, not silently ignored')
 })
 
-t.test('an unknown trust root refuses start-up', async (t) => {
-  const message = refusal(join(FIXTURES, 'e2e/cip-key-tsa.yaml'), publicGoodOnly)
-  t.match(message, /spec\.authorities\[0\]\.rfc3161timestamp\.trustRootRef: unknown trust root "my-sigstore-keys": known roots are public-good/)
-  const { policies } = loadPolicyFile(join(FIXTURES, 'e2e/cip-key-tsa.yaml'), context(withE2eRoots))
+t.test('trust roots named by e2e documents are used when configured', async (t) => {
+  const file = join(FIXTURES, 'e2e/cip-keyless-with-trustroot-with-attestations.yaml')
+  // The document's CUE condition is unsupported; with the condition in CEL it loads.
+  const cel = readFileSync(file, 'utf8').replace(/type: cue\n(\s+)data: \|\n[\s\S]*$/, 'type: cel\n$1data: predicate.Data == "foobar e2e test"\n')
+  const dir = mkdtempSync(join(tmpdir(), 'trustpull-cip-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'cip.yaml'), cel)
+  t.match(refusal(join(dir, 'cip.yaml'), publicGoodOnly), /spec\.authorities\[0\]\.keyless\.trustRootRef: unknown trust root "my-sigstore-keys": known roots are public-good/)
+  const { policies } = loadPolicyFile(join(dir, 'cip.yaml'), context(withE2eRoots))
   const authority = policies[0]!.authorities[0]!
-  t.ok(authority.type === 'key' && authority.material.trustRoot?.name === 'my-sigstore-keys' && authority.material.requireTimestamp === true)
+  t.equal(authority.type === 'keyless' && authority.material.trustRoot?.name, 'my-sigstore-keys')
+  t.ok(authority.type === 'keyless' && authority.attestations[0]?.condition?.source === 'predicate.Data == "foobar e2e test"')
 })
 
 t.test('a policy directory holding every invalid document lists every problem at once', async (t) => {
