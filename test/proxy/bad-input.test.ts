@@ -64,7 +64,7 @@ interface Case {
 }
 
 /** Runs each case and shows that the upstream saw none of them. */
-async function refused(t: Tap, cases: Case[]): Promise<void> {
+async function refused(t: Asserts, cases: Case[]): Promise<void> {
   for (const c of cases) {
     faults.clearRequests()
     const method = c.method ?? 'GET'
@@ -78,7 +78,7 @@ async function refused(t: Tap, cases: Case[]): Promise<void> {
     t.same(faults.requests.map((r) => `${r.method} ${r.url}`), [], `${what}: nothing reached upstream`)
   }
 }
-type Tap = typeof t
+type Asserts = Pick<typeof t, 'equal' | 'match' | 'same'>
 
 const digest = img.digest
 const hex = digest.slice('sha256:'.length)
