@@ -1,6 +1,6 @@
 // Attestation conditions: CEL expressions over an in-toto statement, where CIP puts CUE.
 // @marcbachmann/cel-js: maintained, dependency-free, with parse-time type checking and limits.
-import { Environment } from '@marcbachmann/cel-js'
+import { Environment, type ParseResult } from '@marcbachmann/cel-js'
 import type { InTotoStatement } from '../verify/types.ts'
 
 export interface CompiledCondition {
@@ -30,14 +30,14 @@ const MAX_SOURCE = 16 * 1024
 /** Parses and type-checks once; throws ConditionError with the library's message. */
 export function compileCondition(source: string): CompiledCondition {
   if (source.length > MAX_SOURCE) throw new ConditionError(`expression longer than ${MAX_SOURCE} characters`)
-  let program: (context: Record<string, unknown>) => unknown
+  let program: ParseResult
   try {
     const checked = environment.check(source)
     if (!checked.valid) throw new ConditionError(firstLine(checked.error?.message ?? 'type check failed'))
     if (checked.type !== 'bool' && checked.type !== 'dyn') {
       throw new ConditionError(`the expression yields ${checked.type}, not a bool`)
     }
-    program = environment.parse(source) as (context: Record<string, unknown>) => unknown
+    program = environment.parse(source)
   } catch (err) {
     if (err instanceof ConditionError) throw err
     throw new ConditionError(firstLine((err as Error).message))
