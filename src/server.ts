@@ -1,71 +1,175 @@
-// Start-up: config → dependencies → serve; graceful shutdown.
+// Start-up: config → trust roots → policies → dependencies → serve; graceful shutdown.
 import { serve, type ServerType } from '@hono/node-server'
 import { readFileSync } from 'node:fs'
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
 import { createApp } from './http/app.ts'
-import { StoreContentIndex, type ContentIndex } from './proxy/content-index.ts'
-import { TieredStore } from './cache/tiered-store.ts'
-import { allowAllGate, type ManifestGate } from './proxy/gate.ts'
+import { loadPolicies } from './policy/load.ts'
+import type { PolicySet } from './policy/types.ts'
+import { StoreContentIndex } from './proxy/content-index.ts'
 import { ManifestCache } from './proxy/manifest-cache.ts'
 import { ManifestService } from './proxy/manifests.ts'
+import { PolicyGate } from './proxy/policy-gate.ts'
+import { discoverSignatures } from './signatures/discover.ts'
 import { createLogger, type Logger } from './telemetry/logger.ts'
+import { Metrics } from './telemetry/metrics.ts'
+import { span } from './telemetry/tracing.ts'
 import { createRegistryClient, type UpstreamRegistryClient } from './upstream/client.ts'
 import { UpstreamRouter } from './upstream/router.ts'
+import { verifyCandidate } from './verify/candidate.ts'
+import { loadTrustRoots } from './verify/trust-root.ts'
+import type { LoadedTrustRoot } from './verify/types.ts'
 
 export interface RuntimeOptions {
   logger?: Logger
-  gate?: ManifestGate
+  /** Directory that relative paths in policies are resolved from (the config file's). */
+  configDir?: string
 }
 
 export interface Runtime {
   config: Config
   logger: Logger
   router: UpstreamRouter
+  metrics: Metrics
+  store: TieredStore
   app: ReturnType<typeof createApp>
+  policySet(): PolicySet
+  /** Applies new policies and trust roots to new requests; throws (keeping the old ones) when they are invalid. */
+  reload(config: Config): Promise<void>
   close(): Promise<void>
+}
+
+/** Trust roots and policies: everything a reload replaces. Throws ConfigError on any problem. */
+export async function loadPolicyState(config: Config, options: { configDir?: string; logger: Logger }): Promise<{ policySet: PolicySet; trustRoots: Map<string, LoadedTrustRoot> }> {
+  const trustRoots = await loadTrustRoots(config.trustRoots)
+  const { policySet, warnings } = loadPolicies(config, { trustRoots, configDir: options.configDir })
+  for (const warning of warnings) options.logger.warn({ warning }, 'policy warning')
+  if (policySet.policies.length === 0 && config.noMatchPolicy === 'deny') {
+    options.logger.warn('no policies are configured and noMatchPolicy is deny: every image will be refused')
+  }
+  if (config.noMatchPolicy === 'allow') options.logger.warn('noMatchPolicy is allow: images no policy matches are served unverified')
+  return { policySet, trustRoots }
 }
 
 export async function buildRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.log.level)
+  const metrics = new Metrics()
+  let { policySet } = await loadPolicyState(config, { configDir: options.configDir, logger })
+
   const clients: UpstreamRegistryClient[] = config.upstreams.map((u) =>
-    createRegistryClient(u, { timeouts: config.timeouts, limits: config.limits }),
+    createRegistryClient(u, {
+      timeouts: config.timeouts,
+      limits: config.limits,
+      observe: ({ upstream, status, seconds }) => metrics.upstreamDuration.record(seconds, { upstream, status }),
+    }),
   )
   const router = new UpstreamRouter(config.upstreams.map((u, i) => ({ config: u, client: clients[i]! })))
   const store = new TieredStore({
     memoryEntries: 200_000,
     redisUrl: config.cache.url,
-    onRedisStateChange: (up, error) =>
-      up ? logger.info('redis cache connected') : logger.warn({ error }, 'redis cache unavailable: serving from the in-process tier'),
+    onEvent: ({ tier, result }) => metrics.cacheRequests.add(1, { tier, result }),
+    onRedisStateChange: (up, error) => {
+      metrics.setRedisUp(up)
+      if (up) logger.info('redis cache connected')
+      else logger.warn({ error }, 'redis cache unavailable: serving from the in-process tier and verifying again')
+    },
   })
+  if (config.cache.url) metrics.setRedisUp(false)
   await store.connected()
-  const contentIndex: ContentIndex = new StoreContentIndex(store, config.cache.allowTTL)
+  const contentIndex = new StoreContentIndex(store, config.cache.allowTTL)
+
+  const gate = new PolicyGate({
+    policySet: () => policySet,
+    store,
+    contentIndex,
+    ttl: { allow: config.cache.allowTTL, deny: config.cache.denyTTL },
+    signatureLayerBytes: config.limits.signatureLayerBytes,
+    logger,
+    onVerdict: (verdict, { cached, durationMs }) => {
+      const [upstream] = verdict.image.split('/', 1)
+      metrics.verdicts.add(1, { result: verdict.result, policy: verdict.policies.map((p) => p.name).join(',') || 'none', upstream: upstream ?? '' })
+      if (!cached) metrics.verificationDuration.record(durationMs / 1000)
+    },
+    evaluate: {
+      discover: (location, digest, image) => {
+        const upstream = router.byName(location.upstream)
+        if (!upstream) throw new Error(`signature source ${location.upstream} is not a configured upstream`)
+        return span('signatures.discover', { 'trustpull.repository': location.repository, 'trustpull.digest': digest }, () =>
+          discoverSignatures(upstream.client, location.repository, digest, config.limits, {
+            signal: image.signal,
+            imageRepository: location.repository !== image.repository ? image.repository : undefined,
+            imageManifest: digest === image.digest ? image.bytes : undefined,
+          }),
+        )
+      },
+      verify: (candidate, material, digest) => verifyCandidate(candidate, material, digest),
+    },
+  })
   const manifests = new ManifestService({
-    gate: options.gate ?? allowAllGate,
+    gate,
     contentIndex,
     cache: new ManifestCache(config.cache.manifestBytes),
     tagTTL: config.cache.tagTTL,
   })
-  const app = createApp({ router, manifests, contentIndex, requireAllowedManifest: config.blobs.requireAllowedManifest, logger })
+
+  let lastReadiness: { at: number; reachable: string[] } | undefined
+  const app = createApp({
+    router,
+    manifests,
+    contentIndex,
+    requireAllowedManifest: config.blobs.requireAllowedManifest,
+    logger,
+    metrics,
+    serveMetrics: config.telemetry.metrics.enabled && !config.telemetry.metrics.listen,
+    ready: async () => {
+      if (!lastReadiness || Date.now() - lastReadiness.at > 10_000) {
+        const answers = await Promise.all(clients.map(async (c) => ((await c.ping()) ? c.name : undefined)))
+        lastReadiness = { at: Date.now(), reachable: answers.filter((n): n is string => n !== undefined) }
+      }
+      const redis = store.redisConfigured ? (store.redisUp ? 'up' : 'down') : 'not configured'
+      return {
+        ready: lastReadiness.reachable.length > 0,
+        checks: { config: 'loaded', policies: policySet.policies.length, upstreamsReachable: lastReadiness.reachable, redis },
+      }
+    },
+  })
   return {
     config,
     logger,
     router,
+    metrics,
+    store,
     app,
+    policySet: () => policySet,
+    async reload(next: Config) {
+      const loaded = await loadPolicyState(next, { configDir: options.configDir, logger })
+      policySet = loaded.policySet
+      const unchanged = RELOADABLE_KEYS
+      const restartNeeded = (Object.keys(next) as (keyof Config)[]).filter((k) => !unchanged.includes(k) && JSON.stringify(next[k]) !== JSON.stringify(config[k]))
+      if (restartNeeded.length) logger.warn({ keys: restartNeeded }, 'these config changes take effect only after a restart')
+      logger.info({ policies: policySet.policies.length, fingerprint: policySet.fingerprint }, 'policies reloaded')
+    },
     async close() {
-      await Promise.allSettled([...clients.map((c) => c.close()), store.close()])
+      await Promise.allSettled([...clients.map((c) => c.close()), store.close(), metrics.shutdown()])
     },
   }
 }
+
+/** What a reload replaces: policies and the trust roots they name. Everything else needs a restart. */
+const RELOADABLE_KEYS: (keyof Config)[] = ['policies', 'policyDirs', 'noMatchPolicy', 'trustRoots']
 
 export interface RunningServer {
   runtime: Runtime
   server: ServerType
   /** e.g. http://127.0.0.1:5000 */
   url: string
-  close(): Promise<void>
+  /** Where /metrics is served when it has an address of its own. */
+  metricsUrl?: string
+  /** Graceful: stops accepting, lets in-flight requests finish (cut off after `deadlineMs`), then releases everything. */
+  close(deadlineMs?: number): Promise<void>
 }
 
 export function splitHostPort(listen: string): { host: string; port: number } {
@@ -75,6 +179,7 @@ export function splitHostPort(listen: string): { host: string; port: number } {
 
 export async function startServer(config: Config, options: RuntimeOptions = {}): Promise<RunningServer> {
   const runtime = await buildRuntime(config, options)
+  const metricsServer = config.telemetry.metrics.enabled && config.telemetry.metrics.listen ? await startMetricsServer(config.telemetry.metrics.listen, runtime.metrics) : undefined
   const { host, port } = splitHostPort(config.listen)
   const tls = config.tls
   const server = await new Promise<ServerType>((resolve, reject) => {
@@ -102,9 +207,38 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
     runtime,
     server,
     url,
-    async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+    metricsUrl: metricsServer?.url,
+    async close(deadlineMs = 30_000) {
+      // Stop accepting; in-flight requests (blob downloads too) finish until the deadline.
+      const deadline = setTimeout(() => httpServer.closeAllConnections(), deadlineMs)
+      deadline.unref()
+      await Promise.all([
+        new Promise<void>((resolve) => server.close(() => resolve())),
+        metricsServer ? new Promise<void>((resolve) => metricsServer.server.close(() => resolve())) : undefined,
+      ])
+      clearTimeout(deadline)
       await runtime.close()
     },
   }
+}
+
+/** /metrics on an address of its own, so scrapers need no access to the registry port. */
+async function startMetricsServer(listen: string, metrics: Metrics): Promise<{ server: HttpServer; url: string }> {
+  const { host, port } = splitHostPort(listen)
+  const server = createHttpServer((req, res) => {
+    if (req.method !== 'GET' || req.url !== '/metrics') {
+      res.writeHead(404).end()
+      return
+    }
+    metrics.prometheus().then(
+      (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
+      () => res.writeHead(500).end(),
+    )
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+  const address = server.address() as AddressInfo
+  return { server, url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` }
 }

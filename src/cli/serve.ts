@@ -1,21 +1,47 @@
+import { dirname, resolve } from 'node:path'
 import { loadConfig } from '../config/load.ts'
 import { startServer } from '../server.ts'
+import { createLogger } from '../telemetry/logger.ts'
+import { setupTracing, shutdownTracing } from '../telemetry/tracing.ts'
+
+const SHUTDOWN_DEADLINE_MS = 25_000
 
 export async function serveCommand(options: { config?: string; listen?: string }): Promise<void> {
-  const config = loadConfig(options.config, options.listen ? { listen: options.listen } : {})
-  const running = await startServer(config)
-  const { logger } = running.runtime
-  logger.info({ url: running.url, upstreams: config.upstreams.map((u) => u.name) }, 'trustpull listening')
+  const overrides = options.listen ? { listen: options.listen } : {}
+  const config = loadConfig(options.config, overrides)
+  const logger = createLogger(config.log.level)
+  setupTracing({ endpoint: config.telemetry.otlp?.endpoint })
+  const configDir = options.config ? dirname(resolve(options.config)) : undefined
+  const running = await startServer(config, { logger, configDir })
+  logger.info({ url: running.url, metrics: running.metricsUrl, upstreams: config.upstreams.map((u) => u.name) }, 'trustpull listening')
+  if (!isLoopback(config.listen)) logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')
+
+  // SIGHUP: reload policies and trust roots; a bad config is refused and the old one stays in force.
+  process.on('SIGHUP', () => {
+    void (async () => {
+      try {
+        await running.runtime.reload(loadConfig(options.config, overrides))
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'reload refused: keeping the configuration in force')
+      }
+    })()
+  })
 
   let stopping = false
   const stop = async (signal: string) => {
     if (stopping) return
     stopping = true
     logger.info({ signal }, 'shutting down: finishing in-flight requests')
-    await running.close()
+    await running.close(SHUTDOWN_DEADLINE_MS)
+    await shutdownTracing()
     logger.info('stopped')
+    logger.flush()
     process.exit(0)
   }
   process.on('SIGTERM', () => void stop('SIGTERM'))
   process.on('SIGINT', () => void stop('SIGINT'))
+}
+
+function isLoopback(listen: string): boolean {
+  return /^(127\.|localhost:|\[::1\]:)/.test(listen)
 }

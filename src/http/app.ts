@@ -6,11 +6,13 @@ import type { ContentIndex } from '../proxy/content-index.ts'
 import type { ManifestService } from '../proxy/manifests.ts'
 import type { UpstreamRouter } from '../upstream/router.ts'
 import type { Logger } from '../telemetry/logger.ts'
+import type { Metrics } from '../telemetry/metrics.ts'
+import { requestSpan, tracingEnabled } from '../telemetry/tracing.ts'
 import { serveBlob } from './blobs.ts'
 import { serveManifest } from './manifests.ts'
 import { serveReferrers } from './referrers.ts'
 import { namespaceParam, rawPath } from './request.ts'
-import { parseRoute } from './route.ts'
+import { parseRoute, type Route } from './route.ts'
 import { serveTags } from './tags.ts'
 
 export interface AppDeps {
@@ -19,11 +21,21 @@ export interface AppDeps {
   contentIndex: ContentIndex
   requireAllowedManifest: boolean
   logger: Logger
+  metrics: Metrics
+  /** Answer /metrics on this port (false when it has a port of its own, or is off). */
+  serveMetrics: boolean
   /** Readiness beyond "the process answers": config and trust roots loaded, an upstream reachable. */
   ready?: () => Promise<{ ready: boolean; checks: Record<string, unknown> }>
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD'])
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** Which distribution endpoint answered: the `route` label of request metrics. */
+    route: Route['kind'] | 'health' | 'metrics' | 'unknown'
+  }
+}
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono()
@@ -37,6 +49,33 @@ export function createApp(deps: AppDeps): Hono {
     })
   }
 
+  const { metrics } = deps
+  app.use('*', async (c, next) => {
+    metrics.inFlight.add(1)
+    try {
+      if (tracingEnabled()) {
+        await requestSpan(`${c.req.method} ${c.req.path.slice(0, 64)}`, headersOf(c.req.raw.headers), { 'http.request.method': c.req.method }, async (s) => {
+          await next()
+          s?.setAttribute('http.response.status_code', c.res.status)
+        })
+      } else {
+        await next()
+      }
+    } finally {
+      metrics.inFlight.add(-1)
+      const route = c.get('route') ?? 'unknown'
+      metrics.httpRequests.add(1, { method: c.req.method, route, status: String(c.res.status) })
+      const length = Number(c.res.headers.get('content-length') ?? 0)
+      if (length > 0 && c.req.method === 'GET' && (route === 'manifest' || route === 'blob')) metrics.bytesServed.add(length, { kind: route })
+    }
+  })
+
+  if (deps.serveMetrics) {
+    app.get('/metrics', async (c) => {
+      c.set('route', 'metrics')
+      return c.text(await metrics.prometheus(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
+    })
+  }
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', async (c) => {
     const state = deps.ready ? await deps.ready() : { ready: true, checks: {} }
@@ -47,6 +86,7 @@ export function createApp(deps: AppDeps): Hono {
     c.header(Header.apiVersion, 'registry/2.0')
     const route = parseRoute(rawPath(c))
     if (!route) throw new RegistryError('NOT_FOUND', 'no such endpoint')
+    c.set('route', route.kind)
     if (route.kind === 'upload' || !READ_METHODS.has(c.req.method)) {
       throw new RegistryError('UNSUPPORTED', `${c.req.method} is not supported: trustpull is a read-only pull-through proxy`)
     }
@@ -88,4 +128,13 @@ function errorResponse(c: Context, err: RegistryError): Response {
   }
   // HEAD answers carry no body, but keep the status: containerd GETs after a 403 to read the message.
   return new Response(c.req.method === 'HEAD' ? null : body, { status: err.status, headers })
+}
+
+function headersOf(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of ['traceparent', 'tracestate']) {
+    const v = headers.get(name)
+    if (v) out[name] = v
+  }
+  return out
 }

@@ -28,10 +28,3 @@ export type GateDecision =
 export interface ManifestGate {
   evaluate(request: GateRequest): Promise<GateDecision>
 }
-
-/** No verification: what the foundation serves before a policy is configured. */
-export const allowAllGate: ManifestGate = {
-  async evaluate() {
-    return { allow: true, warnings: [] }
-  },
-}

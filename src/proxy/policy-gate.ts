@@ -8,6 +8,7 @@ import { RegistryError } from '../errors.ts'
 import { evaluatePolicies, type EvaluateDeps } from '../policy/evaluate.ts'
 import type { PolicySet, Verdict } from '../policy/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
+import { span } from '../telemetry/tracing.ts'
 import { referencedContent, type ContentIndex, type Vouchers } from './content-index.ts'
 import type { GateDecision, GateRequest, ManifestGate } from './gate.ts'
 import { isReferrersFallbackIndex, isSignatureArtifact } from './signature-artifacts.ts'
@@ -57,17 +58,20 @@ export class PolicyGate implements ManifestGate {
     const policySet = this.#options.policySet()
     const key = verdictKey(policySet.fingerprint, request.upstream, request.repository, request.digest)
     const started = performance.now()
-    const cached = await this.#options.store.get(key, (v): v is Verdict => isVerdictFor(v, request.digest, policySet.fingerprint))
+    const cached = await span('cache.get', { 'trustpull.cache.key': key }, () =>
+      this.#options.store.get(key, (v): v is Verdict => isVerdictFor(v, request.digest, policySet.fingerprint)),
+    )
     if (cached) {
       this.#audit(cached, request, true, performance.now() - started)
       return cached
     }
     return this.#flights.run(key, async () => {
-      const verdict = await evaluatePolicies(
-        { upstream: request.upstream, repository: request.repository, digest: request.digest, mediaType: request.mediaType, manifest: request.manifest },
-        policySet,
-        this.#options.evaluate,
-      )
+      const image = { upstream: request.upstream, repository: request.repository, digest: request.digest, mediaType: request.mediaType, manifest: request.manifest, bytes: request.bytes }
+      const verdict = await span('policy.evaluate', { 'trustpull.image': `${request.upstream}/${request.repository}`, 'trustpull.digest': request.digest }, async (s) => {
+        const v = await evaluatePolicies(image, policySet, this.#options.evaluate)
+        s?.setAttribute('trustpull.verdict', v.result)
+        return v
+      })
       const ttl = verdict.transient || verdict.result === 'error' ? 0 : verdict.result === 'deny' ? this.#options.ttl.deny : this.#options.ttl.allow
       await this.#options.store.set(key, verdict, ttl)
       this.#audit(verdict, request, false, performance.now() - started)

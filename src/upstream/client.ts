@@ -10,6 +10,7 @@ import { baseMediaType, DEFAULT_MANIFEST_ACCEPT, Header, MediaType } from '../oc
 import { discard, readLimited } from './body.ts'
 import { resolveCredentials, type Credentials } from './credentials.ts'
 import { resolvesToPrivate } from './private-address.ts'
+import { span } from '../telemetry/tracing.ts'
 import type { BlobResponse, FetchedManifest, RegistryClient } from './types.ts'
 import { parseChallenge, type Challenge } from './www-authenticate.ts'
 
@@ -25,6 +26,8 @@ export interface ClientOptions {
   /** Overrides for tests (e.g. a dispatcher that counts). */
   dispatcher?: Dispatcher
   userAgent?: string
+  /** Called once per upstream exchange: status is the HTTP status or the error code. */
+  observe?: (info: { upstream: string; status: string; seconds: number }) => void
 }
 
 interface CachedToken {
@@ -263,17 +266,36 @@ export class UpstreamRegistryClient implements RegistryClient {
 
   /** A single HTTP exchange; transport failures become RegistryErrors naming this upstream. */
   async #raw(method: Method, url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return span('upstream.request', { 'trustpull.upstream': this.name, 'http.request.method': method, 'url.path': url.pathname }, async (s) => {
+      const started = performance.now()
+      try {
+        const res = await request(url, {
+          method,
+          headers: { 'user-agent': this.#options.userAgent ?? 'trustpull', ...headers },
+          dispatcher: this.#dispatcher,
+          signal,
+          headersTimeout: this.#options.timeouts.headers,
+          bodyTimeout: this.#options.timeouts.body,
+        })
+        s?.setAttribute('http.response.status_code', res.statusCode)
+        this.#options.observe?.({ upstream: this.name, status: String(res.statusCode), seconds: (performance.now() - started) / 1000 })
+        return res
+      } catch (err) {
+        const failure = transportError(this.name, err)
+        this.#options.observe?.({ upstream: this.name, status: failure instanceof RegistryError ? failure.code : 'aborted', seconds: (performance.now() - started) / 1000 })
+        throw failure
+      }
+    })
+  }
+
+  /** Whether the upstream answers at all (any HTTP status below 500 on `GET /v2/`), for readiness. */
+  async ping(): Promise<boolean> {
     try {
-      return await request(url, {
-        method,
-        headers: { 'user-agent': this.#options.userAgent ?? 'trustpull', ...headers },
-        dispatcher: this.#dispatcher,
-        signal,
-        headersTimeout: this.#options.timeouts.headers,
-        bodyTimeout: this.#options.timeouts.body,
-      })
-    } catch (err) {
-      throw transportError(this.name, err)
+      const res = await this.#raw('GET', new URL('/v2/', this.#base), {}, AbortSignal.timeout(2_000))
+      await discard(res.body)
+      return res.statusCode < 500
+    } catch {
+      return false
     }
   }
 

@@ -15,6 +15,7 @@ t.test('manifests, blobs, tags and referrers through the proxy', async (t) => {
   const index = await pushIndex(registry.url, 'library/multi', 'latest')
   for (const tag of ['a', 'b', 'c', 'd', 'e']) await pushImage(registry.url, 'library/tagged', tag, { seed: 'same' })
   const proxy = await startProxy(t, {
+    noMatchPolicy: 'allow',
     upstreams: [
       { name: 'docker.io', url: registry.url, default: true },
       { name: 'registry.internal.example', url: registry.url },
@@ -144,7 +145,7 @@ t.test('tags/list pagination: n and last reach upstream, the next link points ba
       ? { kind: 'headers', set: { link: '<https://upstream.example/v2/org/paged/tags/list?n=2&last=b&secret=1>; rel="next"' } }
       : undefined,
   )
-  const proxy = await startProxy(t, { upstreams: [{ name: 'ghcr.io', url: front.url, default: true }] })
+  const proxy = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'ghcr.io', url: front.url, default: true }] })
   const res = await request(`${proxy.url}/v2/ghcr.io/org/paged/tags/list?n=2&last=a`)
   t.equal(res.statusCode, 200)
   await res.body.dump()
