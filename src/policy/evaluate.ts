@@ -1,7 +1,8 @@
 // Evaluation: an image digest, the compiled policies and the signatures found → a Verdict.
 // Every matching policy must pass; within a policy any one authority suffices; an authority
-// passes when one of its signatures verifies and every attestation it names is verified and
-// satisfies its condition. Discovery (network) and verification (CPU) are injected.
+// passes when one of its signatures verifies or, when it names attestations (as in
+// policy-controller), when every attestation it names is verified and satisfies its condition.
+// Discovery (network) and verification (CPU) are injected.
 import { RegistryError, type ErrorCode } from '../errors.ts'
 import { INDEX_TYPES, MANIFEST_TYPES } from '../oci/media-types.ts'
 import type { Manifest } from '../oci/manifest.ts'
@@ -195,10 +196,13 @@ class Session {
       return result
     }
 
-    // A signature by this authority...
-    const signatures = candidates.filter((c) => c.kind === 'signature')
+    // As in policy-controller: an authority naming attestations is satisfied by its attestations
+    // (each one signed by the authority over this digest); otherwise a signature by it is needed.
+    const needsSignature = authority.attestations.length === 0
+    const signatures = needsSignature ? candidates.filter((c) => c.kind === 'signature') : []
     const signature = signatures.find((c) => verifyOnce(c).ok)
-    if (!signature) {
+    let attestationSigner: Evidence['signer']
+    if (needsSignature && !signature) {
       reasons.unshift(signatures.length === 0 ? `no signatures found for ${short(digest)}` : `no signature verified (${signatures.length} found)`)
       for (const c of signatures) reasons.push(describeEvidence(verifyOnce(c)))
     }
@@ -211,6 +215,7 @@ class Session {
         const ev = verifyOnce(c)
         const miss = attestationMiss(ev, wanted.predicateType, digest) ?? conditionMiss(ev, wanted.condition)
         if (miss) misses.push(miss)
+        else attestationSigner ??= ev.signer
         return miss === undefined
       })
       if (!found) {
@@ -223,7 +228,9 @@ class Session {
       }
     }
 
-    if (signature && attestationsOk) return { status: 'pass', evidence, reasons: [], signer: verified.get(signature)!.signer }
+    if ((signature || !needsSignature) && attestationsOk) {
+      return { status: 'pass', evidence, reasons: [], signer: signature ? verified.get(signature)!.signer : attestationSigner }
+    }
     // Signatures that could not be looked up might have passed: undecided, not a deny.
     if (failures.length > 0) return { status: 'error', evidence, reasons: [...failures, ...reasons] }
     return { status: 'fail', evidence, reasons }
