@@ -139,7 +139,9 @@ class Walk {
 
     // Known signature types first, then untyped/empty ones (to be read); anything else (SBOMs,
     // other tools' artifacts) is skipped unread. At most maxReferrers manifests are read.
+    const seen = new Set<string>()
     const ranked = index.manifests
+      .filter((d) => !seen.has(d.digest) && seen.add(d.digest))
       .map((d) => ({ d, rank: referrerRank(d) }))
       .filter((r) => r.rank >= 0)
       .sort((a, b) => a.rank - b.rank)
