@@ -17,7 +17,7 @@ interface RawAnswer {
 const registry = await startRegistry(t)
 const faults = await startFaultProxy(t, registry.url)
 const img = await pushImage(registry.url, 'library/app', 'v1')
-const proxy = await startProxy(t, { upstreams: [{ name: 'docker.io', url: faults.url, default: true }] })
+const proxy = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'docker.io', url: faults.url, default: true }] })
 const port = Number(new URL(proxy.url).port)
 
 /**

@@ -86,7 +86,7 @@ async function listen(t: Teardown, server: Server): Promise<string> {
 
 const registry = await startRegistry(t)
 const faults = await startFaultProxy(t, registry.url)
-const proxy = await startProxy(t, { upstreams: [{ name: UPSTREAM, url: faults.url, default: true }], timeouts: TIMEOUTS })
+const proxy = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: UPSTREAM, url: faults.url, default: true }], timeouts: TIMEOUTS })
 
 let repoCount = 0
 /** A fresh repository per test, so no cached manifest hides a fault. */
@@ -211,7 +211,7 @@ t.test('an endless manifest is cut off at the limit, not read whole', async (t) 
     pump()
   })
   const endlessUrl = await listen(t, server)
-  const endless = await startProxy(t, { upstreams: [{ name: 'endless.test', url: endlessUrl, default: true }], timeouts: TIMEOUTS })
+  const endless = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'endless.test', url: endlessUrl, default: true }], timeouts: TIMEOUTS })
   for (const tag of ['chunked', 'declared']) {
     written = 0
     const res = await get(`${endless.url}/v2/big/manifests/${tag}`, { headers: accept })
@@ -302,6 +302,7 @@ t.test('blob redirects to another origin are followed without credentials', asyn
     return undefined
   })
   const p = await startProxy(t, {
+    noMatchPolicy: 'allow',
     upstreams: [{ name: UPSTREAM, url: authed.url, default: true, auth: { username: 'puller', password: 'pull-secret' } }],
     timeouts: TIMEOUTS,
   })
@@ -337,6 +338,7 @@ t.test('refusePrivateRedirects refuses link-local and loopback redirect targets'
   const cdn = await startOrigin(t, Buffer.from('never served'))
   const guarded = await startFaultProxy(t, registry.url)
   const p = await startProxy(t, {
+    noMatchPolicy: 'allow',
     upstreams: [{ name: UPSTREAM, url: guarded.url, default: true, refusePrivateRedirects: true }],
     timeouts: TIMEOUTS,
   })
@@ -356,7 +358,7 @@ t.test('refusePrivateRedirects refuses link-local and loopback redirect targets'
 
 t.test('connection refused: 503 naming the upstream, and service resumes after a restart', async (t) => {
   const img = await freshImage()
-  const direct = await startProxy(t, { upstreams: [{ name: 'direct.test', url: registry.url, default: true }], timeouts: TIMEOUTS })
+  const direct = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'direct.test', url: registry.url, default: true }], timeouts: TIMEOUTS })
   const url = `${direct.url}/v2/${img.repo}/manifests/${img.tag}`
   t.equal((await get(url, { headers: accept })).status, 200, 'served while the registry is up')
   await registry.stop()

@@ -129,7 +129,7 @@ async function startTokenFront(t: Teardown, registryUrl: string, options: FrontO
 }
 
 async function proxyFor(t: Teardown, front: TokenFront, auth?: Record<string, string>): Promise<TestProxy> {
-  return startProxy(t, { upstreams: [{ name: UPSTREAM, url: front.url, default: true, ...(auth ? { auth } : {}) }] })
+  return startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: UPSTREAM, url: front.url, default: true, ...(auth ? { auth } : {}) }] })
 }
 
 interface Pulled {
