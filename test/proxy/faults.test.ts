@@ -132,6 +132,9 @@ t.test('upstream 503 becomes 503 UNAVAILABLE', async (t) => {
   t.equal(res.status, 503)
   t.equal(ociError(res).code, 'UNAVAILABLE')
   t.match(ociError(res).message, UPSTREAM)
+  const head = await get(manifestUrl(img), { method: 'HEAD', headers: accept })
+  t.equal(head.status, 503, 'HEAD (what containerd sends first) keeps the status')
+  t.notOk(head.headers['docker-content-digest'], 'and claims no digest')
 })
 
 t.test('a hanging upstream gives 504 UPSTREAM_TIMEOUT after the headers timeout', async (t) => {
