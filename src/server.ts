@@ -35,6 +35,7 @@ export interface Runtime {
   router: UpstreamRouter
   metrics: Metrics
   store: TieredStore
+  gate: PolicyGate
   app: ReturnType<typeof createApp>
   policySet(): PolicySet
   /** Applies new policies and trust roots to new requests; throws (keeping the old ones) when they are invalid. */
@@ -142,6 +143,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     router,
     metrics,
     store,
+    gate,
     app,
     policySet: () => policySet,
     async reload(next: Config) {

@@ -3,6 +3,8 @@
 import { Command } from 'commander'
 import { ConfigError } from '../config/load.ts'
 import { serveCommand } from './serve.ts'
+import { verifyCommand } from './verify.ts'
+import { runVerifyBundle } from './verify-bundle.ts'
 
 const program = new Command()
 program
@@ -16,6 +18,31 @@ program
   .option('-c, --config <file>', 'YAML configuration file')
   .option('-l, --listen <host:port>', 'address to listen on (overrides the config)')
   .action(serveCommand)
+
+program
+  .command('verify')
+  .description('verify one image exactly as the proxy would: exit 0 only when it is allowed')
+  .argument('<image>', '[registry/]repository[:tag|@digest]; the registry names a configured upstream')
+  .option('-c, --config <file>', 'YAML configuration file (upstreams, trust roots, policies)')
+  .option('--key <file>', 'verify with this PEM public key instead of the configured policies')
+  .option('--certificate-identity <subject>', 'keyless: exact certificate subject')
+  .option('--certificate-identity-regexp <re>', 'keyless: certificate subject regular expression')
+  .option('--certificate-oidc-issuer <url>', 'keyless: exact OIDC issuer')
+  .option('--certificate-oidc-issuer-regexp <re>', 'keyless: OIDC issuer regular expression')
+  .option('--json', 'print the whole verdict as JSON')
+  .action(async (image: string, options) => {
+    process.exitCode = await verifyCommand(image, options)
+  })
+
+program
+  .command('verify-bundle')
+  .description('verify one Sigstore bundle against a file or digest (sigstore-conformance CLI contract)')
+  .allowUnknownOption()
+  .helpOption(false)
+  .argument('[args...]')
+  .action(async (args: string[]) => {
+    process.exitCode = await runVerifyBundle(args)
+  })
 
 try {
   await program.parseAsync(process.argv)

@@ -50,11 +50,12 @@ export class PolicyGate implements ManifestGate {
       }
     }
 
-    const verdict = await this.#verdict(request)
+    const verdict = await this.verdict(request)
     return decide(verdict, referencedContent(manifest))
   }
 
-  async #verdict(request: GateRequest): Promise<Verdict> {
+  /** The full verdict for one manifest (cached, single-flighted, audited): what `evaluate` decides on and `trustpull verify` prints. */
+  async verdict(request: GateRequest): Promise<Verdict> {
     const policySet = this.#options.policySet()
     const key = verdictKey(policySet.fingerprint, request.upstream, request.repository, request.digest)
     const started = performance.now()
