@@ -30,7 +30,14 @@ export function parsePublicKey(pem: string): KeyObject {
   }
 }
 
+const hints = new WeakMap<KeyObject, string>()
+
 /** base64(sha256(SubjectPublicKeyInfo DER)): the hint cosign writes into bundles, and ours in evidence. */
 export function keyHint(key: KeyObject): string {
-  return createHash('sha256').update(key.export({ format: 'der', type: 'spki' })).digest('base64')
+  let hint = hints.get(key)
+  if (hint === undefined) {
+    hint = createHash('sha256').update(key.export({ format: 'der', type: 'spki' })).digest('base64')
+    hints.set(key, hint)
+  }
+  return hint
 }

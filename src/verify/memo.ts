@@ -71,7 +71,12 @@ export function signingCertificate(der: Buffer): X509Certificate {
   return cert
 }
 
-/** For tests: how many signing certificates are cached. */
+/** How many signing certificates are cached (tests, metrics). */
 export function cachedSigningCertificates(): number {
   return leaves.size
+}
+
+/** Forgets cached signing certificates (benchmarks of the cold path; memory pressure). */
+export function clearSigningCertificates(): void {
+  leaves.clear()
 }
