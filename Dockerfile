@@ -7,6 +7,7 @@
 #     -v "$PWD/config.yaml:/etc/trustpull/config.yaml:ro" \
 #     trustpull serve --config /etc/trustpull/config.yaml
 #
+# Needs BuildKit (the default builder since Docker 23) for the npm cache mounts.
 # Pin both base images by digest in production (node:24-slim@sha256:..., ...@sha256:...).
 ARG BUILD_IMAGE=node:24-slim
 ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
