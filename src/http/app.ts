@@ -1,5 +1,6 @@
 // createApp(deps): the distribution pull API in front of the configured upstreams.
 import { Hono, type Context } from 'hono'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import { RegistryError } from '../errors.ts'
 import { Header } from '../oci/media-types.ts'
 import type { ContentIndex } from '../proxy/content-index.ts'
@@ -40,15 +41,6 @@ declare module 'hono' {
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono()
 
-  // Access log at debug level: off the hot path unless asked for.
-  if (deps.logger.isLevelEnabled('debug')) {
-    app.use('*', async (c, next) => {
-      const started = performance.now()
-      await next()
-      deps.logger.debug({ method: c.req.method, url: c.req.url.replace(/^https?:\/\/[^/]+/, ''), status: c.res.status, ms: Math.round(performance.now() - started) }, 'request')
-    })
-  }
-
   const { metrics } = deps
   app.use('*', async (c, next) => {
     metrics.inFlight.add(1)
@@ -66,9 +58,18 @@ export function createApp(deps: AppDeps): Hono {
       const route = c.get('route') ?? 'unknown'
       metrics.httpRequests.add(1, { method: c.req.method, route, status: String(c.res.status) })
       const length = Number(c.res.headers.get('content-length') ?? 0)
-      if (length > 0 && c.req.method === 'GET' && (route === 'manifest' || route === 'blob')) metrics.bytesServed.add(length, { kind: route })
+      if (length > 0 && c.req.method === 'GET' && route === 'manifest') metrics.bytesServed.add(length, { kind: route })
     }
   })
+
+  // Access log at debug level: off the hot path unless asked for; inside the request span, so it carries the trace id.
+  if (deps.logger.isLevelEnabled('debug')) {
+    app.use('*', async (c, next) => {
+      const started = performance.now()
+      await next()
+      deps.logger.debug({ method: c.req.method, url: c.req.url.replace(/^https?:\/\/[^/]+/, ''), status: c.res.status, ms: Math.round(performance.now() - started) }, 'request')
+    })
+  }
 
   if (deps.serveMetrics) {
     app.get('/metrics', async (c) => {
@@ -81,6 +82,16 @@ export function createApp(deps: AppDeps): Hono {
     const state = deps.ready ? await deps.ready() : { ready: true, checks: {} }
     return c.json(state, state.ready ? 200 : 503)
   })
+
+  const blobOptions = {
+    contentIndex: deps.contentIndex,
+    requireAllowedManifest: deps.requireAllowedManifest,
+    onDigestMismatch: (info: object) => deps.logger.error(info, 'upstream blob does not match its digest; connection aborted'),
+    onSent: (bytes: number, error: Error | null | undefined) => {
+      metrics.bytesServed.add(bytes, { kind: 'blob' })
+      if (error) deps.logger.debug({ bytes, err: error.message }, 'blob stream cut short')
+    },
+  }
 
   app.all('/v2/*', async (c) => {
     c.header(Header.apiVersion, 'registry/2.0')
@@ -96,7 +107,7 @@ export function createApp(deps: AppDeps): Hono {
       case 'manifest':
         return serveManifest(c, deps.manifests, target, route.reference)
       case 'blob':
-        return serveBlob(c, { contentIndex: deps.contentIndex, requireAllowedManifest: deps.requireAllowedManifest, onDigestMismatch: (info) => deps.logger.error(info, 'upstream blob does not match its digest; connection aborted') }, target, route.digest)
+        return serveBlob(c, blobOptions, target, route.digest)
       case 'tags':
         if (c.req.method !== 'GET') throw new RegistryError('UNSUPPORTED', 'tags/list answers GET only')
         return serveTags(c, target, route.name)
@@ -126,8 +137,18 @@ function errorResponse(c: Context, err: RegistryError): Response {
     [Header.apiVersion]: 'registry/2.0',
     ...err.headers,
   }
-  // HEAD answers carry no body, but keep the status: containerd GETs after a 403 to read the message.
+  // HEAD answers carry no body, and containerd 1.6 reports a refused HEAD by its status line alone
+  // ("... failed with status code [manifests 1]: 403 Forbidden"), never GETting the body: put the
+  // code and message in the reason phrase too, so the node's pull error says why.
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
+  if (outgoing && !outgoing.headersSent) outgoing.statusMessage = reasonPhrase(err)
   return new Response(c.req.method === 'HEAD' ? null : body, { status: err.status, headers })
+}
+
+/** `Forbidden (DENIED: <message>)`, limited to the characters a status line may carry. */
+function reasonPhrase(err: RegistryError): string {
+  const text = `${STATUS_CODES[err.status] ?? 'Error'} (${err.code}: ${err.message.replace(/[^\x20-\x7e]+/g, ' ')})`
+  return text.length > 400 ? `${text.slice(0, 396)}...)` : text
 }
 
 function headersOf(headers: Headers): Record<string, string> {

@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import type { ServerResponse } from 'node:http'
-import { pipeline, Readable } from 'node:stream'
+import { pipeline, Readable, type Transform } from 'node:stream'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { Header } from '../oci/media-types.ts'
@@ -13,6 +14,8 @@ export interface BlobOptions {
   contentIndex: ContentIndex
   requireAllowedManifest: boolean
   onDigestMismatch?: (info: { upstream: string; repository: string; digest: string; actual: string }) => void
+  /** Called when a streamed blob answer ends: bytes written, and the error that cut it short, if any. */
+  onSent?: (bytes: number, error: Error | null | undefined) => void
 }
 
 /**
@@ -41,17 +44,27 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
     res.body.resume()
     return new Response(null, { status: res.status, headers })
   }
-  let body: Readable = res.body
+  const stages: (Readable | Transform)[] = [res.body]
   if (res.status === 200) {
-    const verifier = verifyingStream(digest, (actual) => options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual }))
-    // pipeline destroys both ends on an error in either: a reset upstream or a mismatch aborts the client.
-    pipeline(res.body, verifier, () => {})
-    body = verifier
+    stages.push(verifyingStream(digest, (actual) => options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual })))
   }
-  // Cut the client's connection ourselves, first: left to @hono/node-server, a stream error that
-  // arrives while the socket waits for `drain` ends the response (final chunk included) before
-  // destroying it, and a chunked answer would then look complete to the client.
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
-  body.once('error', () => outgoing?.destroy())
-  return new Response(Readable.toWeb(body) as ReadableStream, { status: res.status, headers })
+  if (!outgoing) {
+    // Not on @hono/node-server (tests through app.request): a web stream does.
+    return new Response(Readable.toWeb(stages.length > 1 ? res.body.pipe(stages[1] as Transform) : res.body) as ReadableStream, { status: res.status, headers })
+  }
+  // Straight into Node's response: write() waits for drain (bounded memory for slow clients), and
+  // pipeline destroys every stage on an error in any of them — a reset upstream, a digest
+  // mismatch or a client that went away — so the client's connection is cut, never ended cleanly.
+  outgoing.writeHead(res.status, headers)
+  outgoing.flushHeaders()
+  let sent = 0
+  stages.at(-1)!.on('data', (chunk: Buffer) => {
+    sent += chunk.length
+  })
+  pipeline([...stages, outgoing] as unknown as [Readable, ...Transform[], ServerResponse], (err) => {
+    options.onSent?.(sent, err)
+  })
+  return RESPONSE_ALREADY_SENT
 }
+

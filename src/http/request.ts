@@ -8,7 +8,10 @@ const MAX_ACCEPT_TYPES = 32
 /** The path exactly as the client sent it: `..` and `%2F` must be judged before anything decodes them. */
 export function rawPath(c: Context): string {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
-  const raw = incoming?.url ?? new URL(c.req.url).pathname
+  let raw = incoming?.url ?? new URL(c.req.url).pathname
+  // HTTP/1.1 allows the absolute form (`GET http://host/v2/...`): judge only its path.
+  const origin = /^https?:\/\/[^/]*/i.exec(raw)
+  if (origin) raw = raw.slice(origin[0].length) || '/'
   const q = raw.indexOf('?')
   return q === -1 ? raw : raw.slice(0, q)
 }

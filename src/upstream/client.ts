@@ -251,7 +251,8 @@ export class UpstreamRegistryClient implements RegistryClient {
     const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined
     if (!token) throw new RegistryError('UPSTREAM_ERROR', `token service of upstream ${this.name} sent no token`)
     const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS
-    this.#tokens.set(scope, { value: token, expiresAt: Date.now() + seconds * 1000 - TOKEN_EARLY_RENEWAL_MS })
+    // Renew a little early, but never so early that a short-lived token is not reused at all.
+    this.#tokens.set(scope, { value: token, expiresAt: Date.now() + seconds * 1000 - Math.min(TOKEN_EARLY_RENEWAL_MS, (seconds * 1000) / 4) })
     return token
   }
 
