@@ -16,7 +16,7 @@ import { PolicyGate } from './proxy/policy-gate.ts'
 import { discoverSignatures } from './signatures/discover.ts'
 import { createLogger, type Logger } from './telemetry/logger.ts'
 import { Metrics } from './telemetry/metrics.ts'
-import { span } from './telemetry/tracing.ts'
+import { span, spanSync } from './telemetry/tracing.ts'
 import { createRegistryClient, type UpstreamRegistryClient } from './upstream/client.ts'
 import { UpstreamRouter } from './upstream/router.ts'
 import { verifyCandidate } from './verify/candidate.ts'
@@ -106,7 +106,12 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
           }),
         )
       },
-      verify: (candidate, material, digest) => verifyCandidate(candidate, material, digest),
+      verify: (candidate, material, digest) =>
+        spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
+          const evidence = verifyCandidate(candidate, material, digest)
+          s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
+          return evidence
+        }),
     },
   })
   const manifests = new ManifestService({

@@ -46,9 +46,12 @@ export function createApp(deps: AppDeps): Hono {
     metrics.inFlight.add(1)
     try {
       if (tracingEnabled()) {
-        await requestSpan(`${c.req.method} ${c.req.path.slice(0, 64)}`, headersOf(c.req.raw.headers), { 'http.request.method': c.req.method }, async (s) => {
+        await requestSpan(c.req.method, headersOf(c.req.raw.headers), { 'http.request.method': c.req.method, 'url.path': c.req.path.slice(0, 1024) }, async (s) => {
           await next()
-          s?.setAttribute('http.response.status_code', c.res.status)
+          // Named by endpoint, not by path: span names must stay few (digests would make each unique).
+          const route = c.get('route') ?? 'unknown'
+          s?.updateName(`${c.req.method} ${route}`)
+          s?.setAttributes({ 'http.response.status_code': c.res.status, 'trustpull.route': route })
         })
       } else {
         await next()
@@ -58,7 +61,7 @@ export function createApp(deps: AppDeps): Hono {
       const route = c.get('route') ?? 'unknown'
       metrics.httpRequests.add(1, { method: c.req.method, route, status: String(c.res.status) })
       const length = Number(c.res.headers.get('content-length') ?? 0)
-      if (length > 0 && c.req.method === 'GET' && route === 'manifest') metrics.bytesServed.add(length, { kind: route })
+      if (length > 0 && c.req.method === 'GET' && route === 'manifest' && c.res.status === 200) metrics.bytesServed.add(length, { kind: route })
     }
   })
 
@@ -77,8 +80,12 @@ export function createApp(deps: AppDeps): Hono {
       return c.text(await metrics.prometheus(), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
     })
   }
-  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/healthz', (c) => {
+    c.set('route', 'health')
+    return c.json({ status: 'ok' })
+  })
   app.get('/readyz', async (c) => {
+    c.set('route', 'health')
     const state = deps.ready ? await deps.ready() : { ready: true, checks: {} }
     return c.json(state, state.ready ? 200 : 503)
   })

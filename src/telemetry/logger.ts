@@ -1,6 +1,7 @@
 // JSON logs (pino). Credentials never reach a log line: header and secret fields are redacted
 // wherever they appear.
 import { pino, type Logger } from 'pino'
+import { traceFields } from './tracing.ts'
 
 export type { Logger }
 
@@ -23,6 +24,8 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
+      // Every line written inside a traced request names its trace (nothing is added when tracing is off).
+      mixin: traceFields,
     },
     destination ?? process.stdout,
   )

@@ -59,6 +59,22 @@ export async function span<T>(name: string, attributes: Attributes, fn: (span?: 
   })
 }
 
+/** `span()` for synchronous work (signature verification is CPU only); direct call when tracing is off. */
+export function spanSync<T>(name: string, attributes: Attributes, fn: (span?: Span) => T): T {
+  if (!tracer) return fn()
+  return tracer.startActiveSpan(name, { attributes }, (s) => {
+    try {
+      return fn(s)
+    } catch (err) {
+      s.recordException(err as Error)
+      s.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
+      throw err
+    } finally {
+      s.end()
+    }
+  })
+}
+
 /** The server span of one request, continuing the caller's trace from its `traceparent`. */
 export async function requestSpan<T>(name: string, headers: Record<string, string>, attributes: Attributes, fn: (span?: Span) => Promise<T>): Promise<T> {
   if (!tracer) return fn()
@@ -70,5 +86,12 @@ export async function requestSpan<T>(name: string, headers: Record<string, strin
 export function currentTraceId(): string | undefined {
   if (!tracer) return undefined
   return trace.getActiveSpan()?.spanContext().traceId
+}
+
+/** Trace and span id of the current span, as log fields (OpenTelemetry's names); empty when tracing is off. */
+export function traceFields(): { trace_id?: string; span_id?: string } {
+  if (!tracer) return {}
+  const active = trace.getActiveSpan()?.spanContext()
+  return active ? { trace_id: active.traceId, span_id: active.spanId } : {}
 }
 
