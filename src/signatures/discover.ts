@@ -8,8 +8,8 @@ import type { SerializedBundle } from '@sigstore/bundle'
 import { bundleFromJSON } from '@sigstore/bundle'
 import type { Config } from '../config/schema.ts'
 import { RegistryError } from '../errors.ts'
-import { digestTag } from '../oci/digest.ts'
-import { parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.ts'
+import { digestTag, parseDigest } from '../oci/digest.ts'
+import { ManifestError, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
 import type { RegistryClient } from '../upstream/types.ts'
 import { COSIGN_SIGN_PREDICATE } from '../verify/payload.ts'
@@ -51,6 +51,7 @@ export async function discoverSignatures(
   limits: DiscoveryLimits,
   options: DiscoverOptions = {},
 ): Promise<Discovery> {
+  parseDigest(imageDigest) // a caller's mistake, not the registry's: throws DigestError
   const walk = new Walk(client, repository, imageDigest, limits, options)
   const [referrers, sig, att] = await Promise.all([walk.referrers(), walk.legacyTag('.sig', 'sig-tag'), walk.legacyTag('.att', 'att-tag')])
   options.signal?.throwIfAborted()
@@ -108,7 +109,7 @@ class Walk {
       return
     }
     const message = err instanceof Error ? err.message : String(err)
-    this.#problem(err instanceof Error && err.name === 'ManifestError' ? 'MALFORMED' : 'DISCOVERY_FAILED', `${what}: ${message}`, origin)
+    this.#problem(err instanceof ManifestError ? 'MALFORMED' : 'DISCOVERY_FAILED', `${what}: ${message}`, origin)
   }
 
   // -------------------------------------------------------------------------------------------
