@@ -8,7 +8,7 @@ import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
 import { createApp } from './http/app.ts'
 import { loadPolicies } from './policy/load.ts'
-import type { PolicySet } from './policy/types.ts'
+import type { PolicySet, SignatureLocation } from './policy/types.ts'
 import { StoreContentIndex } from './proxy/content-index.ts'
 import { ManifestCache } from './proxy/manifest-cache.ts'
 import { ManifestService } from './proxy/manifests.ts'
@@ -19,6 +19,7 @@ import { Metrics } from './telemetry/metrics.ts'
 import { span, spanSync } from './telemetry/tracing.ts'
 import { createRegistryClient, type UpstreamRegistryClient } from './upstream/client.ts'
 import { UpstreamRouter } from './upstream/router.ts'
+import type { RegistryClient } from './upstream/types.ts'
 import { verifyCandidate } from './verify/candidate.ts'
 import { loadTrustRoots } from './verify/trust-root.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
@@ -27,6 +28,11 @@ export interface RuntimeOptions {
   logger?: Logger
   /** Directory that relative paths in policies are resolved from (the config file's). */
   configDir?: string
+  /**
+   * Where the signatures of an image are read from instead of the configured upstream named by
+   * `location` (`trustpull copy` verifies an OCI archive from the signatures inside it, offline).
+   */
+  signatureClient?: (location: SignatureLocation, image: { upstream: string; repository: string; digest: string }) => RegistryClient | undefined
 }
 
 export interface Runtime {
@@ -96,10 +102,10 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     },
     evaluate: {
       discover: (location, digest, image) => {
-        const upstream = router.byName(location.upstream)
-        if (!upstream) throw new Error(`signature source ${location.upstream} is not a configured upstream`)
+        const client = options.signatureClient?.(location, image) ?? router.byName(location.upstream)?.client
+        if (!client) throw new Error(`signature source ${location.upstream} is not a configured upstream`)
         return span('signatures.discover', { 'trustpull.repository': location.repository, 'trustpull.digest': digest }, () =>
-          discoverSignatures(upstream.client, location.repository, digest, config.limits, {
+          discoverSignatures(client, location.repository, digest, config.limits, {
             signal: image.signal,
             imageRepository: location.repository !== image.repository ? image.repository : undefined,
             imageManifest: digest === image.digest ? image.bytes : undefined,
