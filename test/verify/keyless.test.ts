@@ -13,6 +13,7 @@ import { parseConfig } from '../../src/config/load.ts'
 import { discoverSignatures } from '../../src/signatures/discover.ts'
 import { CosignAnnotation } from '../../src/signatures/legacy.ts'
 import { createRegistryClient } from '../../src/upstream/client.ts'
+import type { RegistryClient } from '../../src/upstream/types.ts'
 import { verifyCandidate } from '../../src/verify/candidate.ts'
 import { cachedSigningCertificates } from '../../src/verify/memo.ts'
 import { publicGoodTrustRoot, trustRootFromJSON } from '../../src/verify/trust-root.ts'
@@ -245,6 +246,35 @@ t.test('keyless signatures from a mock Fulcio/Rekor/TSA, in every stored format'
     t.equal(cachedSigningCertificates(), cached, 'no new certificate parsed')
     t.same(again, first)
     t.match(verifyCandidate(candidate, keyless([{ issuer: ISSUER, subject: 'https://github.com/y/app' }]), image.digest), { ok: false, code: 'IDENTITY_MISMATCH' })
+  })
+
+  t.test('a registry with the OCI 1.1 referrers API: the same bundles found through it', async (t) => {
+    // docker-registry 2.8 has no referrers API; this client answers it as a registry that has one
+    // would: an index of the referrers (here, the fallback tag's), typed by each bundle's type.
+    const fallback = await client.getManifest('x/app', `sha256-${image.digest.slice(7)}`)
+    const index = JSON.parse(fallback!.bytes.toString()) as { manifests: { artifactType?: string }[] }
+    for (const entry of index.manifests) entry.artifactType = 'application/vnd.dev.sigstore.bundle.v0.3+json'
+    const bytes = Buffer.from(JSON.stringify(index))
+    const calls: string[] = []
+    const withReferrers: RegistryClient = {
+      name: client.name,
+      getReferrers: async () => {
+        calls.push('referrers')
+        return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, mediaType: 'application/vnd.oci.image.index.v1+json' }
+      },
+      getManifest: (...args: Parameters<typeof client.getManifest>) => {
+        calls.push(`manifest ${args[1]}`)
+        return client.getManifest(...args)
+      },
+      getBlobBytes: client.getBlobBytes.bind(client),
+      getBlob: client.getBlob.bind(client),
+      listTags: client.listTags.bind(client),
+    }
+    const viaApi = await discoverSignatures(withReferrers, 'x/app', image.digest, config.limits)
+    t.same(viaApi.problems, [])
+    t.same(viaApi.candidates.filter((c) => c.origin.via === 'referrers').length, 3)
+    t.notOk(calls.includes(`manifest sha256-${image.digest.slice(7)}`), 'the fallback tag is not read when the API answers')
+    for (const candidate of viaApi.candidates) t.equal(verifyCandidate(candidate, exact, image.digest).ok, true, byShape(candidate))
   })
 
   t.test('a tlog is required for keyless unless the authority accepts TSA timestamps alone', async (t) => {
