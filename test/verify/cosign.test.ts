@@ -112,6 +112,16 @@ t.test('cosign 2.5 signatures and attestations are discovered and verified', asy
     t.match(verifyCandidate(candidate, byKey, app.digest), { ok: false, code: 'DIGEST_MISMATCH' })
   })
 
+  t.test('sign --registry-referrers-mode=oci-1-1: a referrer listed in the fallback tag', async (t) => {
+    const image = await pushImage(registry.url, 'demo/oci11', 'v1')
+    await signImage(`${registry.host}/demo/oci11@${image.digest}`, keys.privateKeyPath, { referrersMode: 'oci-1-1' })
+    const found = await discover('demo/oci11', image.digest)
+    t.same(found.problems, [])
+    t.equal(found.candidates.length, 1)
+    t.match(found.candidates[0], { kind: 'signature', format: 'cosign-legacy', origin: { via: 'fallback-tag' } })
+    t.equal(verifyCandidate(found.candidates[0]!, byKey, image.digest, { expectedRepository: 'demo/oci11' }).ok, true)
+  })
+
   t.test('signatures kept in another repository (source.oci) are found there', async (t) => {
     // Copy demo/app's .sig tag into sigs/app, as cosign does with COSIGN_REPOSITORY.
     const tag = `sha256-${app.digest.slice(7)}.sig`
