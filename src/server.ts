@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
 import { createApp } from './http/app.ts'
+import { createClientAuthenticator } from './http/client-auth.ts'
 import { loadPolicies } from './policy/load.ts'
 import type { PolicySet, SignatureLocation } from './policy/types.ts'
 import { StoreContentIndex } from './proxy/content-index.ts'
@@ -70,6 +71,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     createRegistryClient(u, {
       timeouts: config.timeouts,
       limits: config.limits,
+      maxInFlight: config.limits.upstreamConnections,
       observe: ({ upstream, status, seconds }) => metrics.upstreamDuration.record(seconds, { upstream, status }),
     }),
   )
@@ -94,6 +96,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     contentIndex,
     ttl: { allow: config.cache.allowTTL, deny: config.cache.denyTTL },
     signatureLayerBytes: config.limits.signatureLayerBytes,
+    concurrentVerifications: config.limits.concurrentVerifications,
     logger,
     onVerdict: (verdict, { cached, durationMs }) => {
       const [upstream] = verdict.image.split('/', 1)
@@ -135,6 +138,8 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     requireAllowedManifest: config.blobs.requireAllowedManifest,
     logger,
     metrics,
+    clients: createClientAuthenticator(config.clients),
+    clientRate: { requestsPerSecond: config.clients.requestsPerSecond, burst: config.clients.burst },
     serveMetrics: config.telemetry.metrics.enabled && !config.telemetry.metrics.listen,
     ready: async () => {
       if (!lastReadiness || Date.now() - lastReadiness.at > 10_000) {
@@ -202,7 +207,15 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
         hostname: host,
         port,
         ...(tls
-          ? { createServer: createHttpsServer, serverOptions: { cert: readFileSync(tls.cert), key: readFileSync(tls.key) } }
+          ? {
+              createServer: createHttpsServer,
+              serverOptions: {
+                cert: readFileSync(tls.cert),
+                key: readFileSync(tls.key),
+                // mTLS: a client without a certificate from clientCA never completes the handshake.
+                ...(tls.clientCA ? { ca: readFileSync(tls.clientCA), requestCert: true, rejectUnauthorized: true } : {}),
+              },
+            }
           : {}),
       },
       () => resolve(s),

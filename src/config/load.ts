@@ -17,12 +17,30 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
   }
   const config = result.data
   checkUpstreams(config)
+  checkClients(config)
   return config
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
   return issue.message
+}
+
+function checkClients(config: Config): void {
+  const { clients, tls } = config
+  if (clients.mtls && !tls?.clientCA) throw new ConfigError('clients.mtls: needs tls.clientCA (the CA that signs client certificates)')
+  if (tls?.clientCA && !clients.mtls) throw new ConfigError('tls.clientCA: set clients.mtls: true to require client certificates (refusing an ambiguous half-configured mTLS)')
+  const upstreams = new Set(config.upstreams.map((u) => u.name))
+  for (const [i, rule] of clients.rules.entries()) {
+    for (const u of rule.upstreams) {
+      if (!upstreams.has(u)) throw new ConfigError(`clients.rules[${i}].upstreams: "${u}" is not a configured upstream`)
+    }
+  }
+  const names = new Set(clients.tokens.map((t) => t.name))
+  if (names.size !== clients.tokens.length) throw new ConfigError('clients.tokens: a name is used twice')
+  if (clients.rules.length > 0 && clients.tokens.length === 0 && !clients.htpasswd && !clients.mtls) {
+    throw new ConfigError('clients.rules: rules name clients, but no client authentication (tokens, htpasswd or mtls) is configured')
+  }
 }
 
 function checkUpstreams(config: Config): void {

@@ -49,6 +49,10 @@ const limits = z
     maxSignatures: z.number().int().positive().default(64),
     maxReferrers: z.number().int().positive().default(256),
     maxTagPages: z.number().int().positive().default(100),
+    /** Verifications running at once; a request that would start one more gets 429. */
+    concurrentVerifications: z.number().int().positive().default(64),
+    /** Requests in flight to one upstream at once (its connection pool); beyond it, 429. */
+    upstreamConnections: z.number().int().positive().default(128),
   })
   .prefault({})
 
@@ -88,6 +92,30 @@ export const configSchema = z.strictObject({
   limits,
   timeouts,
   cache,
+  clients: z
+    .strictObject({
+      /** Static bearer tokens (`Authorization: Bearer ...`), each with the name rules and logs call the client. */
+      tokens: z
+        .array(
+          z
+            .strictObject({ name: z.string().min(1), token: z.string().optional(), tokenFile: z.string().optional(), tokenEnv: z.string().optional() })
+            .refine((t) => [t.token, t.tokenFile, t.tokenEnv].filter((v) => v !== undefined).length === 1, {
+              message: 'give exactly one of token, tokenFile or tokenEnv',
+            }),
+        )
+        .default([]),
+      /** An htpasswd file of bcrypt entries for HTTP basic auth (what `docker login` sends). */
+      htpasswd: z.string().optional(),
+      /** Clients present certificates signed by tls.clientCA; the subject's CN names the client. */
+      mtls: z.boolean().default(false),
+      /** Per-client restrictions: a client named here may pull only from these upstreams. */
+      rules: z.array(z.strictObject({ client: z.string().min(1), upstreams: z.array(z.string().min(1)).min(1) })).default([]),
+      /** Requests per second per client (by name, or by address when anonymous); 0 = unlimited. */
+      requestsPerSecond: z.number().nonnegative().default(0),
+      /** Requests a client may send at once above its rate. */
+      burst: z.number().int().positive().default(100),
+    })
+    .prefault({}),
   trustRoots: z.array(trustRoot).default([]),
   noMatchPolicy: z.enum(['deny', 'warn', 'allow']).default('deny'),
   policyDirs: z.array(z.string()).default([]),

@@ -13,6 +13,8 @@ import { serveBlob } from './blobs.ts'
 import { serveManifest } from './manifests.ts'
 import { serveReferrers } from './referrers.ts'
 import { namespaceParam, rawPath } from './request.ts'
+import type { ClientAuthenticator } from './client-auth.ts'
+import { rateLimit } from './rate-limit.ts'
 import { parseRoute, type Route } from './route.ts'
 import { serveTags } from './tags.ts'
 
@@ -23,6 +25,8 @@ export interface AppDeps {
   requireAllowedManifest: boolean
   logger: Logger
   metrics: Metrics
+  clients: ClientAuthenticator
+  clientRate: { requestsPerSecond: number; burst: number }
   /** Answer /metrics on this port (false when it has a port of its own, or is off). */
   serveMetrics: boolean
   /** Readiness beyond "the process answers": config and trust roots loaded, an upstream reachable. */
@@ -100,6 +104,8 @@ export function createApp(deps: AppDeps): Hono {
     },
   }
 
+  app.use('/v2/*', deps.clients.middleware, rateLimit(deps.clientRate))
+
   app.all('/v2/*', async (c) => {
     c.header(Header.apiVersion, 'registry/2.0')
     const route = parseRoute(rawPath(c))
@@ -110,6 +116,11 @@ export function createApp(deps: AppDeps): Hono {
     }
     if (route.kind === 'base') return c.json({})
     const target = deps.router.resolve(namespaceParam(c), route.name)
+    const client = c.get('client')
+    const allowed = deps.clients.allowedUpstreams(client)
+    if (allowed && !allowed.has(target.upstream.config.name)) {
+      throw new RegistryError('DENIED', `client ${client} may not pull from ${target.upstream.config.name}`)
+    }
     switch (route.kind) {
       case 'manifest':
         return serveManifest(c, deps.manifests, target, route.reference)

@@ -26,6 +26,8 @@ export interface ClientOptions {
   /** Overrides for tests (e.g. a dispatcher that counts). */
   dispatcher?: Dispatcher
   userAgent?: string
+  /** Requests in flight to this upstream at once; one more is refused with 429, never queued without bound. */
+  maxInFlight?: number
   /** Called once per upstream exchange: status is the HTTP status or the error code. */
   observe?: (info: { upstream: string; status: string; seconds: number }) => void
 }
@@ -52,6 +54,7 @@ export class UpstreamRegistryClient implements RegistryClient {
   #challenge: Challenge | undefined
   readonly #tokens = new Map<string, CachedToken>()
   readonly #pendingTokens = new Map<string, Promise<string | undefined>>()
+  #inFlight = 0
 
   constructor(upstream: UpstreamConfig, options: ClientOptions) {
     this.name = upstream.name
@@ -267,8 +270,13 @@ export class UpstreamRegistryClient implements RegistryClient {
 
   /** A single HTTP exchange; transport failures become RegistryErrors naming this upstream. */
   async #raw(method: Method, url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const limit = this.#options.maxInFlight ?? Infinity
+    if (this.#inFlight >= limit) {
+      throw new RegistryError('TOOMANYREQUESTS', `${limit} requests to upstream ${this.name} are already in flight`, { headers: { 'retry-after': '1' } })
+    }
     return span('upstream.request', { 'trustpull.upstream': this.name, 'http.request.method': method, 'url.path': url.pathname }, async (s) => {
       const started = performance.now()
+      this.#inFlight++
       try {
         const res = await request(url, {
           method,
@@ -280,8 +288,11 @@ export class UpstreamRegistryClient implements RegistryClient {
         })
         s?.setAttribute('http.response.status_code', res.statusCode)
         this.#options.observe?.({ upstream: this.name, status: String(res.statusCode), seconds: (performance.now() - started) / 1000 })
+        // The slot is held until the body is consumed or destroyed: a streaming blob counts.
+        res.body.once('close', () => this.#inFlight--)
         return res
       } catch (err) {
+        this.#inFlight--
         const failure = transportError(this.name, err)
         this.#options.observe?.({ upstream: this.name, status: failure instanceof RegistryError ? failure.code : 'aborted', seconds: (performance.now() - started) / 1000 })
         throw failure
