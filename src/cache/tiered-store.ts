@@ -1,6 +1,7 @@
 // Two tiers behind one interface: an in-process LRU (always) and Redis (when configured, shared by
 // replicas). Redis trouble never fails a request: a slow, down or garbage-answering Redis is a
 // miss, reported through `onEvent` and the `redisUp` state, and the client reconnects by itself.
+import { randomUUID } from 'node:crypto'
 import { Keyv } from 'keyv'
 import KeyvRedis from '@keyv/redis'
 import { LRUCache } from 'lru-cache'
@@ -22,11 +23,26 @@ export interface TieredStoreOptions {
 
 const DEFAULT_REDIS_TIMEOUT_MS = 250
 
+/** A lock held in Redis; releasing it twice, or after it expired, is harmless. */
+export interface ReplicaLock {
+  release(): Promise<void>
+}
+
+/** The two commands locks need, on the client @keyv/redis connects. */
+interface LockClient {
+  set(key: string, value: string, options: { condition: 'NX'; expiration: { type: 'PX'; value: number } }): Promise<string | null>
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>
+}
+
+// Deletes the lock only if it is still ours: an expired lock may have been taken by another replica.
+const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
 export class TieredStore {
   readonly #memory: LRUCache<string, { value: unknown }>
   readonly #redis: Keyv | undefined
   readonly #options: TieredStoreOptions
   #redisUp = false
+  #lockClient: LockClient | undefined
   #connecting: Promise<void> = Promise.resolve()
 
   constructor(options: TieredStoreOptions) {
@@ -77,12 +93,51 @@ export class TieredStore {
   }
 
   async get<T>(key: string, validate: (value: unknown) => value is T): Promise<T | undefined> {
+    const local = this.peek(key, validate)
+    this.#emit({ tier: 'memory', result: local === undefined ? 'miss' : 'hit' })
+    if (local !== undefined) return local
+    return this.#getShared(key, validate, true)
+  }
+
+  /** The in-process tier only, synchronously (no metrics): closes the gap between a miss and starting work. */
+  peek<T>(key: string, validate: (value: unknown) => value is T): T | undefined {
     const local = this.#memory.get(key)
-    if (local && validate(local.value)) {
-      this.#emit({ tier: 'memory', result: 'hit' })
-      return local.value
+    return local && validate(local.value) ? local.value : undefined
+  }
+
+  /** Redis only, not counted in the cache metrics: for polling while another replica does the work. */
+  getShared<T>(key: string, validate: (value: unknown) => value is T): Promise<T | undefined> {
+    return this.#getShared(key, validate, false)
+  }
+
+  /**
+   * Takes a short lock in Redis (SET NX PX) so that replicas do a piece of work once between them.
+   * `busy`: another holder has it. `undefined`: no Redis, or it is down: work alone.
+   */
+  async tryLock(name: string, ttlMs: number): Promise<ReplicaLock | 'busy' | undefined> {
+    const client = this.#lockClient
+    if (!client || !this.#redisUp) return undefined
+    const key = `${this.#options.namespace ?? 'trustpull'}::lock:${name}`
+    const token = randomUUID()
+    try {
+      const answer = await this.#withTimeout(client.set(key, token, { condition: 'NX', expiration: { type: 'PX', value: ttlMs } }))
+      if (answer !== 'OK') return 'busy'
+    } catch (err) {
+      this.#redisError(err)
+      return undefined
     }
-    this.#emit({ tier: 'memory', result: 'miss' })
+    return {
+      release: async () => {
+        try {
+          await this.#withTimeout(client.eval(RELEASE_SCRIPT, { keys: [key], arguments: [token] }))
+        } catch (err) {
+          this.#redisError(err) // it expires by itself
+        }
+      },
+    }
+  }
+
+  async #getShared<T>(key: string, validate: (value: unknown) => value is T, count: boolean): Promise<T | undefined> {
     if (!this.#redis) return undefined
     try {
       const raw = await this.#withTimeout(this.#redis.get(key, { raw: true }))
@@ -90,10 +145,10 @@ export class TieredStore {
       const value = raw?.value
       const expires = raw?.expires
       if (value === undefined || !validate(value)) {
-        this.#emit({ tier: 'redis', result: 'miss' })
+        if (count) this.#emit({ tier: 'redis', result: 'miss' })
         return undefined
       }
-      this.#emit({ tier: 'redis', result: 'hit' })
+      if (count) this.#emit({ tier: 'redis', result: 'hit' })
       const ttl = typeof expires === 'number' ? expires - Date.now() : undefined
       if (ttl === undefined || ttl > 0) this.#memory.set(key, { value }, { ttl })
       return value
@@ -122,7 +177,8 @@ export class TieredStore {
 
   async #connect(adapter: KeyvRedis<unknown>): Promise<void> {
     try {
-      const client = (await adapter.getClient()) as unknown as { isReady: boolean; on?: (e: string, f: () => void) => void }
+      const client = (await adapter.getClient()) as unknown as LockClient & { isReady: boolean; on?: (e: string, f: () => void) => void }
+      this.#lockClient = client
       this.#setRedisUp(client.isReady)
       client.on?.('ready', () => this.#setRedisUp(true))
       client.on?.('end', () => this.#setRedisUp(false, 'connection closed'))

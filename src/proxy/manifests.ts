@@ -27,6 +27,8 @@ export interface ManifestServiceDeps {
 export class ManifestService {
   readonly #deps: ManifestServiceDeps
   readonly #tags: LRUCache<string, string> | undefined
+  /** Upstream fetches whose manifest is still on its way to the cache (fetched, not yet gated). */
+  readonly #inFlight = new Map<string, Promise<FetchedManifest | undefined>>()
 
   constructor(deps: ManifestServiceDeps) {
     this.#deps = deps
@@ -34,8 +36,16 @@ export class ManifestService {
   }
 
   async get(upstream: Upstream, repository: string, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ServedManifest> {
+    const { fetching, done } = this.#fetch(upstream, repository, ref, accept)
+    try {
+      return await this.#serve(upstream, repository, ref, await fetching, signal)
+    } finally {
+      done()
+    }
+  }
+
+  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | undefined, signal?: AbortSignal): Promise<ServedManifest> {
     const name = upstream.config.name
-    const fetched = await this.#fetch(upstream, repository, ref, accept, signal)
     if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${repository}:${referenceString(ref)} not found on ${name}`)
     let manifest: Manifest
     try {
@@ -61,11 +71,25 @@ export class ManifestService {
     return { ...fetched, manifest, warnings: decision.warnings }
   }
 
-  async #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[], signal?: AbortSignal) {
+  /**
+   * The manifest from the cache, or from upstream. Concurrent requests for one manifest share one
+   * upstream fetch, until the first of them has passed it through the gate into the cache, so a
+   * herd costs one fetch. The fetch is tied to no client's signal (one client leaving must not fail
+   * the others); upstream timeouts and the size limit bound it.
+   */
+  #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[]): { fetching: Promise<FetchedManifest | undefined>; done: () => void } {
     const name = upstream.config.name
     const digest = ref.kind === 'digest' ? ref.digest : this.#tags?.get(`${name}/${repository}:${ref.tag}`)
     const cached = digest ? this.#deps.cache.get(name, repository, digest) : undefined
-    if (cached) return cached
-    return upstream.client.getManifest(repository, referenceString(ref), { accept, signal })
+    if (cached) return { fetching: Promise.resolve(cached), done: noop }
+    const reference = referenceString(ref)
+    const key = `${name}/${repository}:${reference}\n${accept.join(',')}`
+    const pending = this.#inFlight.get(key)
+    if (pending) return { fetching: pending, done: noop }
+    const fetching = upstream.client.getManifest(repository, reference, { accept })
+    this.#inFlight.set(key, fetching)
+    return { fetching, done: () => this.#inFlight.delete(key) }
   }
 }
+
+function noop(): void {}

@@ -2,8 +2,9 @@
 // are served on its word, everything else is evaluated (once per key: cache + single flight),
 // audited, and allowed or refused.
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { SingleFlight } from '../cache/single-flight.ts'
-import type { TieredStore } from '../cache/tiered-store.ts'
+import type { ReplicaLock, TieredStore } from '../cache/tiered-store.ts'
 import { RegistryError } from '../errors.ts'
 import { evaluatePolicies, type EvaluateDeps } from '../policy/evaluate.ts'
 import type { PolicySet, Verdict } from '../policy/types.ts'
@@ -22,15 +23,25 @@ export interface PolicyGateOptions {
   ttl: { allow: number; deny: number }
   /** Layers of a signature artifact larger than this are not vouched for (they are not signatures). */
   signatureLayerBytes: number
+  /** Evaluations running at once; one more is refused with 429 rather than queued without bound. */
+  concurrentVerifications?: number
   logger: Logger
   onVerdict?: (verdict: Verdict, info: { cached: boolean; durationMs: number }) => void
+  /**
+   * Replicas sharing Redis verify a digest once between them: the first takes a lock for this
+   * long, the others wait for its verdict (at most this long, then verify themselves).
+   */
+  replicaLockMs?: number
 }
 
 const VERDICT_RESULTS = new Set(['allow', 'deny', 'warn'])
+const DEFAULT_REPLICA_LOCK_MS = 5_000
+const REPLICA_POLL_MS = 20
 
 export class PolicyGate implements ManifestGate {
   readonly #options: PolicyGateOptions
   readonly #flights = new SingleFlight<Verdict>()
+  #running = 0
 
   constructor(options: PolicyGateOptions) {
     this.#options = options
@@ -58,26 +69,80 @@ export class PolicyGate implements ManifestGate {
   async verdict(request: GateRequest): Promise<Verdict> {
     const policySet = this.#options.policySet()
     const key = verdictKey(policySet.fingerprint, request.upstream, request.repository, request.digest)
+    const isVerdict = (v: unknown): v is Verdict => isVerdictFor(v, request.digest, policySet.fingerprint)
     const started = performance.now()
-    const cached = await span('cache.get', { 'trustpull.cache.key': key }, () =>
-      this.#options.store.get(key, (v): v is Verdict => isVerdictFor(v, request.digest, policySet.fingerprint)),
-    )
+    const { store } = this.#options
+    // peek: a run for this key may have finished (its verdict is in memory by then) during the look-up.
+    const cached = (await span('cache.get', { 'trustpull.cache.key': key }, () => store.get(key, isVerdict))) ?? store.peek(key, isVerdict)
     if (cached) {
       this.#audit(cached, request, true, performance.now() - started)
       return cached
     }
-    return this.#flights.run(key, async () => {
+    let leader = false
+    const verdict = await this.#flights.run(key, () => {
+      leader = true
+      return this.#evaluateOnce(key, request, policySet, isVerdict, started)
+    })
+    // Requests that joined the run are served on its verdict, and audited as such.
+    if (!leader) this.#audit(verdict, request, true, performance.now() - started)
+    return verdict
+  }
+
+  /** Runs an evaluation within the concurrency cap; over it, 429 at once instead of a queue. */
+  async #bounded<T>(work: () => Promise<T>): Promise<T> {
+    const cap = this.#options.concurrentVerifications ?? Infinity
+    if (this.#running >= cap) {
+      throw new RegistryError('TOOMANYREQUESTS', `${this.#running} verifications are already running; try again shortly`, { headers: { 'retry-after': '1' } })
+    }
+    this.#running++
+    try {
+      return await work()
+    } finally {
+      this.#running--
+    }
+  }
+
+  async #evaluateOnce(key: string, request: GateRequest, policySet: PolicySet, isVerdict: (v: unknown) => v is Verdict, started: number): Promise<Verdict> {
+    const shared = await this.#acrossReplicas(key, isVerdict)
+    if (shared.verdict) {
+      this.#audit(shared.verdict, request, true, performance.now() - started)
+      return shared.verdict
+    }
+    try {
       const image = { upstream: request.upstream, repository: request.repository, digest: request.digest, mediaType: request.mediaType, manifest: request.manifest, bytes: request.bytes }
-      const verdict = await span('policy.evaluate', { 'trustpull.image': `${request.upstream}/${request.repository}`, 'trustpull.digest': request.digest }, async (s) => {
-        const v = await evaluatePolicies(image, policySet, this.#options.evaluate)
-        s?.setAttribute('trustpull.verdict', v.result)
-        return v
-      })
+      const verdict = await this.#bounded(() =>
+        span('policy.evaluate', { 'trustpull.image': `${request.upstream}/${request.repository}`, 'trustpull.digest': request.digest }, async (s) => {
+          const v = await evaluatePolicies(image, policySet, this.#options.evaluate)
+          s?.setAttribute('trustpull.verdict', v.result)
+          return v
+        }),
+      )
       const ttl = verdict.transient || verdict.result === 'error' ? 0 : verdict.result === 'deny' ? this.#options.ttl.deny : this.#options.ttl.allow
       await this.#options.store.set(key, verdict, ttl)
       this.#audit(verdict, request, false, performance.now() - started)
       return verdict
-    })
+    } finally {
+      await shared.lock?.release()
+    }
+  }
+
+  /**
+   * With Redis: take the key's lock, or wait for the replica holding it to store its verdict. A
+   * holder that stores nothing (an undecided verdict) releases the lock and the next one takes it;
+   * a holder that is gone leaves its lock to expire. Without Redis (or with it down): work alone.
+   */
+  async #acrossReplicas(key: string, isVerdict: (v: unknown) => v is Verdict): Promise<{ verdict?: Verdict; lock?: ReplicaLock }> {
+    const { store } = this.#options
+    const lockMs = this.#options.replicaLockMs ?? DEFAULT_REPLICA_LOCK_MS
+    const deadline = Date.now() + lockMs
+    for (;;) {
+      const lock = await store.tryLock(key, lockMs)
+      if (lock !== 'busy') return { lock }
+      await sleep(REPLICA_POLL_MS)
+      const verdict = await store.getShared(key, isVerdict)
+      if (verdict) return { verdict }
+      if (Date.now() > deadline) return {}
+    }
   }
 
   #audit(verdict: Verdict, request: GateRequest, cached: boolean, durationMs: number): void {
