@@ -51,5 +51,10 @@ try {
     console.error(`trustpull: ${err.message}`)
     process.exit(2)
   }
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+    console.error(`trustpull: cannot listen: ${(err as Error).message}`)
+    process.exit(2)
+  }
   throw err
 }
