@@ -1,0 +1,387 @@
+// trustpull as it runs in production: `node src/cli/main.ts serve --config F` as a child process,
+// probed on /healthz and /readyz, reloaded with SIGHUP (good and bad policy files, a broken config,
+// a trust root replaced with garbage) and stopped with SIGTERM in the middle of a 128 MiB blob.
+// Key signatures come from the real cosign 2.5; keyless ones from @sigstore/sign against
+// @sigstore/mock's Fulcio and Rekor over loopback HTTP, checked with a trusted_root.json file.
+import t from 'tap'
+import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { createServer, request as httpRequest } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { bundleToJSON, type SerializedBundle } from '@sigstore/bundle'
+import { fulcioHandler, initializeCA, initializeCTLog, initializeTLog, rekorHandler, type HandlerFn } from '@sigstore/mock'
+import { FulcioSigner, MessageSignatureBundleBuilder, RekorWitness } from '@sigstore/sign'
+import { request } from 'undici'
+import { generateKeyPair, signImage } from '../helpers/cosign.ts'
+import { ACCEPT_ANY_MANIFEST, pushBlob, pushImage, pushManifest, sha256, type PushedImage } from '../helpers/images.ts'
+import { freePort, REPO_ROOT, startDaemon, tempDir, waitFor, type Daemon, type Teardown } from '../helpers/proc.ts'
+import { startRedis } from '../helpers/redis.ts'
+import { startRegistry } from '../helpers/registry.ts'
+
+const UPSTREAM = 'registry.test'
+const ISSUER = 'https://token.actions.githubusercontent.com'
+const SUBJECT = 'https://github.com/my-org/app/.github/workflows/release.yml@refs/heads/main'
+
+// ---------------------------------------------------------------------------------------------
+// Keyless signing against @sigstore/mock, and the trusted_root.json that trusts it
+
+const b64 = (bytes: ArrayBufferView): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
+const spki = (key: KeyObject): Buffer => key.export({ format: 'der', type: 'spki' })
+const p256 = () => generateKeyPairSync('ec', { namedCurve: 'P-256' })
+
+/** A Fulcio CA, CT log and Rekor from @sigstore/mock on one loopback server, and the TrustedRoot JSON naming their keys. */
+async function startMockSigstore(t: Teardown) {
+  const keys = { ca: p256(), ct: p256(), tlog: p256() }
+  const ctlog = await initializeCTLog(keys.ct)
+  const ca = await initializeCA(keys.ca, ctlog)
+  const tlog = await initializeTLog('http://rekor.mock.test', keys.tlog)
+  const handlers = new Map<string, HandlerFn>([fulcioHandler(ca), rekorHandler(tlog)].map((h) => [h.path, h.fn] as const))
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const handler = handlers.get(new URL(req.url ?? '/', 'http://x').pathname)
+      if (!handler || req.method !== 'POST') return void res.writeHead(404).end()
+      handler(Buffer.concat(chunks).toString('utf8')).then(
+        (r) => res.writeHead(r.statusCode, { 'content-type': r.contentType ?? 'application/json' }).end(r.response),
+        (err: Error) => res.writeHead(500).end(err.message),
+      )
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+
+  const start = '2019-01-01T00:00:00Z'
+  const logKey = (key: KeyObject) => ({ rawBytes: b64(spki(key)), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } })
+  const trustedRoot = {
+    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+    tlogs: [{ baseUrl: 'http://rekor.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.tlog.publicKey), logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') } }],
+    certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
+    ctlogs: [{ baseUrl: url, hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.ct.publicKey), logId: { keyId: b64(ctlog.logID) } }],
+    timestampAuthorities: [],
+  }
+  // An OIDC token as the mock Fulcio reads it: unsigned, with iss and sub.
+  const now = Math.floor(Date.now() / 1000)
+  const token = [{ alg: 'none', typ: 'JWT' }, { iss: ISSUER, sub: SUBJECT, aud: 'sigstore', iat: now, exp: now + 600 }].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.'
+  const builder = new MessageSignatureBundleBuilder({
+    signer: new FulcioSigner({ identityProvider: { getToken: async () => token }, fulcioBaseURL: url, retry: false }),
+    witnesses: [new RekorWitness({ rekorBaseURL: url, retry: false })],
+  })
+  return {
+    trustedRoot,
+    /** A message-signature bundle over the manifest, attached as a referrer through the fallback tag (as cosign 3 does). */
+    async sign(registryUrl: string, image: PushedImage): Promise<void> {
+      const bundle: SerializedBundle = bundleToJSON(await builder.create({ data: Buffer.from(image.manifest) }))
+      const empty = await pushBlob(registryUrl, image.repo, '{}')
+      const layer = await pushBlob(registryUrl, image.repo, JSON.stringify(bundle))
+      const manifest = {
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
+        layers: [{ mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', ...layer }],
+        subject: { mediaType: image.mediaType, digest: image.digest, size: image.size },
+      }
+      const pushed = await pushManifest(registryUrl, image.repo, `bundle-${image.digest.slice(7, 19)}`, manifest, manifest.mediaType)
+      const index = {
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [{ mediaType: manifest.mediaType, digest: pushed.digest, size: pushed.size, artifactType: 'application/vnd.oci.empty.v1+json' }],
+      }
+      await pushManifest(registryUrl, image.repo, `sha256-${image.digest.slice(7)}`, index, index.mediaType)
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// trustpull as a child process
+
+interface Child {
+  url: string
+  port: number
+  daemon: Daemon
+  /** Resolves with the exit code once the process has ended. */
+  exited: Promise<number | null>
+  /** The JSON lines it has written to stdout so far. */
+  logs(): Record<string, unknown>[]
+  /** Sends a signal and waits until a new line with `msg` starting with one of `expect` appears. */
+  signalAndWait(signal: NodeJS.Signals, expect: string[]): Promise<Record<string, unknown>>
+}
+
+function jsonLines(text: string): Record<string, unknown>[] {
+  return text.split('\n').flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, unknown>]
+    } catch {
+      return [] // the first line of a truncated capture, or anything not JSON
+    }
+  })
+}
+
+async function startTrustpull(t: Teardown, configFile: string, port: number): Promise<Child> {
+  const url = `http://127.0.0.1:${port}`
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
+    name: 'trustpull',
+    cwd: REPO_ROOT,
+    readyLine: /"msg":"trustpull listening"/,
+  })
+  const exited = new Promise<number | null>((resolve) => {
+    if (daemon.child.exitCode !== null) resolve(daemon.child.exitCode)
+    daemon.child.once('exit', (code) => resolve(code))
+  })
+  const logs = () => jsonLines(daemon.stdout())
+  return {
+    url,
+    port,
+    daemon,
+    exited,
+    logs,
+    async signalAndWait(signal, expect) {
+      const seen = logs().length
+      daemon.child.kill(signal)
+      let found: Record<string, unknown> | undefined
+      await waitFor(() => (found = logs().slice(seen).find((l) => expect.some((e) => String(l.msg).startsWith(e)))) !== undefined, {
+        what: `a log line starting with ${expect.join(' or ')} after ${signal}`,
+      })
+      return found!
+    },
+  }
+}
+
+async function manifestStatus(child: Child, img: PushedImage): Promise<number> {
+  const res = await request(`${child.url}/v2/${img.repo}/manifests/${img.tag}`, { headers: { accept: ACCEPT_ANY_MANIFEST } })
+  const body = Buffer.from(await res.body.arrayBuffer())
+  if (res.statusCode === 200 && sha256(body) !== img.digest) throw new Error(`${img.repo}: wrong manifest bytes`)
+  return res.statusCode
+}
+
+async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await request(url)
+  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> }
+}
+
+/** A ClusterImagePolicy document. */
+function cip(name: string, glob: string, authority: object): string {
+  return JSON.stringify({ apiVersion: 'policy.sigstore.dev/v1beta1', kind: 'ClusterImagePolicy', metadata: { name }, spec: { images: [{ glob }], authorities: [authority] } })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const registry = await startRegistry(t)
+const keys = await generateKeyPair(await tempDir(t))
+const sigstore = await startMockSigstore(t)
+
+t.test('/healthz and /readyz', async (t) => {
+  const redis = await startRedis(t)
+  const dir = await tempDir(t)
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], cache: { url: redis.url } }))
+  const child = await startTrustpull(t, configFile, port)
+  t.same(await getJson(`${child.url}/healthz`), { status: 200, body: { status: 'ok' } })
+  t.same(await getJson(`${child.url}/readyz`), {
+    status: 200,
+    body: { ready: true, checks: { config: 'loaded', policies: 0, upstreamsReachable: [UPSTREAM], redis: 'up' } },
+  })
+
+  // Nothing answers: no upstream, no Redis. Alive, but not ready; listening beyond loopback is warned about.
+  const deadPort = await freePort()
+  const lonelyPort = await freePort()
+  const lonelyConfig = join(dir, 'lonely.yaml')
+  await writeFile(
+    lonelyConfig,
+    JSON.stringify({ listen: `0.0.0.0:${lonelyPort}`, upstreams: [{ name: UPSTREAM, url: `http://127.0.0.1:${deadPort}`, default: true }], cache: { url: `redis://127.0.0.1:${deadPort}` } }),
+  )
+  const lonely = await startTrustpull(t, lonelyConfig, lonelyPort)
+  t.same(await getJson(`${lonely.url}/healthz`), { status: 200, body: { status: 'ok' } }, 'alive')
+  t.same(await getJson(`${lonely.url}/readyz`), {
+    status: 503,
+    body: { ready: false, checks: { config: 'loaded', policies: 0, upstreamsReachable: [], redis: 'down' } },
+  })
+  t.match(
+    lonely.logs().find((l) => l.level === 'warn' && /beyond loopback/.test(String(l.msg))),
+    { listen: `0.0.0.0:${lonelyPort}` },
+    'a non-loopback listen address is warned about',
+  )
+  t.notOk(child.logs().some((l) => /beyond loopback/.test(String(l.msg))), 'a loopback one is not')
+})
+
+t.test('SIGHUP: new policies for new requests; a bad config or trust root is refused and the old one kept', async (t) => {
+  const redis = await startRedis(t)
+  const dir = await tempDir(t)
+  const policyDir = join(dir, 'policies')
+  const rootFile = join(dir, 'trusted_root.json')
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  const config = {
+    listen: `127.0.0.1:${port}`,
+    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+    trustRoots: [{ name: 'corp', file: rootFile }],
+    policyDirs: [policyDir],
+    cache: { url: redis.url },
+    log: { level: 'info' },
+  }
+  await writeFile(configFile, JSON.stringify(config))
+  await writeFile(rootFile, JSON.stringify(sigstore.trustedRoot))
+  await mkdir(policyDir)
+  const keyPolicy = cip('app', `${UPSTREAM}/app/**`, { name: 'release-key', key: { data: keys.publicKeyPem } })
+  await writeFile(join(policyDir, 'app.yaml'), keyPolicy)
+  await writeFile(join(policyDir, 'keyless.yaml'), cip('keyless', `${UPSTREAM}/keyless/**`, { name: 'ci', keyless: { trustRootRef: 'corp', identities: [{ issuer: ISSUER, subject: SUBJECT }] } }))
+
+  const signed = await pushImage(registry.url, 'app/signed', 'v1')
+  await signImage(`${registry.host}/app/signed@${signed.digest}`, keys.privateKeyPath)
+  // A fresh unsigned image for each step, so no step reads a verdict cached by the one before.
+  const unsigned = await Promise.all([0, 1, 2, 3].map((i) => pushImage(registry.url, `app/unsigned-${i}`, 'v1')))
+  const keyless = await Promise.all([0, 1, 2].map((i) => pushImage(registry.url, `keyless/app-${i}`, 'v1')))
+  for (const image of keyless) await sigstore.sign(registry.url, image)
+
+  const child = await startTrustpull(t, configFile, port)
+  t.equal(await manifestStatus(child, signed), 200, 'signed: allowed')
+  t.equal(await manifestStatus(child, unsigned[0]!), 403, 'unsigned: denied')
+  t.equal(await manifestStatus(child, keyless[0]!), 200, 'keyless, checked against the trust root file: allowed')
+  t.match(child.logs().find((l) => l.audit === 'verdict' && l.digest === keyless[0]!.digest), { result: 'allow', signers: [{ issuer: ISSUER, subject: SUBJECT }] })
+
+  t.test('a config file that is not valid YAML', async (t) => {
+    await writeFile(configFile, 'listen: [127.0.0.1\n')
+    const line = await child.signalAndWait('SIGHUP', ['reload refused', 'policies reloaded'])
+    t.match(line, { level: 'error', msg: /^reload refused/, err: /not valid YAML/ })
+    await writeFile(configFile, JSON.stringify(config))
+    t.equal(await manifestStatus(child, unsigned[1]!), 403, 'the old policy still denies an unsigned image')
+    t.equal(await manifestStatus(child, signed), 200)
+  })
+
+  t.test('a policy file with an unsupported field', async (t) => {
+    await writeFile(join(policyDir, 'app.yaml'), cip('app', `${UPSTREAM}/app/**`, { key: { kms: 'awskms:///arn:aws:kms:eu-west-1:1:key/1' } }))
+    const line = await child.signalAndWait('SIGHUP', ['reload refused', 'policies reloaded'])
+    t.match(line, { level: 'error', msg: /^reload refused/, err: /KMS keys/ })
+    t.equal(await manifestStatus(child, unsigned[1]!), 403, 'still denied')
+  })
+
+  t.test('a good policy change applies to new requests', async (t) => {
+    await writeFile(join(policyDir, 'app.yaml'), cip('app', `${UPSTREAM}/app/**`, { name: 'exception', static: { action: 'pass' } }))
+    const line = await child.signalAndWait('SIGHUP', ['reload refused', 'policies reloaded'])
+    t.match(line, { level: 'info', msg: 'policies reloaded', policies: 2 })
+    t.equal(await manifestStatus(child, unsigned[2]!), 200, 'an unsigned image is allowed now')
+    t.equal(await manifestStatus(child, unsigned[0]!), 200, 'even one denied before: the old verdict is not reused')
+  })
+
+  t.test('a trust root file replaced with garbage', async (t) => {
+    await writeFile(rootFile, '{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "certificateAuthorities": [{"certChain": "garbage"')
+    const line = await child.signalAndWait('SIGHUP', ['reload refused', 'policies reloaded'])
+    t.match(line, { level: 'error', msg: /^reload refused/, err: /trusted_root\.json/ })
+    t.equal(await manifestStatus(child, keyless[1]!), 200, 'an image never seen before verifies against the old root')
+    t.match(child.logs().find((l) => l.audit === 'verdict' && l.digest === keyless[1]!.digest), { result: 'allow', cached: false, signers: [{ issuer: ISSUER, subject: SUBJECT }] })
+  })
+
+  t.test('a valid trust root of another CA is taken: the mock-signed images are refused now', async (t) => {
+    const other = await startMockSigstore(t)
+    await writeFile(rootFile, JSON.stringify(other.trustedRoot))
+    const line = await child.signalAndWait('SIGHUP', ['reload refused', 'policies reloaded'])
+    t.match(line, { msg: 'policies reloaded' })
+    t.equal(await manifestStatus(child, keyless[2]!), 403, 'signed by a CA the new root does not trust')
+    t.equal(await manifestStatus(child, unsigned[3]!), 200, 'the static pass from the earlier reload is still in force')
+  })
+
+  t.test('the process is still healthy after every reload', async (t) => {
+    t.equal((await getJson(`${child.url}/readyz`)).status, 200)
+    t.ok(child.daemon.running())
+  })
+})
+
+/** An OTLP/HTTP trace receiver (JSON encoding, the exporter's default): the span names it was sent. */
+async function startOtlpReceiver(t: Teardown): Promise<{ endpoint: string; spanNames: string[] }> {
+  const spanNames: string[] = []
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      if (req.url === '/v1/traces' && req.method === 'POST') {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resourceSpans: { scopeSpans: { spans: { name: string }[] }[] }[] }
+        for (const rs of body.resourceSpans) for (const ss of rs.scopeSpans) for (const sp of ss.spans) spanNames.push(sp.name)
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`, spanNames }
+}
+
+t.test('SIGTERM during a 128 MiB blob: the download completes, new connections are refused, spans are exported, exit 0', async (t) => {
+  const big = await pushImage(registry.url, 'big/app', 'v1', { layerSize: 128 * 1024 * 1024 })
+  const layer = big.layers[0]!
+  const redis = await startRedis(t)
+  const otlp = await startOtlpReceiver(t)
+  const dir = await tempDir(t)
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  await writeFile(
+    configFile,
+    JSON.stringify({
+      listen: `127.0.0.1:${port}`,
+      upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+      policies: [{ name: 'big', images: [{ glob: '**' }], authorities: [{ static: { action: 'pass' } }] }],
+      cache: { url: redis.url },
+      telemetry: { otlp: { endpoint: otlp.endpoint } },
+    }),
+  )
+  const child = await startTrustpull(t, configFile, port)
+  t.equal(await manifestStatus(child, big), 200)
+
+  // A client that reads 1 MiB, then rests 20 ms: the download lasts seconds, long enough to signal in the middle.
+  let received = 0
+  let receivedAtRefusal = -1
+  const download = new Promise<{ status: number; bytes: number; digest: string; complete: boolean }>((resolve, reject) => {
+    const req = httpRequest(`${child.url}/v2/big/app/blobs/${layer.digest}`, { agent: false }, (res) => {
+      const hash = createHash('sha256')
+      let sinceRest = 0
+      res.on('data', (chunk: Buffer) => {
+        hash.update(chunk)
+        received += chunk.length
+        sinceRest += chunk.length
+        if (sinceRest < 1024 * 1024) return
+        sinceRest = 0
+        res.pause()
+        setTimeout(() => res.resume(), 20)
+      })
+      res.once('error', reject)
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, bytes: received, digest: `sha256:${hash.digest('hex')}`, complete: res.complete }))
+    })
+    req.once('error', reject)
+    req.end()
+  })
+  await waitFor(() => received >= 8 * 1024 * 1024, { what: 'the first 8 MiB' })
+  t.match(await child.signalAndWait('SIGTERM', ['shutting down']), { signal: 'SIGTERM' })
+
+  // New connections are refused while the download goes on.
+  await waitFor(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1')
+        socket.once('connect', () => {
+          socket.destroy()
+          resolve(false)
+        })
+        socket.once('error', (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ECONNREFUSED') receivedAtRefusal = received
+          resolve(err.code === 'ECONNREFUSED')
+        })
+      }),
+    { what: 'connections to be refused' },
+  )
+  t.ok(receivedAtRefusal >= 0 && receivedAtRefusal < layer.size, `a new connection was refused with ${(receivedAtRefusal / 2 ** 20).toFixed(0)} of ${(layer.size / 2 ** 20).toFixed(0)} MiB delivered`)
+  t.ok(child.daemon.running(), 'the process is still serving the download')
+
+  const got = await download
+  t.equal(got.status, 200)
+  t.ok(got.complete, 'the body ended cleanly')
+  t.equal(got.bytes, layer.size, 'every byte arrived')
+  t.equal(got.digest, layer.digest, 'and they hash to the blob digest')
+  t.equal(await child.exited, 0, 'then the process exits 0')
+  const messages = child.logs().map((l) => l.msg)
+  t.ok(messages.indexOf('stopped') > messages.indexOf('shutting down: finishing in-flight requests'), 'it logged that it stopped')
+  t.ok(redis.running(), 'Redis itself is left running')
+  for (const name of ['GET manifest', 'policy.evaluate', 'cache.get', 'GET blob', 'upstream.request']) t.ok(otlp.spanNames.includes(name), `the ${name} span was exported over OTLP before exit`)
+})
