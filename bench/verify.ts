@@ -11,7 +11,7 @@
 // Writes bench/results/verify.json and bench/results/verify.md.
 import { createHash, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, totalmem, type as osType, release } from 'node:os'
+import { cpus, loadavg, totalmem, type as osType, release } from 'node:os'
 import { bundleFromJSON } from '@sigstore/bundle'
 import { initializeCA, initializeCTLog, initializeTLog } from '@sigstore/mock'
 import { TrustedRoot } from '@sigstore/protobuf-specs'
@@ -164,7 +164,8 @@ must(verifyCandidate(keyCandidate, byKey, DIGEST).ok, 'key-based')
 must(keyless.every((c) => verifyCandidate(c, byIdentity, DIGEST).ok), 'keyless')
 must(verifyBundle(parseBundle(publicGoodBundle), artifact, publicGood).signer.subject !== undefined, 'public-good')
 
-console.log(`node ${process.version}, ${cpus()[0]?.model} × ${cpus().length}, ${seconds} s per case`)
+const loadBefore = loadavg()[0]!
+console.log(`node ${process.version}, ${cpus()[0]?.model} × ${cpus().length}, ${seconds} s per case, load average ${loadBefore.toFixed(2)}`)
 const results = [
   measure('crypto.verify ECDSA P-256/SHA-256 (floor)', () => void verify('sha256', payload, signer.publicKey, signature)),
   measure('key-based cosign signature (P-256), verifyCandidate', () => void verifyCandidate(keyCandidate, byKey, DIGEST)),
@@ -186,6 +187,8 @@ const machine = {
   memoryGiB: round(totalmem() / 1024 ** 3, 1),
   os: `${osType()} ${release()}`,
   node: process.version,
+  /** 1-minute load average before and after: other work on the machine slows every case alike. */
+  loadAverage: [round(loadBefore, 2), round(loadavg()[0]!, 2)],
 }
 const command = `node bench/verify.ts --seconds ${seconds}`
 const date = new Date().toISOString()
@@ -198,8 +201,9 @@ writeFileSync(
   new URL('./results/verify.md', import.meta.url),
   `# Verification throughput
 
-\`${command}\` on ${date.slice(0, 10)}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}.
-Single-threaded; "per core" divides the iterations by the CPU time the process used.
+\`${command}\` on ${date.slice(0, 10)}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}
+(1-minute load average ${machine.loadAverage.join(' → ')} while it ran). Single-threaded; "per core" divides the
+iterations by the CPU time the process used. Compare rows with each other: they ran side by side.
 
 | case | verifications/s/core | µs each | × crypto floor |
 |---|---:|---:|---:|
