@@ -5,13 +5,13 @@
 // Upstream answers are hostile input: every fetch is bounded by the configured limits, and whatever
 // cannot be used becomes a DiscoveryProblem with a code, never an exception for the others.
 import type { SerializedBundle } from '@sigstore/bundle'
-import { bundleFromJSON } from '@sigstore/bundle'
 import type { Config } from '../config/schema.ts'
 import { RegistryError } from '../errors.ts'
 import { digestTag, parseDigest } from '../oci/digest.ts'
 import { ManifestError, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
 import type { RegistryClient } from '../upstream/types.ts'
+import { parseBundle } from '../verify/bundle.ts'
 import { COSIGN_SIGN_PREDICATE } from '../verify/payload.ts'
 import type { Candidate, CandidateOrigin, Discovery, DiscoveryProblem, VerifyCode } from '../verify/types.ts'
 import { CosignAnnotation, envelopePredicateType, legacyAttestationBundles, legacySignatureBundle } from './legacy.ts'
@@ -331,11 +331,9 @@ class Walk {
   }
 }
 
-/** Checks that sigstore-js can read it (shape, media type, required fields); throws otherwise. */
+/** Checks, as verification will, that it is a bundle sigstore-js can read; throws otherwise. */
 function checked(bundle: SerializedBundle): SerializedBundle {
-  const mediaType = (bundle as { mediaType?: unknown } | null)?.mediaType
-  if (typeof mediaType !== 'string' || !BUNDLE_TYPE.test(mediaType)) throw new Error(`unknown bundle mediaType ${JSON.stringify(mediaType ?? null)}`)
-  bundleFromJSON(bundle)
+  parseBundle(bundle)
   return bundle
 }
 
