@@ -23,6 +23,10 @@ export interface TieredStoreOptions {
 
 const DEFAULT_REDIS_TIMEOUT_MS = 250
 
+class RedisTimeoutError extends Error {
+  override name = 'RedisTimeoutError'
+}
+
 /** A lock held in Redis; releasing it twice, or after it expired, is harmless. */
 export interface ReplicaLock {
   release(): Promise<void>
@@ -30,6 +34,7 @@ export interface ReplicaLock {
 
 /** The two commands locks need, on the client @keyv/redis connects. */
 interface LockClient {
+  readonly isReady: boolean
   set(key: string, value: string, options: { condition: 'NX'; expiration: { type: 'PX'; value: number } }): Promise<string | null>
   eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>
 }
@@ -58,7 +63,7 @@ export class TieredStore {
         },
         { throwOnConnectError: false, throwOnErrors: true, namespace: options.namespace ?? 'trustpull' },
       )
-      adapter.on('error', (err: Error) => this.#setRedisUp(false, err.message))
+      adapter.on('error', (err: Error) => this.#troubleUnlessAnswered(err))
       this.#redis = new Keyv({
         store: adapter,
         namespace: options.namespace ?? 'trustpull',
@@ -74,7 +79,7 @@ export class TieredStore {
           }
         },
       })
-      this.#redis.on('error', (err: Error) => this.#setRedisUp(false, err.message))
+      this.#redis.on('error', (err: Error) => this.#troubleUnlessAnswered(err))
       this.#connecting = this.#connect(adapter)
     }
   }
@@ -177,7 +182,7 @@ export class TieredStore {
 
   async #connect(adapter: KeyvRedis<unknown>): Promise<void> {
     try {
-      const client = (await adapter.getClient()) as unknown as LockClient & { isReady: boolean; on?: (e: string, f: () => void) => void }
+      const client = (await adapter.getClient()) as unknown as LockClient & { on?: (e: string, f: () => void) => void }
       this.#lockClient = client
       this.#setRedisUp(client.isReady)
       client.on?.('ready', () => this.#setRedisUp(true))
@@ -190,7 +195,13 @@ export class TieredStore {
   #redisError(err: unknown): void {
     const message = (err as Error)?.message ?? String(err)
     this.#emit({ tier: 'redis', result: 'error', error: message })
-    this.#setRedisUp(false, message)
+    this.#troubleUnlessAnswered(err)
+  }
+
+  /** An error reply (WRONGTYPE under a key, say) comes from a Redis that answers: a miss, not an outage. */
+  #troubleUnlessAnswered(err: unknown): void {
+    const answered = !(err instanceof RedisTimeoutError) && this.#lockClient?.isReady === true
+    if (!answered) this.#setRedisUp(false, (err as Error)?.message ?? String(err))
   }
 
   #withTimeout<T>(promise: Promise<T>): Promise<T> {
@@ -199,7 +210,7 @@ export class TieredStore {
     return Promise.race([
       promise,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`redis did not answer within ${ms} ms`)), ms)
+        timer = setTimeout(() => reject(new RedisTimeoutError(`redis did not answer within ${ms} ms`)), ms)
       }),
     ]).finally(() => clearTimeout(timer))
   }
