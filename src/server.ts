@@ -238,11 +238,15 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
       // Stop accepting; in-flight requests (blob downloads too) finish until the deadline.
       const deadline = setTimeout(() => httpServer.closeAllConnections(), deadlineMs)
       deadline.unref()
+      // close() drops the connections idle at that moment only; keep-alive clients (containerd,
+      // skopeo) would hold theirs open after their last answer until the keep-alive timeout.
+      const sweep = setInterval(() => httpServer.closeIdleConnections(), 100)
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
         metricsServer ? new Promise<void>((resolve) => metricsServer.server.close(() => resolve())) : undefined,
       ])
       clearTimeout(deadline)
+      clearInterval(sweep)
       await runtime.close()
     },
   }

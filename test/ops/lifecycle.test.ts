@@ -6,18 +6,20 @@
 import t from 'tap'
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { createServer, request as httpRequest } from 'node:http'
+import { createServer, request as httpRequest, type Server as HttpServer } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { bundleToJSON, type SerializedBundle } from '@sigstore/bundle'
 import { fulcioHandler, initializeCA, initializeCTLog, initializeTLog, rekorHandler, type HandlerFn } from '@sigstore/mock'
 import { FulcioSigner, MessageSignatureBundleBuilder, RekorWitness } from '@sigstore/sign'
-import { request } from 'undici'
+import { Client, request } from 'undici'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { ACCEPT_ANY_MANIFEST, pushBlob, pushImage, pushManifest, sha256, type PushedImage } from '../helpers/images.ts'
 import { freePort, REPO_ROOT, startDaemon, tempDir, waitFor, type Daemon, type Teardown } from '../helpers/proc.ts'
 import { startRedis } from '../helpers/redis.ts'
+import { startFaultProxy } from '../helpers/fault-proxy.ts'
 import { startRegistry } from '../helpers/registry.ts'
+import { startProxy } from '../helpers/trustpull.ts'
 
 const UPSTREAM = 'registry.test'
 const ISSUER = 'https://token.actions.githubusercontent.com'
@@ -384,4 +386,23 @@ t.test('SIGTERM during a 128 MiB blob: the download completes, new connections a
   t.ok(messages.indexOf('stopped') > messages.indexOf('shutting down: finishing in-flight requests'), 'it logged that it stopped')
   t.ok(redis.running(), 'Redis itself is left running')
   for (const name of ['GET manifest', 'policy.evaluate', 'cache.get', 'GET blob', 'upstream.request']) t.ok(otlp.spanNames.includes(name), `the ${name} span was exported over OTLP before exit`)
+})
+
+t.test('a graceful close does not wait for keep-alive connections to time out', async (t) => {
+  const image = await pushImage(registry.url, 'idle/app', 'v1')
+  // The tag list takes a while upstream, so the request is in flight when close() starts.
+  const slow = await startFaultProxy(t, registry.url, (req) => (req.path.endsWith('/tags/list') ? { kind: 'delay', ms: 300 } : undefined))
+  const proxy = await startProxy(t, { upstreams: [{ name: UPSTREAM, url: slow.url, default: true }] })
+  // Ten minutes: a close that waited for the idle connection would outlive the test's timeout.
+  ;(proxy.running.server as HttpServer).keepAliveTimeout = 600_000
+  const client = new Client(proxy.url, { keepAliveTimeout: 600_000, keepAliveMaxTimeout: 600_000, pipelining: 1 })
+  t.teardown(() => client.destroy())
+  const answer = client.request({ method: 'GET', path: `/v2/${image.repo}/tags/list` })
+  await waitFor(() => slow.requests.some((r) => r.path.endsWith('/tags/list')), { what: 'the request to reach upstream' })
+  const closing = proxy.running.close(600_000)
+  const res = await answer
+  t.equal(res.statusCode, 200, 'the request in flight is answered')
+  t.same(await res.body.json(), { name: image.repo, tags: ['v1'] })
+  await closing
+  t.pass('close() returned once the kept-alive connection fell idle')
 })
