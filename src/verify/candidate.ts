@@ -25,14 +25,14 @@ export function verifyCandidate(
     const bundle = parseBundle(candidate.bundle)
     evidence.checks.push('bundle')
     const { artifact, statement } = checkPayload(candidate, bundle, imageDigest, options, evidence.checks)
-    if (statement) {
-      evidence.statement = statement
-      evidence.predicateType = statement.predicateType
-    }
+    if (statement) evidence.predicateType = statement.predicateType
     const result = verifyBundle(bundle, artifact, material)
     evidence.checks.push(...result.checks)
     evidence.signer = result.signer
     if (result.tlog) evidence.tlog = result.tlog
+    // Only a verified statement is kept: an unverified one is whatever the upstream wrote (megabytes,
+    // nesting JSON.stringify cannot serialise), and the verdict carrying it is cached and shared.
+    if (statement) evidence.statement = statement
     evidence.ok = true
   } catch (err) {
     const failure = toVerifyFailure(err)

@@ -1,6 +1,7 @@
 // What a verified signature says about the image: the simple-signing payload of a cosign signature
 // and the in-toto statement of a DSSE envelope. Pure functions over bytes; failures are VerifyFailures.
 import type { Digest } from '../oci/digest.ts'
+import { firstDuplicateKey } from './duplicate-keys.ts'
 import { VerifyFailure } from './errors.ts'
 import type { InTotoStatement } from './types.ts'
 
@@ -16,20 +17,35 @@ function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** Go's encoding/json, which cosign decodes payloads with, matches keys case-insensitively (exact first). */
+/**
+ * Go's encoding/json, which cosign decodes payloads with, matches keys case-insensitively (with
+ * Unicode folding: `ſ` is `s`, the Kelvin sign is `k`) and keeps the last match; we would keep
+ * another. Two keys that can be read as one make the payload ambiguous: refused.
+ */
 function field(object: JsonObject, name: string): unknown {
-  if (Object.hasOwn(object, name)) return object[name]
-  const lower = name.toLowerCase()
-  const key = Object.keys(object).find((k) => k.toLowerCase() === lower)
-  return key === undefined ? undefined : object[key]
+  const folded = fold(name)
+  const keys = Object.keys(object).filter((k) => fold(k) === folded)
+  if (keys.length > 1) {
+    throw new VerifyFailure('PAYLOAD_INVALID', `simple-signing payload has duplicate keys ${keys.map((k) => JSON.stringify(k)).join(', ')} for "${name}"`)
+  }
+  return keys.length === 1 ? object[keys[0]!] : undefined
+}
+
+function fold(key: string): string {
+  return key.toUpperCase().toLowerCase()
 }
 
 function parseJson(bytes: Buffer, what: string): unknown {
+  const text = bytes.toString('utf8')
+  let value: unknown
   try {
-    return JSON.parse(bytes.toString('utf8'))
+    value = JSON.parse(text)
   } catch (err) {
     throw new VerifyFailure('PAYLOAD_INVALID', `${what} is not JSON: ${(err as Error).message}`)
   }
+  const duplicate = firstDuplicateKey(text)
+  if (duplicate !== undefined) throw new VerifyFailure('PAYLOAD_INVALID', `${what} has duplicate key ${JSON.stringify(duplicate.slice(0, 100))}`)
+  return value
 }
 
 export interface SimpleSigning {
