@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The trustpull command: serve, verify, verify-bundle.
+// The trustpull command: serve, verify, verify-bundle, copy.
 import { Command } from 'commander'
 import { ConfigError } from '../config/load.ts'
+import { copyCommand } from './copy.ts'
 import { serveCommand } from './serve.ts'
 import { verifyCommand } from './verify.ts'
 import { runVerifyBundle } from './verify-bundle.ts'
@@ -32,6 +33,26 @@ program
   .option('--json', 'print the whole verdict as JSON')
   .action(async (image: string, options) => {
     process.exitCode = await verifyCommand(image, options)
+  })
+
+program
+  .command('copy')
+  .description('verify an image with the configured policies, then copy it with its signatures and attestations (exit 0 only when every image was copied)')
+  .argument('<args...>', 'SRC DST, or with --from-file: DST-PREFIX. SRC: registry/repo[:tag|@digest], oci:DIR[:tag], oci-archive:FILE[:tag]; DST: registry/repo[:tag], oci:DIR, oci-archive:FILE')
+  .option('-c, --config <file>', 'YAML configuration file (upstreams, trust roots, policies)')
+  .option('--key <file>', 'verify with this PEM public key instead of the configured policies')
+  .option('--certificate-identity <subject>', 'keyless: exact certificate subject')
+  .option('--certificate-identity-regexp <re>', 'keyless: certificate subject regular expression')
+  .option('--certificate-oidc-issuer <url>', 'keyless: exact OIDC issuer')
+  .option('--certificate-oidc-issuer-regexp <re>', 'keyless: OIDC issuer regular expression')
+  .option('-f, --from-file <list>', 'copy every image listed (one "SRC" or "SRC DST" per line) under DST-PREFIX')
+  .option('--concurrency <n>', 'images copied at once with --from-file', '4')
+  .option('--as <registry/repo>', 'for a layout or archive source: the name policies are matched against (default: the destination)')
+  .option('--authfile <file>', 'destination credentials from this docker config.json / containers auth.json only')
+  .option('--no-progress', 'no progress on stderr')
+  .option('--json', 'print the results as JSON')
+  .action(async (args: string[], options) => {
+    process.exitCode = await copyCommand(args, options)
   })
 
 program

@@ -63,7 +63,7 @@ export function splitImage(image: string): { name: string; reference: string } {
 }
 
 /** `--key` or `--certificate-*` replace the configured policies with one for every image. */
-function adHocPolicy(options: VerifyOptions): Record<string, unknown> {
+export function adHocPolicy(options: VerifyOptions): Record<string, unknown> {
   const identity = {
     ...(options.certificateOidcIssuer !== undefined && { issuer: options.certificateOidcIssuer }),
     ...(options.certificateOidcIssuerRegexp !== undefined && { issuerRegExp: options.certificateOidcIssuerRegexp }),

@@ -1,0 +1,152 @@
+// Keyless signing for tests: @sigstore/mock's Fulcio (v2 API), Rekor and TSA on one loopback HTTP
+// server, @sigstore/sign (the real signing library) as the client, and a Sigstore TrustedRoot
+// document built from the mock's keys (write it to a trusted_root.json for an offline trust root).
+// Also stores the results in a registry the way cosign does: a legacy `.sig` tag with the
+// certificate, Rekor SET and RFC 3161 timestamp in annotations, and Sigstore bundles as OCI 1.1
+// referrers listed in the fallback tag `sha256-<hex>` (docker-registry has no referrers API).
+import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { bundleToJSON, type SerializedBundle } from '@sigstore/bundle'
+import { fulcioHandler, initializeCA, initializeCTLog, initializeTLog, initializeTSA, rekorHandler, tsaHandler, type HandlerFn } from '@sigstore/mock'
+import { DSSEBundleBuilder, FulcioSigner, MessageSignatureBundleBuilder, RekorWitness, TSAWitness } from '@sigstore/sign'
+import { getManifest, pushBlob, pushManifest, sha256 } from './images.ts'
+import type { Teardown } from './proc.ts'
+
+export const MOCK_ISSUER = 'https://token.actions.githubusercontent.com'
+export const MOCK_SUBJECT = 'https://github.com/example/app/.github/workflows/release.yml@refs/heads/main'
+
+const b64 = (bytes: ArrayBufferView): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
+const spki = (key: KeyObject): Buffer => key.export({ format: 'der', type: 'spki' })
+const p256 = () => generateKeyPairSync('ec', { namedCurve: 'P-256' })
+
+export interface MockSigstore {
+  /** A Sigstore TrustedRoot document naming the mock's CA, CT log, Rekor and TSA. */
+  trustedRoot: object
+  /** A message-signature bundle over `data` (certificate, SCT, Rekor entry with SET, TSA timestamp). */
+  signMessage(data: Buffer, subject?: string): Promise<SerializedBundle>
+  /** A DSSE bundle over an in-toto statement (Rekor `intoto` entry, as cosign 2 makes them). */
+  signStatement(statement: object, subject?: string): Promise<SerializedBundle>
+}
+
+export async function startMockSigstore(t: Teardown): Promise<MockSigstore> {
+  const keys = { ca: p256(), ct: p256(), tlog: p256(), tsa: p256() }
+  const ctlog = await initializeCTLog(keys.ct)
+  const ca = await initializeCA(keys.ca, ctlog)
+  const tlog = await initializeTLog('http://rekor.mock.test', keys.tlog)
+  // The mock TSA drops trailing zeros of the milliseconds, which @sigstore/core refuses: a fixed
+  // clock with 123 ms, a little ahead so certificates issued during the test cover it.
+  const tsa = await initializeTSA(keys.tsa, () => new Date(Math.floor(Date.now() / 1000) * 1000 + 30_123))
+  const handlers = new Map<string, HandlerFn>([fulcioHandler(ca), rekorHandler(tlog), tsaHandler(tsa)].map((h) => [h.path, h.fn] as const))
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const handler = handlers.get(new URL(req.url ?? '/', 'http://x').pathname)
+      if (!handler || req.method !== 'POST') return void res.writeHead(404).end()
+      handler(Buffer.concat(chunks).toString('utf8')).then(
+        (r) => res.writeHead(r.statusCode, { 'content-type': r.contentType ?? 'application/json' }).end(r.response),
+        (err: Error) => res.writeHead(500).end(err.message),
+      )
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+
+  const start = '2019-01-01T00:00:00Z'
+  const logKey = (key: KeyObject) => ({ rawBytes: b64(spki(key)), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } })
+  const trustedRoot = {
+    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+    tlogs: [{ baseUrl: 'http://rekor.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.tlog.publicKey), logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') } }],
+    certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
+    ctlogs: [{ baseUrl: url, hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.ct.publicKey), logId: { keyId: b64(ctlog.logID) } }],
+    timestampAuthorities: [
+      { subject: { organization: 'sigstore.mock', commonName: 'tsa' }, uri: url, certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] }, validFor: { start } },
+    ],
+  }
+  // An OIDC token as the mock Fulcio reads it: unsigned, with iss and sub.
+  const token = (sub: string) => {
+    const now = Math.floor(Date.now() / 1000)
+    return `${[{ alg: 'none', typ: 'JWT' }, { iss: MOCK_ISSUER, sub, aud: 'sigstore', iat: now, exp: now + 600 }].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.`
+  }
+  const options = (subject: string, entryType?: 'intoto') => ({
+    signer: new FulcioSigner({ identityProvider: { getToken: async () => token(subject) }, fulcioBaseURL: url, retry: false }),
+    witnesses: [new RekorWitness({ rekorBaseURL: url, retry: false, ...(entryType ? { entryType } : {}) }), new TSAWitness({ tsaBaseURL: url, retry: false })],
+  })
+  return {
+    trustedRoot,
+    signMessage: async (data, subject = MOCK_SUBJECT) => bundleToJSON(await new MessageSignatureBundleBuilder(options(subject)).create({ data })),
+    signStatement: async (statement, subject = MOCK_SUBJECT) =>
+      bundleToJSON(await new DSSEBundleBuilder(options(subject, 'intoto')).create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' })),
+  }
+}
+
+/** The `.sig` layer annotations cosign writes for a keyless signature. */
+function cosignAnnotations(bundle: SerializedBundle): Record<string, string> {
+  const certificate = bundle.verificationMaterial.certificate?.rawBytes ?? bundle.verificationMaterial.x509CertificateChain!.certificates[0]!.rawBytes
+  const entry = bundle.verificationMaterial.tlogEntries[0]!
+  return {
+    'dev.cosignproject.cosign/signature': bundle.messageSignature!.signature,
+    'dev.sigstore.cosign/certificate': `-----BEGIN CERTIFICATE-----\n${certificate}\n-----END CERTIFICATE-----\n`,
+    'dev.sigstore.cosign/bundle': JSON.stringify({
+      SignedEntryTimestamp: entry.inclusionPromise!.signedEntryTimestamp,
+      Payload: { body: entry.canonicalizedBody, integratedTime: Number(entry.integratedTime), logIndex: Number(entry.logIndex), logID: Buffer.from(entry.logId.keyId, 'base64').toString('hex') },
+    }),
+    'dev.sigstore.cosign/rfc3161timestamp': JSON.stringify({ SignedRFC3161Timestamp: bundle.verificationMaterial.timestampVerificationData!.rfc3161Timestamps[0]!.signedTimestamp }),
+  }
+}
+
+export interface Subject {
+  mediaType: string
+  digest: string
+  size: number
+}
+
+/** Signs `subject` keylessly as cosign does: simple-signing payload in a `sha256-<hex>.sig` manifest. */
+export async function pushKeylessSignature(sigstore: MockSigstore, registryUrl: string, repo: string, dockerReference: string, subject: Subject): Promise<void> {
+  const payload = Buffer.from(
+    JSON.stringify({ critical: { identity: { 'docker-reference': dockerReference }, image: { 'docker-manifest-digest': subject.digest }, type: 'cosign container image signature' }, optional: null }),
+  )
+  const bundle = await sigstore.signMessage(payload)
+  const config = await pushBlob(registryUrl, repo, '{}')
+  const layer = await pushBlob(registryUrl, repo, payload)
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: [{ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', ...layer, annotations: cosignAnnotations(bundle) }],
+  }
+  await pushManifest(registryUrl, repo, `sha256-${subject.digest.slice(7)}.sig`, manifest, manifest.mediaType)
+}
+
+/**
+ * Attests `subject` keylessly with a Sigstore bundle v0.3 referrer (DSSE over an in-toto statement),
+ * added to the fallback tag `sha256-<hex>` (kept with what it listed before).
+ */
+export async function pushKeylessAttestation(sigstore: MockSigstore, registryUrl: string, repo: string, subject: Subject, predicateType: string, predicate: object): Promise<string> {
+  const statement = { _type: 'https://in-toto.io/Statement/v1', subject: [{ name: repo, digest: { sha256: subject.digest.slice(7) } }], predicateType, predicate }
+  const bundle = await sigstore.signStatement(statement)
+  const empty = await pushBlob(registryUrl, repo, '{}')
+  const layer = await pushBlob(registryUrl, repo, JSON.stringify(bundle))
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+    config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
+    layers: [{ mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', ...layer }],
+    subject,
+  }
+  const bytes = Buffer.from(JSON.stringify(manifest))
+  const pushed = await pushManifest(registryUrl, repo, sha256(bytes), bytes, manifest.mediaType)
+  const tag = `sha256-${subject.digest.slice(7)}`
+  const existing = await getManifest(registryUrl, repo, tag, 'application/vnd.oci.image.index.v1+json')
+  const listed = existing.status === 200 ? (JSON.parse(Buffer.from(existing.bytes).toString()) as { manifests: object[] }).manifests : []
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [...listed, { mediaType: manifest.mediaType, digest: pushed.digest, size: pushed.size, artifactType: 'application/vnd.oci.empty.v1+json' }],
+  }
+  await pushManifest(registryUrl, repo, tag, index, index.mediaType)
+  return pushed.digest
+}
