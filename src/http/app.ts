@@ -23,6 +23,8 @@ export interface AppDeps {
   manifests: ManifestService
   contentIndex: ContentIndex
   requireAllowedManifest: boolean
+  /** The largest signature-artifact document served (limits.signatureLayerBytes). */
+  artifactBlobBytes: number
   logger: Logger
   metrics: Metrics
   clients: ClientAuthenticator
@@ -97,6 +99,7 @@ export function createApp(deps: AppDeps): Hono {
   const blobOptions = {
     contentIndex: deps.contentIndex,
     requireAllowedManifest: deps.requireAllowedManifest,
+    artifactBlobBytes: deps.artifactBlobBytes,
     onDigestMismatch: (info: object) => deps.logger.error(info, 'upstream blob does not match its digest; connection aborted'),
     onSent: (bytes: number, error: Error | null | undefined) => {
       metrics.bytesServed.add(bytes, { kind: 'blob' })

@@ -16,6 +16,45 @@ export interface BlobOptions {
   onDigestMismatch?: (info: { upstream: string; repository: string; digest: string; actual: string }) => void
   /** Called when a streamed blob answer ends: bytes written, and the error that cut it short, if any. */
   onSent?: (bytes: number, error: Error | null | undefined) => void
+  /** The largest signature-artifact document served. */
+  artifactBlobBytes: number
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * A blob only a signature artifact vouches for is served as what such blobs are: a small text
+ * document (simple-signing JSON, DSSE envelope, bundle, SBOM), read whole (size-capped, digest
+ * checked) and refused when it is binary. Anyone who can push can write a manifest that claims to
+ * be a signature; it must not become a way to fetch the layers of a refused image.
+ */
+async function serveArtifactDocument(c: Context, options: BlobOptions, target: ResolvedRepository, digest: string): Promise<Response> {
+  const name = `${target.upstream.config.name}/${target.repository}`
+  const refuse = (why: string) => new RegistryError('DENIED', `blob ${digest} of ${name} is listed only by a signature artifact, and ${why}`)
+  let bytes: Buffer | undefined
+  try {
+    bytes = await target.upstream.client.getBlobBytes(target.repository, digest, { maxBytes: options.artifactBlobBytes, signal: c.req.raw.signal })
+  } catch (err) {
+    if (err instanceof RegistryError && (err.detail as { code?: string } | undefined)?.code === 'LIMIT_EXCEEDED') {
+      throw refuse(`it is larger than the ${options.artifactBlobBytes}-byte limit for signature documents`)
+    }
+    throw err
+  }
+  if (!bytes) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} not found in ${name}`)
+  if (!isTextDocument(bytes)) throw refuse('it is not a text document')
+  const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), [Header.digest]: digest }
+  options.onSent?.(c.req.method === 'HEAD' ? 0 : bytes.length, null)
+  return new Response(c.req.method === 'HEAD' ? null : bytes, { status: 200, headers })
+}
+
+function isTextDocument(bytes: Buffer): boolean {
+  if (bytes.includes(0)) return false
+  try {
+    utf8.decode(bytes)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**
@@ -27,6 +66,7 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
   if (!isDigest(digest)) throw new RegistryError('DIGEST_INVALID', `invalid digest "${digest.slice(0, 200)}"`)
   const upstream = target.upstream.config.name
   if (options.requireAllowedManifest && !(await options.contentIndex.voucher(upstream, target.repository, 'blobs', digest))) {
+    if (await options.contentIndex.voucher(upstream, target.repository, 'artifactBlobs', digest)) return serveArtifactDocument(c, options, target, digest)
     throw new RegistryError('DENIED', `blob ${digest} of ${upstream}/${target.repository} is not referenced by a manifest this proxy has allowed`)
   }
   const range = rangeHeader(c)

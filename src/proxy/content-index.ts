@@ -1,15 +1,23 @@
 // What an allowed manifest has vouched for, per upstream repository: blobs (an image's config and
-// layers) and child manifests (an index's platforms), kept apart so one can never pass for the
-// other. Blobs of refused images never leave the proxy: a blob is served only when vouched for.
+// layers), child manifests (an index's platforms) and the small documents of signature artifacts,
+// kept apart so one can never pass for another. Blobs of refused images never leave the proxy: a
+// blob is served only when vouched for.
 import type { TieredStore } from '../cache/tiered-store.ts'
 import type { Manifest } from '../oci/manifest.ts'
 
 export interface Vouchers {
   blobs: string[]
   manifests: string[]
+  /**
+   * Blobs a signature artifact lists. Anyone who can push can write such a manifest, so these are
+   * served only as what they claim to be: small text documents (see http/blobs.ts).
+   */
+  artifactBlobs?: string[]
 }
 
 export type VoucherKind = keyof Vouchers
+const KINDS: readonly VoucherKind[] = ['blobs', 'manifests', 'artifactBlobs']
+const PREFIX: Record<VoucherKind, string> = { blobs: 'b', manifests: 'm', artifactBlobs: 'a' }
 
 export interface ContentIndex {
   vouch(upstream: string, repository: string, vouchers: Vouchers, by: string): Promise<void>
@@ -25,7 +33,7 @@ export function referencedContent(m: Manifest): Vouchers {
 }
 
 export function voucherKey(upstream: string, repository: string, kind: VoucherKind, digest: string): string {
-  return `${kind === 'blobs' ? 'b' : 'm'}:${upstream}/${repository}@${digest}`
+  return `${PREFIX[kind]}:${upstream}/${repository}@${digest}`
 }
 
 /** The content index in the tiered store, so replicas behind one Redis share what was vouched for. */
@@ -40,8 +48,8 @@ export class StoreContentIndex implements ContentIndex {
 
   async vouch(upstream: string, repository: string, vouchers: Vouchers, by: string): Promise<void> {
     const writes: Promise<void>[] = []
-    for (const kind of ['blobs', 'manifests'] as const) {
-      for (const d of vouchers[kind]) writes.push(this.#store.set(voucherKey(upstream, repository, kind, d), by, this.#ttlMs))
+    for (const kind of KINDS) {
+      for (const d of vouchers[kind] ?? []) writes.push(this.#store.set(voucherKey(upstream, repository, kind, d), by, this.#ttlMs))
     }
     await Promise.all(writes)
   }

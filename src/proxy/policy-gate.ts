@@ -21,8 +21,6 @@ export interface PolicyGateOptions {
   store: TieredStore
   contentIndex: ContentIndex
   ttl: { allow: number; deny: number }
-  /** Layers of a signature artifact larger than this are not vouched for (they are not signatures). */
-  signatureLayerBytes: number
   /** Evaluations running at once; one more is refused with 429 rather than queued without bound. */
   concurrentVerifications?: number
   logger: Logger
@@ -165,12 +163,11 @@ export class PolicyGate implements ManifestGate {
     )
   }
 
-  /** A signature artifact vouches for its config and its signature-sized layers, never for manifests. */
+  /** A signature artifact vouches for its config and layers as artifact documents only, never for manifests. */
   #artifactBlobs(request: GateRequest): Vouchers {
     const m = request.manifest
     if (m.kind !== 'manifest') return { blobs: [], manifests: [] }
-    const layers = m.layers.filter((l) => l.size <= this.#options.signatureLayerBytes).map((l) => l.digest)
-    return { blobs: [m.config.digest, ...layers], manifests: [] }
+    return { blobs: [], manifests: [], artifactBlobs: [m.config.digest, ...m.layers.map((l) => l.digest)] }
   }
 }
 
