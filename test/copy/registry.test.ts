@@ -174,6 +174,6 @@ t.test('trustpull copy registry → registry', async (t) => {
     t.equal(usage.code, 2)
     t.match(usage.stderr, /usage: trustpull copy SRC DST/)
     t.same(await catalog(inside.url), before)
-    t.same(await listTags(inside.url, 'org/app'), ['1.0', digestTag(single.digest, '.att'), digestTag(single.digest, '.sig')].sort())
+    t.same((await listTags(inside.url, 'org/app')).sort(), ['1.0', digestTag(single.digest, '.att'), digestTag(single.digest, '.sig')].sort())
   })
 })
