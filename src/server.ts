@@ -95,7 +95,6 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     store,
     contentIndex,
     ttl: { allow: config.cache.allowTTL, deny: config.cache.denyTTL },
-    signatureLayerBytes: config.limits.signatureLayerBytes,
     concurrentVerifications: config.limits.concurrentVerifications,
     logger,
     onVerdict: (verdict, { cached, durationMs }) => {
@@ -136,6 +135,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     manifests,
     contentIndex,
     requireAllowedManifest: config.blobs.requireAllowedManifest,
+    artifactBlobBytes: config.limits.signatureLayerBytes,
     logger,
     metrics,
     clients: createClientAuthenticator(config.clients),
