@@ -16,10 +16,19 @@ export async function readLimited(body: Readable, maxBytes: number, what: string
       chunks.push(chunk as Buffer)
     }
   } catch (err) {
-    body.destroy()
+    abandon(body)
     throw err
   }
   return Buffer.concat(chunks, total)
+}
+
+/**
+ * Drops a body we will not read. undici answers destroy() with an 'error' event
+ * (RequestAbortedError); without a listener that would be an uncaught exception.
+ */
+export function abandon(body: Readable): void {
+  body.on('error', () => {})
+  body.destroy()
 }
 
 /** Drains and discards a body so the connection can be reused (bounded: a huge error body is cut off). */
@@ -27,6 +36,6 @@ export async function discard(body: Readable): Promise<void> {
   try {
     await readLimited(body, 64 * 1024, 'error body')
   } catch {
-    body.destroy()
+    abandon(body)
   }
 }

@@ -7,7 +7,7 @@ import type { Config, UpstreamConfig } from '../config/schema.ts'
 import { RegistryError } from '../errors.ts'
 import { digestOf, isDigest, parseDigest } from '../oci/digest.ts'
 import { baseMediaType, DEFAULT_MANIFEST_ACCEPT, Header, MediaType } from '../oci/media-types.ts'
-import { discard, readLimited } from './body.ts'
+import { abandon, discard, readLimited } from './body.ts'
 import { resolveCredentials, type Credentials } from './credentials.ts'
 import { resolvesToPrivate } from './private-address.ts'
 import { span } from '../telemetry/tracing.ts'
@@ -362,7 +362,7 @@ function basicAuth(c: Credentials): string {
 function checkDeclaredLength(res: Dispatcher.ResponseData, maxBytes: number, what: string): void {
   const declared = Number(headerValue(res.headers['content-length']) ?? NaN)
   if (declared > maxBytes) {
-    res.body.destroy()
+    abandon(res.body)
     throw new RegistryError('UPSTREAM_ERROR', `${what} is ${declared} bytes, over the ${maxBytes}-byte limit`, {
       detail: { code: 'LIMIT_EXCEEDED', limit: maxBytes },
     })
