@@ -3,9 +3,9 @@
 // packing it, renamed into place only when complete. node-tar refuses absolute paths and `..`;
 // on top of that only the layout's own files are taken (no links, devices or stray paths).
 import type { Stats } from 'node:fs'
-import { mkdtemp, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { create, extract, type ReadEntry } from 'tar'
 import { isDigest } from '../oci/digest.ts'
@@ -111,6 +111,7 @@ export class ArchiveWriter implements Target {
     await this.#layout.commit()
     const temp = `${this.#file}.${randomUUID()}.partial`
     try {
+      await mkdir(dirname(this.#file), { recursive: true })
       await create({ file: temp, cwd: this.#dir, portable: true, filter: (path) => !path.endsWith('.partial') }, ['oci-layout', 'index.json', 'blobs'])
       await rename(temp, this.#file)
     } catch (err) {

@@ -16,7 +16,7 @@ import { digestOf, isDigest, parseDigest } from '../oci/digest.ts'
 import { ManifestError } from '../oci/manifest.ts'
 import { MANIFEST_TYPES, MediaType } from '../oci/media-types.ts'
 import { isValidTag } from '../oci/reference.ts'
-import { verifyingStream } from '../proxy/verifying-stream.ts'
+import { DigestMismatchError, verifyingStream } from '../proxy/verifying-stream.ts'
 import { RegistryError } from '../errors.ts'
 import type { BlobResponse, FetchedManifest, RegistryClient } from '../upstream/types.ts'
 import { CopyError } from './errors.ts'
@@ -268,6 +268,7 @@ export class LayoutWriter implements Target {
       await rename(temp, final)
     } catch (err) {
       await rm(temp, { force: true })
+      if (err instanceof DigestMismatchError) throw new CopyError('SOURCE_ERROR', `blob ${digest} from the source: ${err.message}`, { cause: err })
       throw err
     }
   }

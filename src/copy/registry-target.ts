@@ -216,12 +216,13 @@ export class RegistryTarget implements Target {
             cb(null, chunk)
           },
         })
-        return pipeline(source, count, verifyingStream(digest), (err) => {
-          if (err) streamError = err
-        })
+        const verify = verifyingStream(digest)
+        // Recorded as they happen, before the request fails with them: the source is to blame, not the destination.
+        for (const stream of [source, count, verify]) stream.once('error', (err: Error) => (streamError ??= err))
+        return pipeline(source, count, verify, () => {})
       },
     }).catch((err: unknown) => {
-      throw streamError ? new CopyError('SOURCE_ERROR', `copying blob ${digest}: ${streamError.message}`, { cause: streamError }) : err
+      throw streamError ? new CopyError('SOURCE_ERROR', `blob ${digest} from the source: ${streamError.message}`, { cause: streamError }) : err
     })
     if (res.statusCode !== 201) throw await failure(res, `uploading blob ${digest} (${sent} of ${size} bytes) to ${this.description}`)
     await discard(res.body)

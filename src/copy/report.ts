@@ -6,7 +6,8 @@ import { formatBytes } from './progress.ts'
 const REQUEST_CODES = new Set(['REFUSED', 'NOT_FOUND', 'BAD_ENDPOINT', 'LAYOUT_INVALID'])
 
 /**
- * 0: everything copied. 1: an image was refused by policy, or does not exist, or was named badly.
+ * 0: everything copied (2 is for configuration and usage errors, before anything runs).
+ * 1: an image was refused by policy, or does not exist, or was named badly.
  * 3: a copy failed for another reason (registry, network, disk, verification could not complete).
  */
 export function exitCode(results: CopyResult[]): number {

@@ -36,7 +36,7 @@ export async function startMockSigstore(t: Teardown): Promise<MockSigstore> {
   const tlog = await initializeTLog('http://rekor.mock.test', keys.tlog)
   // The mock TSA drops trailing zeros of the milliseconds, which @sigstore/core refuses: a fixed
   // clock with 123 ms, a little ahead so certificates issued during the test cover it.
-  const tsa = await initializeTSA(keys.tsa, () => new Date(Math.floor(Date.now() / 1000) * 1000 + 30_123))
+  const tsa = await initializeTSA(keys.tsa, new Date(Math.floor(Date.now() / 1000) * 1000 + 30_123))
   const handlers = new Map<string, HandlerFn>([fulcioHandler(ca), rekorHandler(tlog), tsaHandler(tsa)].map((h) => [h.path, h.fn] as const))
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
