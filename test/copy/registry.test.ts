@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { attest, generateKeyPair, signImage, verifyAttestation, verifyImage, writeSlsaPredicate } from '../helpers/cosign.ts'
+import { startFaultProxy } from '../helpers/fault-proxy.ts'
 import { getManifest, listTags, pushImage, pushIndex } from '../helpers/images.ts'
 import { REPO_ROOT, run, tempDir } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
@@ -41,6 +42,31 @@ t.test('trustpull copy registry → registry', async (t) => {
   await signImage(`${outside.host}/org/multi@${multi.digest}`, keys.privateKeyPath, { recursive: true })
   await attest(`${outside.host}/org/multi@${multi.digest}`, keys.privateKeyPath, predicate, 'slsaprovenance', { newBundleFormat: true })
 
+  // Signatures kept in another repository (cosign's COSIGN_REPOSITORY, policy source.oci).
+  const split = await pushImage(outside.url, 'split/app', '1.0', { seed: 'split' })
+  process.env.COSIGN_REPOSITORY = `${outside.host}/split/signatures`
+  try {
+    await signImage(`${outside.host}/split/app@${split.digest}`, keys.privateKeyPath)
+  } finally {
+    delete process.env.COSIGN_REPOSITORY
+  }
+  // Found through an OCI 1.1 referrers API: a front answers it (docker-registry has none) and hides the fallback tag.
+  const refs = await pushImage(outside.url, 'org/refs', '1.0', { seed: 'refs' })
+  await signImage(`${outside.host}/org/refs@${refs.digest}`, keys.privateKeyPath)
+  await attest(`${outside.host}/org/refs@${refs.digest}`, keys.privateKeyPath, predicate, 'slsaprovenance', { newBundleFormat: true })
+  const fallback = await getManifest(outside.url, 'org/refs', digestTag(refs.digest))
+  const referrers = JSON.parse(Buffer.from(fallback.bytes).toString()) as { manifests: { digest: string; artifactType?: string }[] }
+  for (const entry of referrers.manifests) entry.artifactType = 'application/vnd.dev.sigstore.bundle.v0.3+json'
+  const withApi = await startFaultProxy(t, outside.url, (req) => {
+    if (req.method === 'GET' && req.path === `/v2/org/refs/referrers/${refs.digest}`) {
+      return { kind: 'status', status: 200, body: JSON.stringify(referrers), headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' } }
+    }
+    if (req.path === `/v2/org/refs/manifests/${digestTag(refs.digest)}`) return { kind: 'status', status: 404 }
+    return undefined
+  })
+  // A destination that says it indexed a subject itself (OCI-Subject), as registries with the API do.
+  const insideWithApi = await startFaultProxy(t, inside.url, (req) => (req.method === 'PUT' && req.path.includes('/manifests/sha256:') ? { kind: 'headers', set: { 'oci-subject': refs.digest } } : undefined))
+
   const unsigned = await pushImage(outside.url, 'org/unsigned', '1.0', { seed: 'unsigned' })
   const wronglySigned = await pushImage(outside.url, 'org/other', '1.0', { seed: 'other' })
   await signImage(`${outside.host}/org/other@${wronglySigned.digest}`, other.privateKeyPath)
@@ -52,8 +78,14 @@ t.test('trustpull copy registry → registry', async (t) => {
       upstreams: [
         { name: 'outside.test', url: outside.url },
         { name: 'inside.test', url: inside.url },
+        { name: 'api.outside.test', url: withApi.url },
+        { name: 'api.inside.test', url: insideWithApi.url },
       ],
-      policies: [{ name: 'release', images: [{ glob: 'outside.test/org/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] }],
+      policies: [
+        { name: 'split', images: [{ glob: 'outside.test/split/app' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath }, source: [{ oci: 'outside.test/split/signatures' }] }] },
+        { name: 'release', images: [{ glob: 'outside.test/org/**' }, { glob: 'api.outside.test/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] },
+        { name: 'trial', mode: 'warn', images: [{ glob: 'outside.test/trial/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] },
+      ],
     }),
   )
   // Inside: the registry filled by the gateway is the proxy's upstream; it wants the signature and the provenance.
@@ -128,6 +160,43 @@ t.test('trustpull copy registry → registry', async (t) => {
     t.equal(r.code, 0, r.stderr)
     const stats = (JSON.parse(r.stdout) as JsonReport).results[0]!.stats
     t.match(stats, { blobs: { copied: 0, skipped: 7 }, manifests: { copied: 0, skipped: 1 }, artifacts: { copied: 0, skipped: 2 } })
+  })
+
+  t.test('signatures kept in another repository (source.oci) travel beside the image', async (t) => {
+    const r = await trustpull(['copy', 'outside.test/split/app:1.0', 'inside.test/split/app:1.0', '--config', config])
+    t.equal(r.code, 0, r.stderr + r.stdout)
+    t.same((await listTags(outside.url, 'split/app')), ['1.0'], 'outside, the image repository holds no signature')
+    t.same((await listTags(inside.url, 'split/app')).sort(), ['1.0', digestTag(split.digest, '.sig')])
+    const v = await verifyImage(`${inside.host}/split/app:1.0`, keys.publicKeyPath)
+    t.ok(v.ok, `cosign verify inside, no COSIGN_REPOSITORY needed: ${v.stderr}`)
+  })
+
+  t.test('referrers from an OCI 1.1 API: a fallback tag is written for a destination without one', async (t) => {
+    const r = await trustpull(['copy', 'api.outside.test/org/refs:1.0', 'inside.test/org/refs:1.0', '--config', config, '--json'])
+    t.equal(r.code, 0, r.stderr + r.stdout)
+    t.ok(withApi.requests.some((q) => q.path === `/v2/org/refs/referrers/${refs.digest}`), 'the referrers API was asked')
+    const listed = await getManifest(inside.url, 'org/refs', digestTag(refs.digest))
+    t.equal(listed.status, 200)
+    const index = JSON.parse(Buffer.from(listed.bytes).toString()) as { manifests: { digest: string; artifactType?: string }[] }
+    t.same(index.manifests.map((m) => m.digest), referrers.manifests.map((m) => m.digest), 'it lists the referrers the API listed')
+    t.equal(index.manifests[0]!.artifactType, 'application/vnd.dev.sigstore.bundle.v0.3+json', 'with their artifact types')
+    const a = await verifyAttestation(`${inside.host}/org/refs:1.0`, keys.publicKeyPath, 'slsaprovenance', { newBundleFormat: true })
+    t.ok(a.ok, `cosign verify-attestation inside: ${a.stderr}`)
+    const verify = await trustpull(['verify', 'inside.test/org/refs:1.0', '--config', insideConfig])
+    t.equal(verify.code, 0, verify.stdout + verify.stderr)
+
+    const api = await trustpull(['copy', 'api.outside.test/org/refs:1.0', 'api.inside.test/org/refs-api:1.0', '--config', config])
+    t.equal(api.code, 0, api.stderr + api.stdout)
+    t.notOk((await listTags(inside.url, 'org/refs-api')).includes(digestTag(refs.digest)), 'no fallback tag where the destination indexed the referrer itself')
+    t.equal((await getManifest(inside.url, 'org/refs-api', referrers.manifests[0]!.digest)).status, 200, 'the referrer itself is there')
+  })
+
+  t.test('a policy in warn mode: the unsigned image is copied, with the warning in the table', async (t) => {
+    await pushImage(outside.url, 'trial/tool', '0.1', { seed: 'trial' })
+    const r = await trustpull(['copy', 'outside.test/trial/tool:0.1', 'inside.test/trial/tool:0.1', '--config', config])
+    t.equal(r.code, 0, r.stderr + r.stdout)
+    t.match(r.stdout, /copied \(warn\)/)
+    t.match(r.stderr, /warning: not verified, copied because policy is in warn mode/)
   })
 
   t.test('an unsigned image is refused: clear message, exit 1, nothing of it inside', async (t) => {
