@@ -40,9 +40,16 @@ export class PolicyGate implements ManifestGate {
   readonly #options: PolicyGateOptions
   readonly #flights = new SingleFlight<Verdict>()
   #running = 0
+  /**
+   * Audit lines carry no credentials (names, digests, reasons, signer identities), so they skip the
+   * logger's wildcard redaction: it took ~11 of the ~15 µs of each line, and every pull writes one,
+   * cache hits included.
+   */
+  readonly #auditLog: Logger
 
   constructor(options: PolicyGateOptions) {
     this.#options = options
+    this.#auditLog = options.logger.child({}, { redact: { paths: [] } })
   }
 
   async evaluate(request: GateRequest): Promise<GateDecision> {
@@ -146,7 +153,7 @@ export class PolicyGate implements ManifestGate {
   #audit(verdict: Verdict, request: GateRequest, cached: boolean, durationMs: number): void {
     this.#options.onVerdict?.(verdict, { cached, durationMs })
     const level = verdict.result === 'allow' ? 'info' : 'warn'
-    this.#options.logger[level](
+    this.#auditLog[level](
       {
         audit: 'verdict',
         image: verdict.image,
