@@ -181,17 +181,19 @@ export class Copier {
     const dst = parseEndpoint(prefix)
     if (src.kind !== 'registry') throw new CopyError('BAD_ENDPOINT', `${source}: a layout source in a list needs its own destination ("SRC DST" on the line)`)
     if (dst.tag || dst.digest) throw new CopyError('BAD_ENDPOINT', `destination prefix ${prefix} must not name a tag or digest`)
-    const { repository } = this.runtime.router.resolve(undefined, src.name)
-    const ref = src.tag ? `:${src.tag}` : src.digest ? `@${src.digest}` : ':latest'
-    const layoutRef = src.tag ? `:${src.tag}` : src.digest ? '' : ':latest'
-    switch (dst.kind) {
-      case 'registry':
-        return `${dst.name.replace(/\/$/, '')}/${repository}${src.digest && !src.tag ? '' : ref}`
-      case 'oci':
-        return `oci:${dst.path.replace(/\/$/, '')}/${repository}${layoutRef}`
-      case 'oci-archive':
-        return `oci-archive:${dst.path.replace(/\/$/, '')}/${repository}.tar${layoutRef}`
+    let repository: string
+    try {
+      repository = this.runtime.router.resolve(undefined, src.name).repository
+    } catch (err) {
+      throw new CopyError('BAD_ENDPOINT', `${source}: ${(err as Error).message}`, { cause: err })
     }
+    // The tag travels; a digest-only source is stored by digest (a layout lists it untagged).
+    const tag = src.tag ?? (src.digest ? undefined : 'latest')
+    const suffix = tag ? `:${tag}` : ''
+    const base = dst.kind === 'registry' ? dst.name : dst.path
+    const under = `${base.replace(/\/$/, '')}/${repository}`
+    if (dst.kind === 'registry') return `${under}${suffix}`
+    return dst.kind === 'oci' ? `oci:${under}${suffix}` : `oci-archive:${under}.tar${suffix}`
   }
 
   async #openSource(src: Endpoint, dst: Endpoint, as: string | undefined): Promise<OpenedSource> {
