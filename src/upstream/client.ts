@@ -262,7 +262,7 @@ export class UpstreamRegistryClient implements RegistryClient {
   /** A whole, bounded body: a connection that breaks or stalls mid-body is an upstream fault too (502/504). */
   async #readBody(res: Dispatcher.ResponseData, maxBytes: number, what: string): Promise<Buffer> {
     try {
-      return await readLimited(res.body, maxBytes, what)
+      return await readLimited(res.body, maxBytes, what, { deadlineMs: this.#options.timeouts.body })
     } catch (err) {
       throw transportError(this.name, err)
     }
