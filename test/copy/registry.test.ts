@@ -67,6 +67,9 @@ t.test('trustpull copy registry → registry', async (t) => {
   // A destination that says it indexed a subject itself (OCI-Subject), as registries with the API do.
   const insideWithApi = await startFaultProxy(t, inside.url, (req) => (req.method === 'PUT' && req.path.includes('/manifests/sha256:') ? { kind: 'headers', set: { 'oci-subject': refs.digest } } : undefined))
 
+  // Signature discovery that fails upstream (503 on the .sig tag): undecided, so nothing crosses.
+  const flaky = await startFaultProxy(t, outside.url, (req) => (req.path.endsWith(digestTag(single.digest, '.sig')) ? { kind: 'status', status: 503 } : undefined))
+
   const unsigned = await pushImage(outside.url, 'org/unsigned', '1.0', { seed: 'unsigned' })
   const wronglySigned = await pushImage(outside.url, 'org/other', '1.0', { seed: 'other' })
   await signImage(`${outside.host}/org/other@${wronglySigned.digest}`, other.privateKeyPath)
@@ -80,10 +83,11 @@ t.test('trustpull copy registry → registry', async (t) => {
         { name: 'inside.test', url: inside.url },
         { name: 'api.outside.test', url: withApi.url },
         { name: 'api.inside.test', url: insideWithApi.url },
+        { name: 'flaky.outside.test', url: flaky.url },
       ],
       policies: [
         { name: 'split', images: [{ glob: 'outside.test/split/app' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath }, source: [{ oci: 'outside.test/split/signatures' }] }] },
-        { name: 'release', images: [{ glob: 'outside.test/org/**' }, { glob: 'api.outside.test/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] },
+        { name: 'release', images: [{ glob: 'outside.test/org/**' }, { glob: 'api.outside.test/**' }, { glob: 'flaky.outside.test/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] },
         { name: 'trial', mode: 'warn', images: [{ glob: 'outside.test/trial/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] },
       ],
     }),
@@ -212,6 +216,13 @@ t.test('trustpull copy registry → registry', async (t) => {
       const head = await request(`${inside.url}/v2/org/app/blobs/${layer}`, { method: 'HEAD' })
       t.equal(head.statusCode, 404, 'not even under another repository name')
     }
+  })
+
+  t.test('signatures that cannot be read (upstream 503): UNVERIFIED, exit 3, nothing copied', async (t) => {
+    const r = await trustpull(['copy', 'flaky.outside.test/org/app:1.0', 'inside.test/flaky/app:1.0', '--config', config, '--json'])
+    t.equal(r.code, 3)
+    t.match(JSON.parse(r.stdout), { results: [{ status: 'failed', verdict: { result: 'error' }, error: { code: 'UNVERIFIED', message: /could not be verified: .*503.*; nothing was copied/ } }] })
+    t.notOk((await catalog(inside.url)).includes('flaky/app'))
   })
 
   t.test('an image signed by another key is refused with the reason; --key replaces the policies', async (t) => {
