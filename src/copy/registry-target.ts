@@ -11,14 +11,10 @@ import { baseMediaType, DEFAULT_MANIFEST_ACCEPT, Header } from '../oci/media-typ
 import { verifyingStream } from '../proxy/verifying-stream.ts'
 import { discard, readLimited } from '../upstream/body.ts'
 import type { Credentials } from '../upstream/credentials.ts'
+import { TokenAuth } from '../upstream/token-auth.ts'
 import type { FetchedManifest } from '../upstream/types.ts'
-import { parseChallenge, type Challenge } from '../upstream/www-authenticate.ts'
 import { CopyError } from './errors.ts'
 import type { ManifestToWrite, Target } from './target.ts'
-
-const TOKEN_BODY_LIMIT = 64 * 1024
-const DEFAULT_TOKEN_SECONDS = 60
-const TOKEN_EARLY_RENEWAL_MS = 10_000
 
 export interface DestinationRegistry {
   /** The registry as the destination reference names it. */
@@ -44,9 +40,7 @@ export class PushClient {
   readonly #dispatcher: Dispatcher
   readonly #timeouts: Config['timeouts']
   readonly #manifestBytes: number
-  #challenge: Challenge | undefined
-  readonly #tokens = new Map<string, { value: string; expiresAt: number }>()
-  readonly #pendingTokens = new Map<string, Promise<string | undefined>>()
+  readonly #auth: TokenAuth
 
   constructor(destination: DestinationRegistry, options: { timeouts: Config['timeouts']; manifestBytes: number; dispatcher?: Dispatcher }) {
     this.name = destination.name
@@ -55,6 +49,13 @@ export class PushClient {
     this.#timeouts = options.timeouts
     this.#manifestBytes = options.manifestBytes
     this.#dispatcher = options.dispatcher ?? new Agent({ connect: { timeout: options.timeouts.connect }, keepAliveTimeout: 30_000, connections: 32 })
+    this.#auth = new TokenAuth({
+      label: this.name,
+      credentials: this.#credentials,
+      get: (url, authorization) => this.#raw('GET', url, authorization, {}),
+      error: (kind, message, { scope, status }) =>
+        kind === 'denied' ? this.#denied(scope.split(':')[1] ?? '', status ?? 401) : new CopyError('DESTINATION_ERROR', message),
+    })
   }
 
   target(repository: string): RegistryTarget {
@@ -70,15 +71,15 @@ export class PushClient {
     const url = new URL(pathOrUrl, this.#base)
     const sameOrigin = url.origin === this.#base.origin
     const scope = `repository:${repository}:pull,push`
-    const auth = sameOrigin ? await this.#authorization(scope) : undefined
+    const auth = sameOrigin ? await this.#auth.authorization(scope) : undefined
     let res = await this.#raw(method, url, auth, options)
     if (res.statusCode !== 401 || !sameOrigin) return res
-    const challenge = parseChallenge(headerValue(res.headers['www-authenticate']) ?? '')
+    const challenge = headerValue(res.headers['www-authenticate'])
     await discard(res.body)
-    if (!challenge) throw new CopyError('DESTINATION_DENIED', `${this.name} refused ${method} ${url.pathname} (401) without saying how to authenticate`)
-    this.#challenge = challenge
-    this.#tokens.delete(scope)
-    const retryAuth = await this.#authorization(scope)
+    if (!this.#auth.learn(challenge, scope)) {
+      throw new CopyError('DESTINATION_DENIED', `${this.name} refused ${method} ${url.pathname} (401) without saying how to authenticate`)
+    }
+    const retryAuth = await this.#auth.authorization(scope)
     if (!retryAuth || retryAuth === auth) throw this.#denied(repository, 401)
     res = await this.#raw(method, url, retryAuth, options)
     if (res.statusCode === 401) {
@@ -112,53 +113,6 @@ export class PushClient {
       const code = (err as { code?: string }).code ?? (cause as { code?: string } | undefined)?.code
       throw new CopyError('DESTINATION_ERROR', `${method} ${url.pathname} on ${this.name} failed: ${code ?? (err as Error).message}`, { cause: err })
     }
-  }
-
-  async #authorization(scope: string): Promise<string | undefined> {
-    const challenge = this.#challenge
-    if (!challenge) return undefined
-    if (challenge.scheme === 'basic') return this.#credentials ? basicAuth(this.#credentials) : undefined
-    if (challenge.scheme !== 'bearer') return undefined
-    const cached = this.#tokens.get(scope)
-    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.value}`
-    let pending = this.#pendingTokens.get(scope)
-    if (!pending) {
-      pending = this.#fetchToken(challenge, scope).finally(() => this.#pendingTokens.delete(scope))
-      this.#pendingTokens.set(scope, pending)
-    }
-    const token = await pending
-    return token ? `Bearer ${token}` : undefined
-  }
-
-  async #fetchToken(challenge: Challenge, scope: string): Promise<string | undefined> {
-    const realm = challenge.params['realm']
-    let url: URL
-    try {
-      url = new URL(realm ?? '')
-    } catch {
-      throw new CopyError('DESTINATION_ERROR', `${this.name} sent a bearer challenge without a usable realm`)
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new CopyError('DESTINATION_ERROR', `${this.name} sent a non-HTTP token realm`)
-    if (challenge.params['service']) url.searchParams.set('service', challenge.params['service'])
-    url.searchParams.set('scope', scope)
-    const res = await this.#raw('GET', url, this.#credentials ? basicAuth(this.#credentials) : undefined, {})
-    if (res.statusCode !== 200) {
-      await discard(res.body)
-      if (res.statusCode === 401 || res.statusCode === 403) throw this.#denied(scope.split(':')[1] ?? '', res.statusCode)
-      throw new CopyError('DESTINATION_ERROR', `token service of ${this.name} answered ${res.statusCode}`)
-    }
-    const body = await readLimited(res.body, TOKEN_BODY_LIMIT, `token from ${this.name}`)
-    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown }
-    try {
-      parsed = JSON.parse(body.toString('utf8')) as typeof parsed
-    } catch {
-      throw new CopyError('DESTINATION_ERROR', `token service of ${this.name} sent invalid JSON`)
-    }
-    const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined
-    if (!token) throw new CopyError('DESTINATION_ERROR', `token service of ${this.name} sent no token`)
-    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS
-    this.#tokens.set(scope, { value: token, expiresAt: Date.now() + seconds * 1000 - TOKEN_EARLY_RENEWAL_MS })
-    return token
   }
 
   /** A URL the registry sent (an upload Location), resolved against its address. */
@@ -283,8 +237,4 @@ async function failure(res: Dispatcher.ResponseData, what: string): Promise<Copy
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
-}
-
-function basicAuth(c: Credentials): string {
-  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`
 }

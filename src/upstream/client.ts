@@ -1,5 +1,5 @@
 // The registry client for one configured upstream: pooled keep-alive connections (undici Agent),
-// the bearer-token flow with tokens cached per scope, basic auth, timeouts, redirects for blobs
+// authentication through TokenAuth (bearer tokens per scope, or basic), timeouts, redirects for blobs
 // without carrying credentials to another origin, and every answer checked before it is trusted.
 import { Agent, request, type Dispatcher } from 'undici'
 import type { Readable } from 'node:stream'
@@ -8,17 +8,13 @@ import { RegistryError } from '../errors.ts'
 import { digestOf, isDigest, parseDigest } from '../oci/digest.ts'
 import { baseMediaType, DEFAULT_MANIFEST_ACCEPT, Header, MediaType } from '../oci/media-types.ts'
 import { abandon, discard, readLimited } from './body.ts'
-import { resolveCredentials, type Credentials } from './credentials.ts'
+import { resolveCredentials } from './credentials.ts'
 import { resolvesToPrivate } from './private-address.ts'
 import { span } from '../telemetry/tracing.ts'
+import { TokenAuth } from './token-auth.ts'
 import type { BlobResponse, FetchedManifest, RegistryClient } from './types.ts'
-import { parseChallenge, type Challenge } from './www-authenticate.ts'
 
 const MAX_REDIRECTS = 5
-const TOKEN_BODY_LIMIT = 64 * 1024
-/** Tokens without `expires_in` are valid 60 s by the token spec; renew a little early. */
-const DEFAULT_TOKEN_SECONDS = 60
-const TOKEN_EARLY_RENEWAL_MS = 10_000
 
 export interface ClientOptions {
   timeouts: Config['timeouts']
@@ -30,11 +26,6 @@ export interface ClientOptions {
   maxInFlight?: number
   /** Called once per upstream exchange: status is the HTTP status or the error code. */
   observe?: (info: { upstream: string; status: string; seconds: number }) => void
-}
-
-interface CachedToken {
-  value: string
-  expiresAt: number
 }
 
 type Method = 'GET' | 'HEAD'
@@ -49,11 +40,7 @@ export class UpstreamRegistryClient implements RegistryClient {
   readonly #upstream: UpstreamConfig
   readonly #options: ClientOptions
   readonly #dispatcher: Dispatcher
-  readonly #credentials: Credentials | undefined
-  /** The last challenge seen, so later requests authenticate up front instead of after a 401. */
-  #challenge: Challenge | undefined
-  readonly #tokens = new Map<string, CachedToken>()
-  readonly #pendingTokens = new Map<string, Promise<string | undefined>>()
+  readonly #auth: TokenAuth
   #inFlight = 0
 
   constructor(upstream: UpstreamConfig, options: ClientOptions) {
@@ -61,7 +48,14 @@ export class UpstreamRegistryClient implements RegistryClient {
     this.#upstream = upstream
     this.#base = new URL(upstream.url)
     this.#options = options
-    this.#credentials = resolveCredentials(upstream)
+    this.#auth = new TokenAuth({
+      label: `upstream ${this.name}`,
+      credentials: resolveCredentials(upstream),
+      get: (url, authorization, signal) => this.#raw('GET', url, authorization ? { authorization } : {}, signal),
+      readBody: (res, maxBytes, what) => this.#readBody(res, maxBytes, what),
+      refusePrivateRealms: upstream.refusePrivateRedirects,
+      error: (kind, message) => new RegistryError(kind === 'denied' ? 'DENIED' : 'UPSTREAM_ERROR', message),
+    })
     this.#dispatcher =
       options.dispatcher ??
       new Agent({
@@ -186,77 +180,18 @@ export class UpstreamRegistryClient implements RegistryClient {
   async #send(method: Method, path: string, repository: string, headers: Record<string, string>, signal?: AbortSignal) {
     const url = new URL(path, this.#base)
     const scope = `repository:${repository}:pull`
-    const auth = await this.#authorization(scope, signal)
+    const auth = await this.#auth.authorization(scope, signal)
     let res = await this.#raw(method, url, auth ? { ...headers, authorization: auth } : headers, signal)
     if (res.statusCode !== 401) return res
-    const challenge = parseChallenge(headerValue(res.headers['www-authenticate']) ?? '')
+    const challenge = headerValue(res.headers['www-authenticate'])
     await discard(res.body)
-    if (!challenge) return this.#raw(method, url, headers, signal)
-    this.#challenge = challenge
-    this.#tokens.delete(scope)
-    const retryAuth = await this.#authorization(scope, signal)
+    if (!this.#auth.learn(challenge, scope)) return this.#raw(method, url, headers, signal)
+    const retryAuth = await this.#auth.authorization(scope, signal)
     if (!retryAuth || retryAuth === auth) {
       throw new RegistryError('DENIED', `upstream ${this.name} refused access to ${repository} (401)`)
     }
     res = await this.#raw(method, url, { ...headers, authorization: retryAuth }, signal)
     return res
-  }
-
-  async #authorization(scope: string, signal?: AbortSignal): Promise<string | undefined> {
-    const challenge = this.#challenge
-    if (!challenge) return undefined
-    if (challenge.scheme === 'basic') return this.#credentials ? basicAuth(this.#credentials) : undefined
-    if (challenge.scheme !== 'bearer') return undefined
-    const cached = this.#tokens.get(scope)
-    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.value}`
-    let pending = this.#pendingTokens.get(scope)
-    if (!pending) {
-      pending = this.#fetchToken(challenge, scope, signal).finally(() => this.#pendingTokens.delete(scope))
-      this.#pendingTokens.set(scope, pending)
-    }
-    const token = await pending
-    return token ? `Bearer ${token}` : undefined
-  }
-
-  async #fetchToken(challenge: Challenge, scope: string, signal?: AbortSignal): Promise<string | undefined> {
-    const realm = challenge.params['realm']
-    if (!realm) throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.name} sent a bearer challenge without realm`)
-    let url: URL
-    try {
-      url = new URL(realm)
-    } catch {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.name} sent an invalid token realm`)
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.name} sent a non-HTTP token realm`)
-    }
-    if (this.#upstream.refusePrivateRedirects && (await resolvesToPrivate(url.hostname).catch(() => true))) {
-      throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.name} named a token realm at a private address (${url.hostname}); refused`)
-    }
-    if (challenge.params['service']) url.searchParams.set('service', challenge.params['service'])
-    url.searchParams.set('scope', scope)
-    const headers: Record<string, string> = this.#credentials ? { authorization: basicAuth(this.#credentials) } : {}
-    const res = await this.#raw('GET', url, headers, signal)
-    if (res.statusCode !== 200) {
-      await discard(res.body)
-      throw new RegistryError(
-        res.statusCode === 401 || res.statusCode === 403 ? 'DENIED' : 'UPSTREAM_ERROR',
-        `token service of upstream ${this.name} answered ${res.statusCode}`,
-      )
-    }
-    const body = await this.#readBody(res, TOKEN_BODY_LIMIT, `token from ${this.name}`)
-    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown }
-    try {
-      parsed = JSON.parse(body.toString('utf8'))
-    } catch {
-      throw new RegistryError('UPSTREAM_ERROR', `token service of upstream ${this.name} sent invalid JSON`)
-    }
-    const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined
-    if (!token) throw new RegistryError('UPSTREAM_ERROR', `token service of upstream ${this.name} sent no token`)
-    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS
-    // Renew a little early, but never so early that a short-lived token is not reused at all.
-    this.#tokens.set(scope, { value: token, expiresAt: Date.now() + seconds * 1000 - Math.min(TOKEN_EARLY_RENEWAL_MS, (seconds * 1000) / 4) })
-    return token
   }
 
   /** A whole, bounded body: a connection that breaks or stalls mid-body is an upstream fault too (502/504). */
@@ -353,10 +288,6 @@ function isRedirect(status: number): boolean {
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
-}
-
-function basicAuth(c: Credentials): string {
-  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`
 }
 
 function checkDeclaredLength(res: Dispatcher.ResponseData, maxBytes: number, what: string): void {
