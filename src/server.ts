@@ -3,7 +3,7 @@ import { serve, type ServerType } from '@hono/node-server'
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
 import { createApp } from './http/app.ts'
@@ -226,6 +226,11 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
   const httpServer = server as HttpServer
   httpServer.headersTimeout = 30_000
   httpServer.requestTimeout = 60_000
+  // Those count from a request's first byte: a connection that never sends one would stay open
+  // (an fd each, for whoever opens them). Close it once headersTimeout has passed in silence.
+  httpServer.on('connection', (socket: Socket) => {
+    setTimeout(() => socket.bytesRead === 0 && socket.destroy(), httpServer.headersTimeout).unref()
+  })
   const address = server.address() as AddressInfo
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`
