@@ -5,7 +5,8 @@
 // upstream, and that the proxy goes on serving. test/proxy/bad-input.test.ts has the first round
 // (names, dot segments, encoded slashes, digests, push endpoints, 8 malformed Ranges, 431s).
 import t from 'tap'
-import { connect } from 'node:net'
+import type { Server } from 'node:http'
+import { connect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFaultProxy } from '../helpers/fault-proxy.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage } from '../helpers/images.ts'
@@ -25,7 +26,7 @@ const faults = await startFaultProxy(t, registry.url)
 const img = await pushImage(registry.url, 'library/app', 'v1')
 const proxy = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'docker.io', url: faults.url, default: true }] })
 const port = Number(new URL(proxy.url).port)
-const server = proxy.running.server as import('node:http').Server
+const server = proxy.running.server as Server
 
 /** Writes `text` as is and collects everything until the server closes (or `waitMs` passes). */
 function exchange(text: string | Buffer, waitMs = 3_000): Promise<string> {
@@ -154,7 +155,7 @@ t.test('header injection through ns', async (t) => {
     t.notOk(res.headers['set-cookie'], `${ns}: no injected header`)
     t.notOk(res.headers['location'], `${ns}: no injected Location`)
     t.match(res.statusLine, /^HTTP\/1\.1 403 Forbidden \(DENIED: registry "[\x20-\x7e]*" is not an upstream of this proxy\)$/, `${ns}: a clean status line`)
-    t.notOk(/[\r\n\u0000\u2028]/.test(ociError(res).message), `${ns}: no control characters in the message`)
+    t.notOk(/[^\x20-\x7e]/.test(ociError(res).message), `${ns}: only printable ASCII in the message`)
   }
   const rawCrlf = await exchange(`GET /v2/library/app/manifests/v1?ns=docker.io\rSet-Cookie: x=1 HTTP/1.1\r\nHost: x\r\n\r\n`, 1_000)
   t.match(rawCrlf, /^HTTP\/1\.1 400/, 'a raw CR in the request line: Node refuses it')
@@ -264,7 +265,7 @@ t.test('slow clients', async (t) => {
   // Connections that never send a byte: Node's timeouts start with the first byte, so without
   // trustpull's own check these stayed open for ever, an fd each.
   let closed = 0
-  const silent = await Promise.all(Array.from({ length: 200 }, () => new Promise<import('node:net').Socket>((resolve) => {
+  const silent = await Promise.all(Array.from({ length: 200 }, () => new Promise<Socket>((resolve) => {
     const s = connect(port, '127.0.0.1', () => resolve(s))
     s.on('error', () => undefined)
     s.once('close', () => closed++)
