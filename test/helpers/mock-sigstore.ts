@@ -4,7 +4,7 @@
 // Also stores the results in a registry the way cosign does: a legacy `.sig` tag with the
 // certificate, Rekor SET and RFC 3161 timestamp in annotations, and Sigstore bundles as OCI 1.1
 // referrers listed in the fallback tag `sha256-<hex>` (docker-registry has no referrers API).
-import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createHash, generateKeyPairSync } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { bundleToJSON, type SerializedBundle } from '@sigstore/bundle'
@@ -15,10 +15,56 @@ import type { Teardown } from './proc.ts'
 
 export const MOCK_ISSUER = 'https://token.actions.githubusercontent.com'
 export const MOCK_SUBJECT = 'https://github.com/example/app/.github/workflows/release.yml@refs/heads/main'
+const REKOR_URL = 'http://rekor.mock.test'
 
 const b64 = (bytes: ArrayBufferView): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
-const spki = (key: KeyObject): Buffer => key.export({ format: 'der', type: 'spki' })
 const p256 = () => generateKeyPairSync('ec', { namedCurve: 'P-256' })
+
+/**
+ * The mock TSA writes genTime with trailing zeros of the milliseconds dropped (".12Z"), which
+ * @sigstore/core's parser refuses (it wants exactly three digits): one timestamp in ten would fail.
+ * A fixed clock with 123 ms avoids that; it is set ahead so that certificates issued within 30 s
+ * (valid from their issuance, for ten minutes) cover it.
+ */
+export function tsaClock(): Date {
+  return new Date(Math.floor(Date.now() / 1000) * 1000 + 30_123)
+}
+
+export interface MockAuthorities {
+  ca: Awaited<ReturnType<typeof initializeCA>>
+  ctlog: Awaited<ReturnType<typeof initializeCTLog>>
+  tlog: Awaited<ReturnType<typeof initializeTLog>>
+  tsa: Awaited<ReturnType<typeof initializeTSA>> | undefined
+}
+
+/**
+ * @sigstore/mock's Fulcio CA with its CT log, a Rekor and (unless `tsa: false`) a TSA, in process,
+ * each with a fresh P-256 key. `caClock` backdates the CA and CT log; `withCTLog: false` gives
+ * certificates without an SCT.
+ */
+export async function mockAuthorities(options: { caClock?: Date; withCTLog?: boolean; tsa?: boolean } = {}): Promise<MockAuthorities> {
+  const ctlog = await initializeCTLog(p256(), options.caClock)
+  const ca = await initializeCA(p256(), options.withCTLog === false ? undefined : ctlog, options.caClock)
+  const tlog = await initializeTLog(REKOR_URL, p256())
+  const tsa = options.tsa === false ? undefined : await initializeTSA(p256(), tsaClock())
+  return { ca, ctlog, tlog, tsa }
+}
+
+/** A Sigstore TrustedRoot document naming the authorities' keys; `url` is where they are served. */
+export function mockTrustedRoot(authorities: MockAuthorities, url = 'https://sigstore.mock.test'): object {
+  const { ca, ctlog, tlog, tsa } = authorities
+  const start = '2019-01-01T00:00:00Z'
+  const logKey = (spki: Buffer) => ({ rawBytes: b64(spki), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } })
+  return {
+    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+    tlogs: [{ baseUrl: REKOR_URL, hashAlgorithm: 'SHA2_256', publicKey: logKey(tlog.publicKey), logId: { keyId: createHash('sha256').update(tlog.publicKey).digest('base64') } }],
+    certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
+    ctlogs: [{ baseUrl: url, hashAlgorithm: 'SHA2_256', publicKey: logKey(ctlog.publicKey), logId: { keyId: b64(ctlog.logID) } }],
+    timestampAuthorities: tsa
+      ? [{ subject: { organization: 'sigstore.mock', commonName: 'tsa' }, uri: url, certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] }, validFor: { start } }]
+      : [],
+  }
+}
 
 export interface MockSigstore {
   /** A Sigstore TrustedRoot document naming the mock's CA, CT log, Rekor and TSA. */
@@ -29,15 +75,15 @@ export interface MockSigstore {
   signStatement(statement: object, subject?: string): Promise<SerializedBundle>
 }
 
-export async function startMockSigstore(t: Teardown): Promise<MockSigstore> {
-  const keys = { ca: p256(), ct: p256(), tlog: p256(), tsa: p256() }
-  const ctlog = await initializeCTLog(keys.ct)
-  const ca = await initializeCA(keys.ca, ctlog)
-  const tlog = await initializeTLog('http://rekor.mock.test', keys.tlog)
-  // The mock TSA drops trailing zeros of the milliseconds, which @sigstore/core refuses: a fixed
-  // clock with 123 ms, a little ahead so certificates issued during the test cover it.
-  const tsa = await initializeTSA(keys.tsa, new Date(Math.floor(Date.now() / 1000) * 1000 + 30_123))
-  const handlers = new Map<string, HandlerFn>([fulcioHandler(ca), rekorHandler(tlog), tsaHandler(tsa)].map((h) => [h.path, h.fn] as const))
+/**
+ * The authorities served over loopback HTTP (Fulcio v2 API, Rekor v1, TSA) with @sigstore/sign as
+ * the client. `tsa: false` leaves the timestamp out of bundles and trusted root: the TSA's clock is
+ * fixed, so a test that signs long after start-up should not use one.
+ */
+export async function startMockSigstore(t: Teardown, options: { tsa?: boolean } = {}): Promise<MockSigstore> {
+  const authorities = await mockAuthorities({ tsa: options.tsa })
+  const { ca, tlog, tsa } = authorities
+  const handlers = new Map<string, HandlerFn>([fulcioHandler(ca), rekorHandler(tlog), ...(tsa ? [tsaHandler(tsa)] : [])].map((h) => [h.path, h.fn] as const))
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
@@ -54,31 +100,22 @@ export async function startMockSigstore(t: Teardown): Promise<MockSigstore> {
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 
-  const start = '2019-01-01T00:00:00Z'
-  const logKey = (key: KeyObject) => ({ rawBytes: b64(spki(key)), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } })
-  const trustedRoot = {
-    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [{ baseUrl: 'http://rekor.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.tlog.publicKey), logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') } }],
-    certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
-    ctlogs: [{ baseUrl: url, hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.ct.publicKey), logId: { keyId: b64(ctlog.logID) } }],
-    timestampAuthorities: [
-      { subject: { organization: 'sigstore.mock', commonName: 'tsa' }, uri: url, certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] }, validFor: { start } },
-    ],
-  }
   // An OIDC token as the mock Fulcio reads it: unsigned, with iss and sub.
   const token = (sub: string) => {
     const now = Math.floor(Date.now() / 1000)
     return `${[{ alg: 'none', typ: 'JWT' }, { iss: MOCK_ISSUER, sub, aud: 'sigstore', iat: now, exp: now + 600 }].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.`
   }
-  const options = (subject: string, entryType?: 'intoto') => ({
+  // DSSE bundles use Rekor `intoto` entries (cosign 2's choice): the mock Rekor stores the proposed
+  // entry as the body, which for `intoto` already is the canonical form a real Rekor would keep.
+  const builderOptions = (subject: string, entryType?: 'intoto') => ({
     signer: new FulcioSigner({ identityProvider: { getToken: async () => token(subject) }, fulcioBaseURL: url, retry: false }),
-    witnesses: [new RekorWitness({ rekorBaseURL: url, retry: false, ...(entryType ? { entryType } : {}) }), new TSAWitness({ tsaBaseURL: url, retry: false })],
+    witnesses: [new RekorWitness({ rekorBaseURL: url, retry: false, ...(entryType ? { entryType } : {}) }), ...(tsa ? [new TSAWitness({ tsaBaseURL: url, retry: false })] : [])],
   })
   return {
-    trustedRoot,
-    signMessage: async (data, subject = MOCK_SUBJECT) => bundleToJSON(await new MessageSignatureBundleBuilder(options(subject)).create({ data })),
+    trustedRoot: mockTrustedRoot(authorities, url),
+    signMessage: async (data, subject = MOCK_SUBJECT) => bundleToJSON(await new MessageSignatureBundleBuilder(builderOptions(subject)).create({ data })),
     signStatement: async (statement, subject = MOCK_SUBJECT) =>
-      bundleToJSON(await new DSSEBundleBuilder(options(subject, 'intoto')).create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' })),
+      bundleToJSON(await new DSSEBundleBuilder(builderOptions(subject, 'intoto')).create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' })),
   }
 }
 
@@ -103,12 +140,22 @@ export interface Subject {
   size: number
 }
 
-/** Signs `subject` keylessly as cosign does: simple-signing payload in a `sha256-<hex>.sig` manifest. */
-export async function pushKeylessSignature(sigstore: MockSigstore, registryUrl: string, repo: string, dockerReference: string, subject: Subject): Promise<void> {
+/**
+ * Signs `subject` keylessly as cosign does: simple-signing payload in a `sha256-<hex>.sig` manifest.
+ * Needs a mock with a TSA (cosign's annotations carry the timestamp).
+ */
+export async function pushKeylessSignature(
+  sigstore: MockSigstore,
+  registryUrl: string,
+  repo: string,
+  dockerReference: string,
+  subject: Subject,
+  signer = MOCK_SUBJECT,
+): Promise<void> {
   const payload = Buffer.from(
     JSON.stringify({ critical: { identity: { 'docker-reference': dockerReference }, image: { 'docker-manifest-digest': subject.digest }, type: 'cosign container image signature' }, optional: null }),
   )
-  const bundle = await sigstore.signMessage(payload)
+  const bundle = await sigstore.signMessage(payload, signer)
   const config = await pushBlob(registryUrl, repo, '{}')
   const layer = await pushBlob(registryUrl, repo, payload)
   const manifest = {
@@ -121,12 +168,11 @@ export async function pushKeylessSignature(sigstore: MockSigstore, registryUrl: 
 }
 
 /**
- * Attests `subject` keylessly with a Sigstore bundle v0.3 referrer (DSSE over an in-toto statement),
- * added to the fallback tag `sha256-<hex>` (kept with what it listed before).
+ * Attaches a Sigstore bundle to `subject` as an OCI 1.1 referrer, added to the fallback tag
+ * `sha256-<hex>` (kept with what it listed before; docker-registry has no referrers API).
+ * Returns the referrer's digest.
  */
-export async function pushKeylessAttestation(sigstore: MockSigstore, registryUrl: string, repo: string, subject: Subject, predicateType: string, predicate: object): Promise<string> {
-  const statement = { _type: 'https://in-toto.io/Statement/v1', subject: [{ name: repo, digest: { sha256: subject.digest.slice(7) } }], predicateType, predicate }
-  const bundle = await sigstore.signStatement(statement)
+export async function pushBundleReferrer(registryUrl: string, repo: string, subject: Subject, bundle: SerializedBundle): Promise<string> {
   const empty = await pushBlob(registryUrl, repo, '{}')
   const layer = await pushBlob(registryUrl, repo, JSON.stringify(bundle))
   const manifest = {
@@ -135,13 +181,14 @@ export async function pushKeylessAttestation(sigstore: MockSigstore, registryUrl
     artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
     config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
     layers: [{ mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', ...layer }],
-    subject,
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
   }
   const bytes = Buffer.from(JSON.stringify(manifest))
   const pushed = await pushManifest(registryUrl, repo, sha256(bytes), bytes, manifest.mediaType)
   const tag = `sha256-${subject.digest.slice(7)}`
   const existing = await getManifest(registryUrl, repo, tag, 'application/vnd.oci.image.index.v1+json')
   const listed = existing.status === 200 ? (JSON.parse(Buffer.from(existing.bytes).toString()) as { manifests: object[] }).manifests : []
+  // As cosign writes the fallback index: the entry is typed with the config's (empty) type.
   const index = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
@@ -149,4 +196,10 @@ export async function pushKeylessAttestation(sigstore: MockSigstore, registryUrl
   }
   await pushManifest(registryUrl, repo, tag, index, index.mediaType)
   return pushed.digest
+}
+
+/** Attests `subject` keylessly with a Sigstore bundle v0.3 referrer (DSSE over an in-toto statement). */
+export async function pushKeylessAttestation(sigstore: MockSigstore, registryUrl: string, repo: string, subject: Subject, predicateType: string, predicate: object): Promise<string> {
+  const statement = { _type: 'https://in-toto.io/Statement/v1', subject: [{ name: repo, digest: { sha256: subject.digest.slice(7) } }], predicateType, predicate }
+  return pushBundleReferrer(registryUrl, repo, subject, await sigstore.signStatement(statement))
 }

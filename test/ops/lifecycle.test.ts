@@ -4,17 +4,15 @@
 // Key signatures come from the real cosign 2.5; keyless ones from @sigstore/sign against
 // @sigstore/mock's Fulcio and Rekor over loopback HTTP, checked with a trusted_root.json file.
 import t from 'tap'
-import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { createServer, request as httpRequest, type Server as HttpServer } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { bundleToJSON, type SerializedBundle } from '@sigstore/bundle'
-import { fulcioHandler, initializeCA, initializeCTLog, initializeTLog, rekorHandler, type HandlerFn } from '@sigstore/mock'
-import { FulcioSigner, MessageSignatureBundleBuilder, RekorWitness } from '@sigstore/sign'
 import { Client, request } from 'undici'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
-import { ACCEPT_ANY_MANIFEST, pushBlob, pushImage, pushManifest, sha256, type PushedImage } from '../helpers/images.ts'
+import { ACCEPT_ANY_MANIFEST, pushImage, sha256, type PushedImage } from '../helpers/images.ts'
+import { MOCK_ISSUER as ISSUER, pushBundleReferrer, startMockSigstore } from '../helpers/mock-sigstore.ts'
 import { freePort, REPO_ROOT, startDaemon, tempDir, waitFor, type Daemon, type Teardown } from '../helpers/proc.ts'
 import { startRedis } from '../helpers/redis.ts'
 import { startFaultProxy } from '../helpers/fault-proxy.ts'
@@ -22,80 +20,7 @@ import { startRegistry } from '../helpers/registry.ts'
 import { startProxy } from '../helpers/trustpull.ts'
 
 const UPSTREAM = 'registry.test'
-const ISSUER = 'https://token.actions.githubusercontent.com'
 const SUBJECT = 'https://github.com/my-org/app/.github/workflows/release.yml@refs/heads/main'
-
-// ---------------------------------------------------------------------------------------------
-// Keyless signing against @sigstore/mock, and the trusted_root.json that trusts it
-
-const b64 = (bytes: ArrayBufferView): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
-const spki = (key: KeyObject): Buffer => key.export({ format: 'der', type: 'spki' })
-const p256 = () => generateKeyPairSync('ec', { namedCurve: 'P-256' })
-
-/** A Fulcio CA, CT log and Rekor from @sigstore/mock on one loopback server, and the TrustedRoot JSON naming their keys. */
-async function startMockSigstore(t: Teardown) {
-  const keys = { ca: p256(), ct: p256(), tlog: p256() }
-  const ctlog = await initializeCTLog(keys.ct)
-  const ca = await initializeCA(keys.ca, ctlog)
-  const tlog = await initializeTLog('http://rekor.mock.test', keys.tlog)
-  const handlers = new Map<string, HandlerFn>([fulcioHandler(ca), rekorHandler(tlog)].map((h) => [h.path, h.fn] as const))
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      const handler = handlers.get(new URL(req.url ?? '/', 'http://x').pathname)
-      if (!handler || req.method !== 'POST') return void res.writeHead(404).end()
-      handler(Buffer.concat(chunks).toString('utf8')).then(
-        (r) => res.writeHead(r.statusCode, { 'content-type': r.contentType ?? 'application/json' }).end(r.response),
-        (err: Error) => res.writeHead(500).end(err.message),
-      )
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-
-  const start = '2019-01-01T00:00:00Z'
-  const logKey = (key: KeyObject) => ({ rawBytes: b64(spki(key)), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } })
-  const trustedRoot = {
-    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [{ baseUrl: 'http://rekor.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.tlog.publicKey), logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') } }],
-    certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
-    ctlogs: [{ baseUrl: url, hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.ct.publicKey), logId: { keyId: b64(ctlog.logID) } }],
-    timestampAuthorities: [],
-  }
-  // An OIDC token as the mock Fulcio reads it: unsigned, with iss and sub.
-  const now = Math.floor(Date.now() / 1000)
-  const token = [{ alg: 'none', typ: 'JWT' }, { iss: ISSUER, sub: SUBJECT, aud: 'sigstore', iat: now, exp: now + 600 }].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.') + '.'
-  const builder = new MessageSignatureBundleBuilder({
-    signer: new FulcioSigner({ identityProvider: { getToken: async () => token }, fulcioBaseURL: url, retry: false }),
-    witnesses: [new RekorWitness({ rekorBaseURL: url, retry: false })],
-  })
-  return {
-    trustedRoot,
-    /** A message-signature bundle over the manifest, attached as a referrer through the fallback tag (as cosign 3 does). */
-    async sign(registryUrl: string, image: PushedImage): Promise<void> {
-      const bundle: SerializedBundle = bundleToJSON(await builder.create({ data: Buffer.from(image.manifest) }))
-      const empty = await pushBlob(registryUrl, image.repo, '{}')
-      const layer = await pushBlob(registryUrl, image.repo, JSON.stringify(bundle))
-      const manifest = {
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
-        config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
-        layers: [{ mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', ...layer }],
-        subject: { mediaType: image.mediaType, digest: image.digest, size: image.size },
-      }
-      const pushed = await pushManifest(registryUrl, image.repo, `bundle-${image.digest.slice(7, 19)}`, manifest, manifest.mediaType)
-      const index = {
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: [{ mediaType: manifest.mediaType, digest: pushed.digest, size: pushed.size, artifactType: 'application/vnd.oci.empty.v1+json' }],
-      }
-      await pushManifest(registryUrl, image.repo, `sha256-${image.digest.slice(7)}`, index, index.mediaType)
-    },
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // trustpull as a child process
@@ -173,7 +98,8 @@ function cip(name: string, glob: string, authority: object): string {
 
 const registry = await startRegistry(t)
 const keys = await generateKeyPair(await tempDir(t))
-const sigstore = await startMockSigstore(t)
+// No TSA: its clock is fixed at start-up, and the images may be signed more than 30 s later.
+const sigstore = await startMockSigstore(t, { tsa: false })
 
 t.test('/healthz and /readyz', async (t) => {
   const redis = await startRedis(t)
@@ -237,7 +163,8 @@ t.test('SIGHUP: new policies for new requests; a bad config or trust root is ref
   // A fresh unsigned image for each step, so no step reads a verdict cached by the one before.
   const unsigned = await Promise.all([0, 1, 2, 3].map((i) => pushImage(registry.url, `app/unsigned-${i}`, 'v1')))
   const keyless = await Promise.all([0, 1, 2].map((i) => pushImage(registry.url, `keyless/app-${i}`, 'v1')))
-  for (const image of keyless) await sigstore.sign(registry.url, image)
+  // A message-signature bundle over the manifest, attached as a referrer through the fallback tag (as cosign 3 does).
+  for (const image of keyless) await pushBundleReferrer(registry.url, image.repo, image, await sigstore.signMessage(Buffer.from(image.manifest), SUBJECT))
 
   const child = await startTrustpull(t, configFile, port)
   t.equal(await manifestStatus(child, signed), 200, 'signed: allowed')
@@ -278,7 +205,7 @@ t.test('SIGHUP: new policies for new requests; a bad config or trust root is ref
   })
 
   t.test('a valid trust root of another CA is taken: the mock-signed images are refused now', async (t) => {
-    const other = await startMockSigstore(t)
+    const other = await startMockSigstore(t, { tsa: false })
     await writeFile(rootFile, JSON.stringify(other.trustedRoot))
     const line = await child.signalAndWait('SIGHUP', ['reload refused', 'policies reloaded'])
     t.match(line, { msg: 'policies reloaded' })

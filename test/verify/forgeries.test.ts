@@ -3,7 +3,7 @@
 // node:crypto keys, in cosign's own formats. The discovery forgeries are served by a real
 // docker-registry and read through the real upstream client.
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
-import { initializeCA, initializeCTLog, initializeTLog, initializeTSA } from '@sigstore/mock'
+import { initializeTLog, initializeTSA } from '@sigstore/mock'
 import t from 'tap'
 import { parseConfig } from '../../src/config/load.ts'
 import { discoverSignatures, type DiscoveryLimits } from '../../src/signatures/discover.ts'
@@ -14,6 +14,7 @@ import { verifyCandidate } from '../../src/verify/candidate.ts'
 import { trustRootFromJSON } from '../../src/verify/trust-root.ts'
 import type { AuthorityMaterial, Candidate, Identity, LoadedTrustRoot, VerifyCode } from '../../src/verify/types.ts'
 import { pushBlob, pushImage, pushManifest } from '../helpers/images.ts'
+import { mockAuthorities, mockTrustedRoot, tsaClock } from '../helpers/mock-sigstore.ts'
 import { startRegistry } from '../helpers/registry.ts'
 
 const ISSUER = 'https://token.actions.githubusercontent.com'
@@ -38,49 +39,13 @@ const spki = (key: KeyObject): Uint8Array<ArrayBuffer> => new Uint8Array(key.exp
 const b64 = (bytes: ArrayBufferView): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
 const pemCertificate = (der: ArrayBufferView): string => `-----BEGIN CERTIFICATE-----\n${b64(der)}\n-----END CERTIFICATE-----\n`
 
-/**
- * The mock TSA writes genTime with trailing zeros of the milliseconds dropped (".12Z"), which
- * @sigstore/core's parser refuses: a fixed clock with 123 ms keeps timestamps parseable. It is set
- * ahead so that certificates issued during the test (valid for ten minutes from issuance) cover it.
- */
-function tsaClock(): Date {
-  return new Date(Math.floor(Date.now() / 1000) * 1000 + 30_123)
-}
-
 // ---------------------------------------------------------------------------------------------
 // An in-process Sigstore: Fulcio CA (+ CT log), Rekor, TSA, and the trusted root naming them.
 
 async function sigstoreInABox(options: { caClock?: Date; withCTLog?: boolean } = {}) {
-  const keys = { ca: p256(), ct: p256(), tlog: p256(), tsa: p256() }
-  const ctlog = await initializeCTLog(keys.ct, options.caClock)
-  const ca = await initializeCA(keys.ca, options.withCTLog === false ? undefined : ctlog, options.caClock)
-  const tlog = await initializeTLog('https://rekor.mock.test', keys.tlog)
-  const tsa = await initializeTSA(keys.tsa, tsaClock())
-  const start = '2019-01-01T00:00:00Z'
-  const logKey = (key: KeyObject) => ({ rawBytes: b64(spki(key)), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } })
-  const trustedRoot = {
-    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [
-      {
-        baseUrl: 'https://rekor.mock.test',
-        hashAlgorithm: 'SHA2_256',
-        publicKey: logKey(keys.tlog.publicKey),
-        logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') },
-      },
-    ],
-    certificateAuthorities: [
-      { subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: 'https://fulcio.mock.test', certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } },
-    ],
-    ctlogs: [{ baseUrl: 'https://ctfe.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.ct.publicKey), logId: { keyId: b64(ctlog.logID) } }],
-    timestampAuthorities: [
-      {
-        subject: { organization: 'sigstore.mock', commonName: 'tsa' },
-        uri: 'https://tsa.mock.test',
-        certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] },
-        validFor: { start },
-      },
-    ],
-  }
+  const authorities = await mockAuthorities(options)
+  const { ca, tlog } = authorities
+  const tsa = authorities.tsa!
 
   interface KeylessOptions {
     subject?: string
@@ -141,7 +106,7 @@ async function sigstoreInABox(options: { caClock?: Date; withCTLog?: boolean } =
     return annotations
   }
 
-  return { trustRoot: trustRootFromJSON('mock', trustedRoot, 'test'), keyless }
+  return { trustRoot: trustRootFromJSON('mock', mockTrustedRoot(authorities), 'test'), keyless }
 }
 
 // ---------------------------------------------------------------------------------------------

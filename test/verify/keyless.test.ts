@@ -2,188 +2,47 @@
 // @sigstore/mock's Fulcio, entries from its Rekor and timestamps from its TSA, all served over
 // loopback HTTP; the trust root is built from the mock's keys. The signatures are stored in a real
 // docker-registry in each format trustpull discovers, found through the real client and verified.
-import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { bundleToJSON, type SerializedBundle } from '@sigstore/bundle'
-import { fulcioHandler, initializeCA, initializeCTLog, initializeTLog, initializeTSA, rekorHandler, tsaHandler, type HandlerFn } from '@sigstore/mock'
-import { DSSEBundleBuilder, FulcioSigner, MessageSignatureBundleBuilder, RekorWitness, TSAWitness } from '@sigstore/sign'
+import { createHash } from 'node:crypto'
 import t from 'tap'
 import { parseConfig } from '../../src/config/load.ts'
 import { discoverSignatures } from '../../src/signatures/discover.ts'
-import { CosignAnnotation } from '../../src/signatures/legacy.ts'
 import { createRegistryClient } from '../../src/upstream/client.ts'
 import type { RegistryClient } from '../../src/upstream/types.ts'
 import { verifyCandidate } from '../../src/verify/candidate.ts'
 import { cachedSigningCertificates } from '../../src/verify/memo.ts'
 import { publicGoodTrustRoot, trustRootFromJSON } from '../../src/verify/trust-root.ts'
 import type { AuthorityMaterial, Candidate, Identity } from '../../src/verify/types.ts'
-import { pushBlob, pushImage, pushManifest, type PushedImage } from '../helpers/images.ts'
-import type { Teardown } from '../helpers/proc.ts'
+import { pushImage, type PushedImage } from '../helpers/images.ts'
+import { MOCK_ISSUER as ISSUER, pushBundleReferrer, pushKeylessSignature, startMockSigstore } from '../helpers/mock-sigstore.ts'
 import { startRegistry } from '../helpers/registry.ts'
 
-const ISSUER = 'https://token.actions.githubusercontent.com'
 const SUBJECT = 'https://github.com/x/app/.github/workflows/release.yml@refs/heads/main'
 const COSIGN_SIGN = 'https://sigstore.dev/cosign/sign/v1'
 const SLSA = 'https://slsa.dev/provenance/v1'
-const b64 = (bytes: ArrayBufferView): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
-const spki = (key: KeyObject): Buffer => key.export({ format: 'der', type: 'spki' })
-
-/** Fulcio (v2 API), Rekor (v1) and a TSA from @sigstore/mock on one loopback HTTP server. */
-async function startMockSigstore(t: Teardown) {
-  const keys = { ca: p256(), ct: p256(), tlog: p256(), tsa: p256() }
-  const ctlog = await initializeCTLog(keys.ct)
-  const ca = await initializeCA(keys.ca, ctlog)
-  const tlog = await initializeTLog('http://rekor.mock.test', keys.tlog)
-  const tsa = await initializeTSA(keys.tsa, tsaClock())
-  const handlers = new Map<string, HandlerFn>(
-    [fulcioHandler(ca), rekorHandler(tlog), tsaHandler(tsa)].map((h) => [h.path, h.fn] as const),
-  )
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      const handler = handlers.get(new URL(req.url ?? '/', 'http://x').pathname)
-      if (!handler || req.method !== 'POST') return void res.writeHead(404).end()
-      handler(Buffer.concat(chunks).toString('utf8')).then(
-        (r) => res.writeHead(r.statusCode, { 'content-type': r.contentType ?? 'application/json' }).end(r.response),
-        (err: Error) => res.writeHead(500).end(err.message),
-      )
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-
-  const start = '2019-01-01T00:00:00Z'
-  const logKey = (key: KeyObject) => ({ rawBytes: b64(spki(key)), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } })
-  const trustRoot = trustRootFromJSON(
-    'mock',
-    {
-      mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-      tlogs: [{ baseUrl: 'http://rekor.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.tlog.publicKey), logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') } }],
-      certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
-      ctlogs: [{ baseUrl: url, hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.ct.publicKey), logId: { keyId: b64(ctlog.logID) } }],
-      timestampAuthorities: [
-        { subject: { organization: 'sigstore.mock', commonName: 'tsa' }, uri: url, certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] }, validFor: { start } },
-      ],
-    },
-    'test',
-  )
-
-  // An OIDC token as Fulcio's mock reads it: unsigned, with iss and sub.
-  const token = (sub: string) =>
-    [{ alg: 'none', typ: 'JWT' }, { iss: ISSUER, sub, aud: 'sigstore', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600 }]
-      .map((part) => Buffer.from(JSON.stringify(part)).toString('base64url'))
-      .join('.') + '.'
-  // DSSE bundles use Rekor `intoto` entries (cosign 2's choice): the mock Rekor stores the proposed
-  // entry as the body, which for `intoto` already is the canonical form a real Rekor would keep.
-  const options = (subject: string, entryType?: 'intoto') => ({
-    signer: new FulcioSigner({ identityProvider: { getToken: async () => token(subject) }, fulcioBaseURL: url, retry: false }),
-    witnesses: [new RekorWitness({ rekorBaseURL: url, retry: false, ...(entryType ? { entryType } : {}) }), new TSAWitness({ tsaBaseURL: url, retry: false })],
-  })
-  return {
-    trustRoot,
-    /** A message-signature bundle over `data` (what cosign's legacy `.sig` carries, as a bundle). */
-    signMessage: async (data: Buffer, subject = SUBJECT) => bundleToJSON(await new MessageSignatureBundleBuilder(options(subject)).create({ data })),
-    /** A DSSE bundle over an in-toto statement. */
-    signStatement: async (statement: object, subject = SUBJECT) =>
-      bundleToJSON(await new DSSEBundleBuilder(options(subject, 'intoto')).create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' })),
-  }
-}
-
-/**
- * The mock TSA writes genTime with trailing zeros of the milliseconds dropped (".12Z"), which
- * @sigstore/core's parser refuses (it wants exactly three digits): one timestamp in ten would fail.
- * A fixed clock with 123 ms avoids that; it is set ahead so that certificates issued during the
- * test (valid from their issuance, for ten minutes) cover it.
- */
-function tsaClock(): Date {
-  return new Date(Math.floor(Date.now() / 1000) * 1000 + 30_123)
-}
-
-function p256(): { publicKey: KeyObject; privateKey: KeyObject } {
-  return generateKeyPairSync('ec', { namedCurve: 'P-256' })
-}
 
 function inToto(image: PushedImage, predicateType: string, predicate: object): object {
   return { _type: 'https://in-toto.io/Statement/v1', subject: [{ name: `registry.test/${image.repo}`, digest: { sha256: image.digest.slice(7) } }], predicateType, predicate }
 }
 
-/** The `.sig` layer annotations cosign writes, from a message-signature bundle made by @sigstore/sign. */
-function cosignAnnotations(bundle: SerializedBundle): Record<string, string> {
-  const certificate = bundle.verificationMaterial.certificate?.rawBytes ?? bundle.verificationMaterial.x509CertificateChain!.certificates[0]!.rawBytes
-  const entry = bundle.verificationMaterial.tlogEntries[0]!
-  return {
-    [CosignAnnotation.signature]: bundle.messageSignature!.signature,
-    [CosignAnnotation.certificate]: `-----BEGIN CERTIFICATE-----\n${certificate}\n-----END CERTIFICATE-----\n`,
-    [CosignAnnotation.rekorBundle]: JSON.stringify({
-      SignedEntryTimestamp: entry.inclusionPromise!.signedEntryTimestamp,
-      Payload: {
-        body: entry.canonicalizedBody,
-        integratedTime: Number(entry.integratedTime),
-        logIndex: Number(entry.logIndex),
-        logID: Buffer.from(entry.logId.keyId, 'base64').toString('hex'),
-      },
-    }),
-    [CosignAnnotation.rfc3161Timestamp]: JSON.stringify({ SignedRFC3161Timestamp: bundle.verificationMaterial.timestampVerificationData!.rfc3161Timestamps[0]!.signedTimestamp }),
-  }
-}
-
-async function pushSigManifest(registryUrl: string, image: PushedImage, payload: Buffer, annotations: Record<string, string>): Promise<void> {
-  const config = await pushBlob(registryUrl, image.repo, '{}')
-  const layer = await pushBlob(registryUrl, image.repo, payload)
-  const manifest = {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: [{ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', ...layer, annotations }],
-  }
-  await pushManifest(registryUrl, image.repo, `sha256-${image.digest.slice(7)}.sig`, manifest, manifest.mediaType)
-}
-
-/** Bundles attached as OCI 1.1 referrers, listed in the fallback tag (docker-registry has no referrers API). */
-async function pushBundleReferrers(registryUrl: string, image: PushedImage, bundles: SerializedBundle[]): Promise<void> {
-  const empty = await pushBlob(registryUrl, image.repo, '{}')
-  const entries = []
-  for (const bundle of bundles) {
-    const layer = await pushBlob(registryUrl, image.repo, JSON.stringify(bundle))
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
-      layers: [{ mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', ...layer }],
-      subject: { mediaType: image.mediaType, digest: image.digest, size: image.size },
-    }
-    const pushed = await pushManifest(registryUrl, image.repo, `bundle-${entries.length}-${image.digest.slice(7, 19)}`, manifest, manifest.mediaType)
-    // As cosign writes the fallback index: the entry is typed with the config's (empty) type.
-    entries.push({ mediaType: manifest.mediaType, digest: pushed.digest, size: pushed.size, artifactType: 'application/vnd.oci.empty.v1+json' })
-  }
-  const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: entries }
-  await pushManifest(registryUrl, image.repo, `sha256-${image.digest.slice(7)}`, index, index.mediaType)
-}
-
 t.test('keyless signatures from a mock Fulcio/Rekor/TSA, in every stored format', async (t) => {
   const sigstore = await startMockSigstore(t)
+  const trustRoot = trustRootFromJSON('mock', sigstore.trustedRoot, 'test')
   const registry = await startRegistry(t)
   const config = parseConfig({ upstreams: [{ name: 'local', url: registry.url, default: true }] })
   const client = createRegistryClient(config.upstreams[0]!, { timeouts: config.timeouts, limits: config.limits })
   t.teardown(() => client.close())
-  const keyless = (identities: Identity[]): AuthorityMaterial => ({ type: 'keyless', identities, trustRoot: sigstore.trustRoot, ignoreSCT: false })
+  const keyless = (identities: Identity[]): AuthorityMaterial => ({ type: 'keyless', identities, trustRoot, ignoreSCT: false })
   const exact = keyless([{ issuer: ISSUER, subject: SUBJECT }])
 
   const image = await pushImage(registry.url, 'x/app', 'v1')
-  const payload = Buffer.from(
-    JSON.stringify({ critical: { identity: { 'docker-reference': `${registry.host}/x/app` }, image: { 'docker-manifest-digest': image.digest }, type: 'cosign container image signature' }, optional: null }),
-  )
-  const legacy = await sigstore.signMessage(payload)
-  await pushSigManifest(registry.url, image, payload, cosignAnnotations(legacy))
-  await pushBundleReferrers(registry.url, image, [
-    await sigstore.signStatement(inToto(image, COSIGN_SIGN, {})),
-    await sigstore.signStatement(inToto(image, SLSA, { buildDefinition: { buildType: 'https://example.test/build' } })),
-    await sigstore.signMessage(Buffer.from(image.manifest)),
-  ])
+  await pushKeylessSignature(sigstore, registry.url, 'x/app', `${registry.host}/x/app`, image, SUBJECT)
+  for (const bundle of [
+    await sigstore.signStatement(inToto(image, COSIGN_SIGN, {}), SUBJECT),
+    await sigstore.signStatement(inToto(image, SLSA, { buildDefinition: { buildType: 'https://example.test/build' } }), SUBJECT),
+    await sigstore.signMessage(Buffer.from(image.manifest), SUBJECT),
+  ]) {
+    await pushBundleReferrer(registry.url, 'x/app', image, bundle)
+  }
 
   const found = await discoverSignatures(client, 'x/app', image.digest, config.limits)
   t.same(found.problems, [])
