@@ -309,3 +309,10 @@ export function writeResult(result: ScenarioResult): void {
 export function say(message: string): void {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`)
 }
+
+/** CPU time (user + system) a process has used so far, in milliseconds (10 ms resolution). */
+export function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  // After "(comm) ": state is field 3, so utime (14) and stime (15) are at indexes 11 and 12.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+}

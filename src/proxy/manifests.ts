@@ -9,7 +9,7 @@ import type { Upstream } from '../upstream/router.ts'
 import type { FetchedManifest } from '../upstream/types.ts'
 import { referencedContent, type ContentIndex } from './content-index.ts'
 import type { ManifestGate } from './gate.ts'
-import type { ManifestCache } from './manifest-cache.ts'
+import type { CachedManifest, ManifestCache } from './manifest-cache.ts'
 
 export interface ServedManifest extends FetchedManifest {
   manifest: Manifest
@@ -44,12 +44,12 @@ export class ManifestService {
     }
   }
 
-  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | undefined, signal?: AbortSignal): Promise<ServedManifest> {
+  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined, signal?: AbortSignal): Promise<ServedManifest> {
     const name = upstream.config.name
     if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${repository}:${referenceString(ref)} not found on ${name}`)
     let manifest: Manifest
     try {
-      manifest = parseManifest(fetched.bytes, fetched.mediaType)
+      manifest = 'manifest' in fetched ? fetched.manifest : parseManifest(fetched.bytes, fetched.mediaType)
     } catch (err) {
       if (!(err instanceof ManifestError)) throw err
       throw new RegistryError('UPSTREAM_ERROR', `upstream ${name} served an unusable manifest for ${repository}:${referenceString(ref)}: ${err.message}`)
@@ -66,7 +66,7 @@ export class ManifestService {
     })
     if (!decision.allow) throw new RegistryError('DENIED', decision.message, { detail: decision.detail })
     await this.#deps.contentIndex.vouch(name, repository, decision.vouch ?? referencedContent(manifest), fetched.digest)
-    this.#deps.cache.set(name, repository, fetched)
+    this.#deps.cache.set(name, repository, { bytes: fetched.bytes, digest: fetched.digest, mediaType: fetched.mediaType, manifest })
     if (ref.kind === 'tag') this.#tags?.set(`${name}/${repository}:${ref.tag}`, fetched.digest)
     return { ...fetched, manifest, warnings: decision.warnings }
   }
@@ -77,7 +77,7 @@ export class ManifestService {
    * herd costs one fetch. The fetch is tied to no client's signal (one client leaving must not fail
    * the others); upstream timeouts and the size limit bound it.
    */
-  #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[]): { fetching: Promise<FetchedManifest | undefined>; done: () => void } {
+  #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[]): { fetching: Promise<FetchedManifest | CachedManifest | undefined>; done: () => void } {
     const name = upstream.config.name
     const digest = ref.kind === 'digest' ? ref.digest : this.#tags?.get(`${name}/${repository}:${ref.tag}`)
     const cached = digest ? this.#deps.cache.get(name, repository, digest) : undefined
