@@ -5,88 +5,25 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
-import { request } from 'undici'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { getManifest, listTags, pushImage } from '../helpers/images.ts'
-import { REPO_ROOT, run, tempDir, type Teardown } from '../helpers/proc.ts'
+import { REPO_ROOT, run, tempDir } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
+import { startTokenFront } from '../helpers/token-front.ts'
 
 type Asserts = Pick<typeof t, 'notMatch'>
 
 const USER = 'pusher'
 const PASSWORD = `s3cret-${randomBytes(8).toString('hex')}`
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 
 const trustpull = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   run(join(REPO_ROOT, 'node_modules/.bin/node'), [join(REPO_ROOT, 'src/cli/main.ts'), ...args], { timeoutMs: 50_000, env: { ...process.env, HOME: '/nonexistent', XDG_RUNTIME_DIR: '', ...env } })
 
-interface Front {
-  url: string
-  host: string
-  /** Scopes tokens were asked for. */
-  scopes: string[]
-  mode: 'bearer' | 'basic'
-}
-
-/** Forwards to `registryUrl` what carries a valid token (or basic credentials); streams bodies both ways. */
-async function startFront(t: Teardown, registryUrl: string, mode: 'bearer' | 'basic'): Promise<Front> {
-  const tokens = new Set<string>()
-  const front: Front = { url: '', host: '', scopes: [], mode }
-  const sockets = new Set<Socket>()
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://x')
-    if (url.pathname === '/token') {
-      front.scopes.push(url.searchParams.get('scope') ?? '')
-      if (req.headers.authorization !== basic(USER, PASSWORD)) return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"incorrect username or password"}')
-      const token = randomBytes(16).toString('hex')
-      tokens.add(token)
-      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300 }))
-    }
-    const auth = req.headers.authorization ?? ''
-    const ok = mode === 'basic' ? auth === basic(USER, PASSWORD) : tokens.has(auth.replace(/^Bearer /, ''))
-    if (!ok) {
-      const challenge = mode === 'basic' ? 'Basic realm="test"' : `Bearer realm="${front.url}/token",service="test"`
-      req.resume()
-      return void res.writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
-    }
-    const headers: Record<string, string | string[]> = {}
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'authorization' && k !== 'connection') headers[k] = v
-    const hasBody = req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH'
-    request(`${registryUrl}${req.url}`, { method: req.method as 'GET', headers, body: hasBody ? req : null }).then(
-      async (up) => {
-        const out: Record<string, string | string[]> = {}
-        for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && k !== 'connection' && k !== 'transfer-encoding' && k !== 'keep-alive') out[k] = v
-        res.writeHead(up.statusCode, out)
-        for await (const chunk of up.body) res.write(chunk)
-        res.end()
-      },
-      () => res.writeHead(502).end(),
-    )
-  })
-  server.on('connection', (s) => {
-    sockets.add(s)
-    s.once('close', () => sockets.delete(s))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        for (const s of sockets) s.destroy()
-      }),
-  )
-  front.host = `127.0.0.1:${(server.address() as AddressInfo).port}`
-  front.url = `http://${front.host}`
-  return front
-}
-
 t.test('destination credentials', async (t) => {
   const [outside, inside] = await Promise.all([startRegistry(t), startRegistry(t)])
-  const bearer = await startFront(t, inside.url, 'bearer')
-  const basicFront = await startFront(t, inside.url, 'basic')
+  const bearer = await startTokenFront(t, inside.url, { username: USER, password: PASSWORD }, { actions: 'pull,push' })
+  const basicFront = await startTokenFront(t, inside.url, { username: USER, password: PASSWORD }, { mode: 'basic' })
   const dir = await tempDir(t)
   const keys = await generateKeyPair(await tempDir(t))
   const image = await pushImage(outside.url, 'org/app', '1.0')

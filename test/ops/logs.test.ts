@@ -6,8 +6,6 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
 import { SpanKind } from '@opentelemetry/api'
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace'
@@ -16,8 +14,9 @@ import { setupTracing, shutdownTracing } from '../../src/telemetry/tracing.ts'
 import { keyHint, parsePublicKey } from '../../src/verify/keys.ts'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage, sha256, type PushedImage } from '../helpers/images.ts'
-import { freePort, tempDir, waitFor, type Teardown } from '../helpers/proc.ts'
+import { freePort, tempDir, waitFor } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
+import { startTokenFront } from '../helpers/token-front.ts'
 import { startProxy } from '../helpers/trustpull.ts'
 
 const exporter = new InMemorySpanExporter()
@@ -27,63 +26,6 @@ t.teardown(() => shutdownTracing())
 const secret = (what: string) => `${what}-${randomBytes(8).toString('hex')}`
 const basic = (user: string, password: string) => Buffer.from(`${user}:${password}`).toString('base64')
 const USER = 'puller'
-
-interface TokenFront {
-  url: string
-  /** Tokens it handed out: they must not be logged either. */
-  issued: string[]
-  /** Requests that reached the registry behind it. */
-  forwarded: number
-}
-
-/** A token service and registry front that lets through only bearer tokens bought with `password`. */
-async function startTokenFront(t: Teardown, registryUrl: string, password: string): Promise<TokenFront> {
-  const tokens = new Set<string>()
-  const front: TokenFront = { url: '', issued: [], forwarded: 0 }
-  const refuse = (res: ServerResponse, headers: Record<string, string> = {}) =>
-    res.writeHead(401, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }))
-
-  const forward = async (req: IncomingMessage, res: ServerResponse) => {
-    front.forwarded++
-    const up = await request(`${registryUrl}${req.url}`, { method: req.method as 'GET', headers: { accept: req.headers.accept ?? '*/*' } })
-    const headers: Record<string, string | string[]> = {}
-    for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !['connection', 'keep-alive', 'transfer-encoding'].includes(k)) headers[k] = v
-    res.writeHead(up.statusCode, headers)
-    for await (const chunk of up.body) res.write(chunk)
-    res.end()
-  }
-
-  const sockets = new Set<Socket>()
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://front.invalid')
-    if (url.pathname === '/token') {
-      if (req.headers.authorization !== `Basic ${basic(USER, password)}`) return refuse(res)
-      const token = secret('token')
-      tokens.add(token)
-      front.issued.push(token)
-      return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300 }))
-    }
-    const repository = /^\/v2\/(.+)\/(?:manifests|blobs|tags|referrers)\//.exec(url.pathname)?.[1]
-    if (!tokens.has((req.headers.authorization ?? '').replace(/^Bearer /, ''))) {
-      return refuse(res, { 'www-authenticate': `Bearer realm="${front.url}/token",service="test"${repository ? `,scope="repository:${repository}:pull"` : ''}` })
-    }
-    forward(req, res).catch(() => res.destroy())
-  })
-  server.on('connection', (s) => {
-    sockets.add(s)
-    s.once('close', () => sockets.delete(s))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        for (const s of sockets) s.destroy()
-      }),
-  )
-  front.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  return front
-}
 
 const registry = await startRegistry(t)
 const dir = await tempDir(t)
@@ -193,9 +135,9 @@ t.test('credentials never reach a log line, even at level trace', async (t) => {
   const envPassword = secret('env-password')
   const clientToken = secret('client-bearer')
   const clientPassword = secret('client-password')
-  const inlineFront = await startTokenFront(t, registry.url, inlinePassword)
-  const fileFront = await startTokenFront(t, registry.url, filePassword)
-  const envFront = await startTokenFront(t, registry.url, envPassword)
+  const inlineFront = await startTokenFront(t, registry.url, { username: USER, password: inlinePassword })
+  const fileFront = await startTokenFront(t, registry.url, { username: USER, password: filePassword })
+  const envFront = await startTokenFront(t, registry.url, { username: USER, password: envPassword })
   const passwordFile = join(dir, 'upstream-password')
   await writeFile(passwordFile, `${filePassword}\n`)
   const envName = `TRUSTPULL_TEST_SECRET_${randomBytes(4).toString('hex').toUpperCase()}`

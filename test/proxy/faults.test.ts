@@ -2,10 +2,10 @@
 // must reach the client as a 5xx OCI error naming the upstream, or (once blob bytes are flowing)
 // as an aborted connection, and never as wrong content.
 import t from 'tap'
-import { request as httpRequest, createServer, type IncomingHttpHeaders, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { request as httpRequest, createServer, type IncomingHttpHeaders } from 'node:http'
 import { flipByte, startFaultProxy, type FaultChooser } from '../helpers/fault-proxy.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage, sha256, type PushedImage } from '../helpers/images.ts'
+import { listen } from '../helpers/listen.ts'
 import { startRegistry } from '../helpers/registry.ts'
 import { startProxy } from '../helpers/trustpull.ts'
 import type { Teardown } from '../helpers/proc.ts'
@@ -65,23 +65,6 @@ async function startOrigin(t: Teardown, body: Buffer, { chunked = false } = {}):
     res.end(body)
   })
   return { url: await listen(t, server), seen }
-}
-
-async function listen(t: Teardown, server: Server): Promise<string> {
-  const sockets = new Set<Socket>()
-  server.on('connection', (s) => {
-    sockets.add(s)
-    s.once('close', () => sockets.delete(s))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        for (const s of sockets) s.destroy()
-      }),
-  )
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
 const registry = await startRegistry(t)

@@ -1,132 +1,23 @@
-// Upstream authentication: a "token front" (a small Node HTTP server, as Docker Hub's auth and
-// registry split it) stands before a real docker-registry, demands a bearer token (or basic auth),
-// issues tokens for correct basic credentials only and counts what it issued.
+// Upstream authentication: a token front (test/helpers/token-front.ts) stands before a real
+// docker-registry, demands a bearer token (or basic auth), issues tokens for correct basic
+// credentials only and counts what it issued.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { parseChallenge } from '../../src/upstream/www-authenticate.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage, sha256, type PushedImage } from '../helpers/images.ts'
 import { tempDir, type Teardown } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
+import { basicAuth, startTokenFront, type TokenFront } from '../helpers/token-front.ts'
 import { startProxy, type TestProxy } from '../helpers/trustpull.ts'
 
 const UPSTREAM = 'private.test'
 const USER = 'puller'
 const PASSWORD = `s3cret-${randomBytes(6).toString('hex')}`
 
-interface FrontOptions {
-  /** `bearer` (token service, the default) or `basic` (the registry takes basic auth itself). */
-  mode?: 'bearer' | 'basic'
-  /** Lifetime the token service announces. */
-  expiresIn?: number
-  /** Anyone gets a token, without credentials (Docker Hub's anonymous pulls). */
-  anonymous?: boolean
-}
-
-interface TokenFront {
-  url: string
-  /** Token requests per scope. */
-  tokenRequests: Map<string, number>
-  /** Tokens issued, to check none of them is logged. */
-  issued: string[]
-  /** Requests passed on to the registry. */
-  forwarded: number
-}
-
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
-
-function repositoryOf(path: string): string | undefined {
-  return /^\/v2\/(.+)\/(?:manifests|blobs|tags|referrers)\//.exec(path)?.[1]
-}
-
-async function startTokenFront(t: Teardown, registryUrl: string, options: FrontOptions = {}): Promise<TokenFront> {
-  const mode = options.mode ?? 'bearer'
-  const tokens = new Map<string, { scope: string; expiresAt: number }>()
-  const front: TokenFront = { url: '', tokenRequests: new Map(), issued: [], forwarded: 0 }
-
-  const deny = (res: ServerResponse, challenge: string) => {
-    res.writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' })
-    res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }))
-  }
-
-  const issueToken = (req: IncomingMessage, res: ServerResponse, url: URL) => {
-    const scope = url.searchParams.get('scope') ?? ''
-    front.tokenRequests.set(scope, (front.tokenRequests.get(scope) ?? 0) + 1)
-    if (!options.anonymous && req.headers.authorization !== basic(USER, PASSWORD)) {
-      res.writeHead(401, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ details: 'incorrect username or password' }))
-      return
-    }
-    if (url.searchParams.get('service') !== 'test' || !/^repository:[^:]+:pull$/.test(scope)) {
-      res.writeHead(400)
-      res.end()
-      return
-    }
-    const token = randomBytes(16).toString('hex')
-    const expiresIn = options.expiresIn ?? 300
-    tokens.set(token, { scope, expiresAt: Date.now() + expiresIn * 1000 })
-    front.issued.push(token)
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({ token, expires_in: expiresIn, issued_at: new Date().toISOString() }))
-  }
-
-  const authorised = (req: IncomingMessage, repository: string | undefined): boolean => {
-    const auth = req.headers.authorization ?? ''
-    if (mode === 'basic') return auth === basic(USER, PASSWORD)
-    const held = tokens.get(auth.replace(/^Bearer /, ''))
-    if (!auth.startsWith('Bearer ') || !held || held.expiresAt < Date.now()) return false
-    return repository === undefined || held.scope === `repository:${repository}:pull`
-  }
-
-  const forward = async (req: IncomingMessage, res: ServerResponse) => {
-    front.forwarded++
-    const headers = { ...req.headers }
-    delete headers.authorization
-    delete headers.host
-    delete headers.connection
-    const up = await request(`${registryUrl}${req.url}`, { method: req.method as 'GET', headers })
-    const out: Record<string, string | string[]> = {}
-    for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && k !== 'connection' && k !== 'keep-alive' && k !== 'transfer-encoding') out[k] = v
-    res.writeHead(up.statusCode, out)
-    for await (const chunk of up.body) {
-      if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve))
-    }
-    res.end()
-  }
-
-  const sockets = new Set<Socket>()
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://front.invalid')
-    if (url.pathname === '/token') return issueToken(req, res, url)
-    const repository = repositoryOf(url.pathname)
-    if (!authorised(req, repository)) {
-      const challenge =
-        mode === 'basic'
-          ? 'Basic realm="test registry"'
-          : `Bearer realm="${front.url}/token",service="test"${repository ? `,scope="repository:${repository}:pull"` : ''}`
-      return deny(res, challenge)
-    }
-    forward(req, res).catch(() => res.destroy())
-  })
-  server.on('connection', (s) => {
-    sockets.add(s)
-    s.once('close', () => sockets.delete(s))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        for (const s of sockets) s.destroy()
-      }),
-  )
-  front.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  return front
-}
+const LOGIN = { username: USER, password: PASSWORD }
 
 async function proxyFor(t: Teardown, front: TokenFront, auth?: Record<string, string>): Promise<TestProxy> {
   return startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: UPSTREAM, url: front.url, default: true, ...(auth ? { auth } : {}) }] })
@@ -161,7 +52,7 @@ const imgA = await pushImage(registry.url, 'team/app', 'v1', { layers: 2 })
 const imgB = await pushImage(registry.url, 'team/other', 'v1')
 
 t.test('bearer tokens: pulls work, one token per repository while it lasts', async (t) => {
-  const front = await startTokenFront(t, registry.url)
+  const front = await startTokenFront(t, registry.url, LOGIN)
   const dir = await tempDir(t)
   const passwordFile = join(dir, 'password')
   await writeFile(passwordFile, `${PASSWORD}\n`)
@@ -178,7 +69,7 @@ t.test('bearer tokens: pulls work, one token per repository while it lasts', asy
 })
 
 t.test('a token that expires is renewed', async (t) => {
-  const front = await startTokenFront(t, registry.url, { expiresIn: 1 })
+  const front = await startTokenFront(t, registry.url, LOGIN, { expiresIn: 1 })
   const proxy = await proxyFor(t, front, { username: USER, password: PASSWORD })
   await pull(proxy, imgB)
   const first = front.tokenRequests.get('repository:team/other:pull') ?? 0
@@ -190,14 +81,14 @@ t.test('a token that expires is renewed', async (t) => {
 })
 
 t.test('anonymous token flow without configured credentials', async (t) => {
-  const front = await startTokenFront(t, registry.url, { anonymous: true })
+  const front = await startTokenFront(t, registry.url, LOGIN, { anonymous: true })
   const proxy = await proxyFor(t, front)
   await pull(proxy, imgA)
   t.equal(front.tokenRequests.get('repository:team/app:pull'), 1)
 })
 
 t.test('a wrong password is a clear DENIED naming the upstream; nothing reaches the registry', async (t) => {
-  const front = await startTokenFront(t, registry.url)
+  const front = await startTokenFront(t, registry.url, LOGIN)
   process.env.TRUSTPULL_TEST_UPSTREAM_PASSWORD = 'not-the-password'
   t.teardown(() => {
     delete process.env.TRUSTPULL_TEST_UPSTREAM_PASSWORD
@@ -214,7 +105,7 @@ t.test('a wrong password is a clear DENIED naming the upstream; nothing reaches 
 })
 
 t.test('basic-auth-only upstream', async (t) => {
-  const front = await startTokenFront(t, registry.url, { mode: 'basic' })
+  const front = await startTokenFront(t, registry.url, LOGIN, { mode: 'basic' })
   const proxy = await proxyFor(t, front, { username: USER, password: PASSWORD })
   await pull(proxy, imgA)
   await pull(proxy, imgB)
@@ -232,7 +123,7 @@ t.test('basic-auth-only upstream', async (t) => {
 })
 
 t.test('the password, its basic-auth form and issued tokens never reach the logs', async (t) => {
-  const front = await startTokenFront(t, registry.url)
+  const front = await startTokenFront(t, registry.url, LOGIN)
   process.env.TRUSTPULL_TEST_UPSTREAM_PASSWORD2 = PASSWORD
   t.teardown(() => {
     delete process.env.TRUSTPULL_TEST_UPSTREAM_PASSWORD2
@@ -245,7 +136,7 @@ t.test('the password, its basic-auth form and issued tokens never reach the logs
   const logs = proxy.logText()
   t.ok(logs.length > 0, 'the proxy logged (debug level)')
   t.notMatch(logs, PASSWORD)
-  t.notMatch(logs, basic(USER, PASSWORD).slice('Basic '.length))
+  t.notMatch(logs, basicAuth(LOGIN).slice('Basic '.length))
   for (const token of front.issued) t.notMatch(logs, token, 'no token is logged')
 })
 
