@@ -3,6 +3,7 @@
 // audited, and allowed or refused.
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { LRUCache } from 'lru-cache'
 import { SingleFlight } from '../cache/single-flight.ts'
 import type { ReplicaLock, TieredStore } from '../cache/tiered-store.ts'
 import { RegistryError } from '../errors.ts'
@@ -178,8 +179,17 @@ export class PolicyGate implements ManifestGate {
   }
 }
 
+// Hashing is a few per cent of a warm request; the same images are asked for again and again.
+const hashedKeys = new LRUCache<string, string>({ max: 10_000 })
+
 export function verdictKey(fingerprint: string, upstream: string, repository: string, digest: string): string {
-  return `verdict:${createHash('sha256').update(`${fingerprint}\n${upstream}\n${repository}\n${digest}`).digest('hex')}`
+  const identity = `${fingerprint}\n${upstream}\n${repository}\n${digest}`
+  let key = hashedKeys.get(identity)
+  if (key === undefined) {
+    key = `verdict:${createHash('sha256').update(identity).digest('hex')}`
+    hashedKeys.set(identity, key)
+  }
+  return key
 }
 
 /** A cached value is used only when it is a verdict for this digest under the policies in force. */
