@@ -20,31 +20,32 @@ program
   .option('-l, --listen <host:port>', 'address to listen on (overrides the config)')
   .action(serveCommand)
 
-program
+/** The config and the one-off authority (`--key` or `--certificate-*`) that verify and copy both take. */
+function withVerificationOptions(command: Command): Command {
+  return command
+    .option('-c, --config <file>', 'YAML configuration file (upstreams, trust roots, policies)')
+    .option('--key <file>', 'verify with this PEM public key instead of the configured policies')
+    .option('--certificate-identity <subject>', 'keyless: exact certificate subject')
+    .option('--certificate-identity-regexp <re>', 'keyless: certificate subject regular expression')
+    .option('--certificate-oidc-issuer <url>', 'keyless: exact OIDC issuer')
+    .option('--certificate-oidc-issuer-regexp <re>', 'keyless: OIDC issuer regular expression')
+}
+
+const verify = program
   .command('verify')
   .description('verify one image exactly as the proxy would: exit 0 only when it is allowed')
   .argument('<image>', '[registry/]repository[:tag|@digest]; the registry names a configured upstream')
-  .option('-c, --config <file>', 'YAML configuration file (upstreams, trust roots, policies)')
-  .option('--key <file>', 'verify with this PEM public key instead of the configured policies')
-  .option('--certificate-identity <subject>', 'keyless: exact certificate subject')
-  .option('--certificate-identity-regexp <re>', 'keyless: certificate subject regular expression')
-  .option('--certificate-oidc-issuer <url>', 'keyless: exact OIDC issuer')
-  .option('--certificate-oidc-issuer-regexp <re>', 'keyless: OIDC issuer regular expression')
+withVerificationOptions(verify)
   .option('--json', 'print the whole verdict as JSON')
   .action(async (image: string, options) => {
     process.exitCode = await verifyCommand(image, options)
   })
 
-program
+const copy = program
   .command('copy')
   .description('verify an image with the configured policies, then copy it with its signatures and attestations (exit 0 only when every image was copied)')
   .argument('<args...>', 'SRC DST, or with --from-file: DST-PREFIX. SRC: registry/repo[:tag|@digest], oci:DIR[:tag], oci-archive:FILE[:tag]; DST: registry/repo[:tag], oci:DIR, oci-archive:FILE')
-  .option('-c, --config <file>', 'YAML configuration file (upstreams, trust roots, policies)')
-  .option('--key <file>', 'verify with this PEM public key instead of the configured policies')
-  .option('--certificate-identity <subject>', 'keyless: exact certificate subject')
-  .option('--certificate-identity-regexp <re>', 'keyless: certificate subject regular expression')
-  .option('--certificate-oidc-issuer <url>', 'keyless: exact OIDC issuer')
-  .option('--certificate-oidc-issuer-regexp <re>', 'keyless: OIDC issuer regular expression')
+withVerificationOptions(copy)
   .option('-f, --from-file <list>', 'copy every image listed (one "SRC" or "SRC DST" per line) under DST-PREFIX')
   .option('--concurrency <n>', 'images copied at once with --from-file', '4')
   .option('--as <registry/repo>', 'for a layout or archive source: the name policies are matched against (default: the destination)')
