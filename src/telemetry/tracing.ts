@@ -50,8 +50,7 @@ export async function span<T>(name: string, attributes: Attributes, fn: (span?: 
     try {
       return await fn(s)
     } catch (err) {
-      s.recordException(err as Error)
-      s.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
+      recordFailure(s, err)
       throw err
     } finally {
       s.end()
@@ -66,13 +65,18 @@ export function spanSync<T>(name: string, attributes: Attributes, fn: (span?: Sp
     try {
       return fn(s)
     } catch (err) {
-      s.recordException(err as Error)
-      s.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
+      recordFailure(s, err)
       throw err
     } finally {
       s.end()
     }
   })
+}
+
+/** Marks the span as failed with `err` (the caller rethrows it). */
+function recordFailure(s: Span, err: unknown): void {
+  s.recordException(err as Error)
+  s.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message })
 }
 
 /** The server span of one request, continuing the caller's trace from its `traceparent`. */
