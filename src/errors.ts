@@ -24,6 +24,19 @@ export const ErrorCodes = {
 
 export type ErrorCode = keyof typeof ErrorCodes
 
+/**
+ * An error with a stable string code that tests, metrics and reports match on, and an optional
+ * cause. Subclasses give the code type and their own `name`.
+ */
+export class CodedError<Code extends string> extends Error {
+  readonly code: Code
+
+  constructor(code: Code, message: string, options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.code = code
+  }
+}
+
 export class RegistryError extends Error {
   readonly code: ErrorCode
   readonly detail: unknown

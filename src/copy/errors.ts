@@ -1,4 +1,5 @@
 // Stable codes for everything `trustpull copy` can fail on; tests and the JSON report match on them.
+import { CodedError } from '../errors.ts'
 
 export type CopyErrorCode =
   /** SRC or DST cannot be parsed, or names something that cannot be used that way. */
@@ -18,11 +19,6 @@ export type CopyErrorCode =
   /** An OCI layout or archive is malformed or holds something it must not. */
   | 'LAYOUT_INVALID'
 
-export class CopyError extends Error {
-  readonly code: CopyErrorCode
-  constructor(code: CopyErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, options)
-    this.name = 'CopyError'
-    this.code = code
-  }
+export class CopyError extends CodedError<CopyErrorCode> {
+  override name = 'CopyError'
 }

@@ -1,28 +1,17 @@
 // Failures of verification carry a stable VerifyCode; sigstore-js errors are translated here, once.
 import { ValidationError } from '@sigstore/bundle'
 import { PolicyError, VerificationError } from '@sigstore/verify'
+import { CodedError } from '../errors.ts'
 import type { VerifyCode } from './types.ts'
 
 /** Thrown inside the verification engine; verifyCandidate turns it into Evidence. */
-export class VerifyFailure extends Error {
-  readonly code: VerifyCode
-
-  constructor(code: VerifyCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, options)
-    this.name = 'VerifyFailure'
-    this.code = code
-  }
+export class VerifyFailure extends CodedError<VerifyCode> {
+  override name = 'VerifyFailure'
 }
 
 /** Raised while loading a trust root: start-up stops with its message. */
-export class TrustRootError extends Error {
-  readonly code: 'TRUST_ROOT_INVALID' | 'TRUST_ROOT_UNAVAILABLE' | 'TRUST_ROOT_UNKNOWN'
-
-  constructor(code: TrustRootError['code'], message: string, options: { cause?: unknown } = {}) {
-    super(message, options)
-    this.name = 'TrustRootError'
-    this.code = code
-  }
+export class TrustRootError extends CodedError<'TRUST_ROOT_INVALID' | 'TRUST_ROOT_UNAVAILABLE' | 'TRUST_ROOT_UNKNOWN'> {
+  override name = 'TrustRootError'
 }
 
 const SIGSTORE_CODES: Record<string, VerifyCode> = {
