@@ -18,6 +18,8 @@ import type { LoadedTrustRoot } from './types.ts'
 export const PUBLIC_GOOD = 'public-good'
 const PUBLIC_GOOD_MIRROR = 'https://tuf-repo-cdn.sigstore.dev'
 const TRUSTED_ROOT_MEDIA_TYPE = /^application\/vnd\.dev\.sigstore\.trustedroot(\+json;version=0\.\d+|\.v0\.\d+\+json)$/
+/** The lists of a TrustedRoot, as protobuf JSON may spell them. */
+const LIST_FIELDS = ['tlogs', 'ctlogs', 'certificateAuthorities', 'certificate_authorities', 'timestampAuthorities', 'timestamp_authorities'] as const
 /** A trusted_root.json is a few KiB; refuse to parse something absurd. */
 const MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024
 
@@ -33,6 +35,12 @@ export type TrustRootConfig = Config['trustRoots'][number]
  * and half-loading it would hide that.
  */
 export function trustRootFromJSON(name: string, document: unknown, source: string): LoadedTrustRoot {
+  // TrustedRoot.fromJSON reads a list of the wrong type as an empty list: garbage with the right
+  // mediaType would load as a root that trusts nothing, and replace a good one on reload.
+  const notLists = typeof document === 'object' && document !== null ? LIST_FIELDS.filter((k) => k in document && !Array.isArray((document as Record<string, unknown>)[k])) : []
+  if (notLists.length > 0) {
+    throw new TrustRootError('TRUST_ROOT_INVALID', `trust root "${name}" (${source}) is not a TrustedRoot: ${notLists.join(', ')} must be lists`)
+  }
   let root: TrustedRoot
   try {
     root = TrustedRoot.fromJSON(document)
