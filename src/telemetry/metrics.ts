@@ -4,6 +4,13 @@ import { type Attributes, type Counter, type Histogram, type Meter, type UpDownC
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { MeterProvider } from '@opentelemetry/sdk-metrics'
+import { existsSync, readdirSync } from 'node:fs'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+
+/** Event-loop lag is reported per window of this length (the last complete one). */
+const LAG_WINDOW_MS = 5_000
+/** The sampling timer's period: Node records the time between its ticks, this much when idle. */
+const LAG_RESOLUTION_MS = 10
 
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -19,6 +26,9 @@ export class Metrics {
   readonly inFlight: UpDownCounter
   readonly httpRequests: Counter
   #redisUp: number | undefined
+  readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>
+  readonly #lagWindow: NodeJS.Timeout
+  #lag: { p99: number; max: number } | undefined
 
   constructor() {
     this.#reader = new PrometheusExporter({ preventServerStart: true })
@@ -44,6 +54,34 @@ export class Metrics {
       .addCallback((result) => {
         if (this.#redisUp !== undefined) result.observe(this.#redisUp)
       })
+
+    // The process itself (what a soak watches): heap, resident memory, open fds, event-loop lag.
+    meter
+      .createObservableGauge('trustpull_process_heap_used_bytes', { unit: 'By', description: 'V8 heap in use' })
+      .addCallback((result) => result.observe(process.memoryUsage().heapUsed))
+    meter
+      .createObservableGauge('trustpull_process_resident_memory_bytes', { unit: 'By', description: 'Resident set size' })
+      .addCallback((result) => result.observe(process.memoryUsage.rss()))
+    if (existsSync('/proc/self/fd')) {
+      meter
+        .createObservableGauge('trustpull_process_open_fds', { description: 'Open file descriptors (sockets included)' })
+        .addCallback((result) => result.observe(readdirSync('/proc/self/fd').length - 1)) // less the one reading the directory
+    }
+    this.#loopDelay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS })
+    this.#loopDelay.enable()
+    const lagOf = (ns: number) => Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000)
+    const current = () => ({ p99: lagOf(this.#loopDelay.percentile(99)), max: lagOf(this.#loopDelay.max) })
+    this.#lagWindow = setInterval(() => {
+      this.#lag = current()
+      this.#loopDelay.reset()
+    }, LAG_WINDOW_MS).unref()
+    const lag = () => this.#lag ?? current()
+    meter
+      .createObservableGauge('trustpull_process_event_loop_lag_p99_seconds', { unit: 's', description: `Event-loop lag, 99th percentile over the last ${LAG_WINDOW_MS / 1000} s` })
+      .addCallback((result) => result.observe(lag().p99))
+    meter
+      .createObservableGauge('trustpull_process_event_loop_lag_max_seconds', { unit: 's', description: `Event-loop lag, maximum over the last ${LAG_WINDOW_MS / 1000} s` })
+      .addCallback((result) => result.observe(lag().max))
   }
 
   setRedisUp(up: boolean): void {
@@ -57,6 +95,8 @@ export class Metrics {
   }
 
   async shutdown(): Promise<void> {
+    clearInterval(this.#lagWindow)
+    this.#loopDelay.disable()
     await this.#provider.shutdown()
   }
 }

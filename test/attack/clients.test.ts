@@ -26,7 +26,8 @@ const faults = await startFaultProxy(t, registry.url)
 const img = await pushImage(registry.url, 'library/app', 'v1')
 const proxy = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'docker.io', url: faults.url, default: true }] })
 const port = Number(new URL(proxy.url).port)
-const server = proxy.running.server as Server
+// connectionsCheckingInterval is a documented Server property that @types/node does not declare.
+const server = proxy.running.server as Server & { connectionsCheckingInterval: number }
 
 /** Writes `text` as is and collects everything until the server closes (or `waitMs` passes). */
 function exchange(text: string | Buffer, waitMs = 3_000): Promise<string> {

@@ -117,7 +117,7 @@ t.test('the .sig decoder: only LegacyFormatError, and a bundle is bound to the p
       if (!bundle) return
       bundles++
       const digest = createHash('sha256').update(payload).digest('base64')
-      if (bundle.messageSignature?.messageDigest.digest !== digest) throw new Error('the bundle is not over the payload')
+      if (bundle.messageSignature?.messageDigest?.digest !== digest) throw new Error('the bundle is not over the payload')
       if (bundle.messageSignature.signature !== notes[CosignAnnotation.signature]) throw new Error('the signature is not the annotation')
     }),
     { numRuns: RUNS },
