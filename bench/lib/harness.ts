@@ -2,7 +2,7 @@
 // separate process (`node src/cli/main.ts serve --config F`), the machine and tool versions, and
 // the result files (bench/results/<scenario>.json and .md).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type as osType } from 'node:os'
 import { join } from 'node:path'
@@ -107,14 +107,17 @@ export interface Trustpull extends BenchProcess {
   metric(name: string, labels?: Record<string, string>): Promise<number>
 }
 
-/** trustpull as its users run it: `node src/cli/main.ts serve --config F`, ready once /healthz answers. */
-export async function startTrustpull(scope: Scope, name: string, config: Record<string, unknown>): Promise<Trustpull> {
+/**
+ * trustpull as its users run it: `node src/cli/main.ts serve --config F`, ready once /healthz
+ * answers. `nodeFlags` go before the script (for trying V8 settings; the scenarios pass none).
+ */
+export async function startTrustpull(scope: Scope, name: string, config: Record<string, unknown>, nodeFlags: string[] = []): Promise<Trustpull> {
   const dir = await scope.tempDir(`trustpull-bench-${name}-`)
   const port = await freePort()
   const configFile = join(dir, 'config.yaml')
   // JSON is YAML: the config file is written as JSON.
   writeFileSync(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, ...config }, null, 2))
-  const proc = startProcess(scope, dir, name, process.execPath, ['src/cli/main.ts', 'serve', '--config', configFile])
+  const proc = startProcess(scope, dir, name, process.execPath, [...nodeFlags, 'src/cli/main.ts', 'serve', '--config', configFile])
   const url = `http://127.0.0.1:${port}`
   try {
     await waitFor(async () => {
@@ -315,4 +318,19 @@ export function cpuMsOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
   // After "(comm) ": state is field 3, so utime (14) and stime (15) are at indexes 11 and 12.
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+}
+
+/** The pid of the docker-registry started by test/helpers/registry.ts (found by its config file). */
+export function registryPid(storageDir: string): number {
+  const config = join(storageDir, '..', 'config.yml')
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')
+      if (cmdline.some((a) => a.endsWith('docker-registry')) && cmdline.includes(config)) return Number(entry)
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`no docker-registry process serving ${config}`)
 }

@@ -4,7 +4,7 @@
 import autocannon from 'autocannon'
 import { Client, request } from 'undici'
 import { run } from '../../test/helpers/proc.ts'
-import { percentile, round } from './harness.ts'
+import { cpuMsOf, percentile, round } from './harness.ts'
 
 export interface LoadFigures {
   /** Mean requests per second over the run. */
@@ -14,6 +14,16 @@ export interface LoadFigures {
   requests: number
   /** Answers other than 2xx, plus connection errors: a run with any is not a valid measurement. */
   failures: number
+  /** CPU time the server process(es) named used per request, in µs (robust to a busy machine). */
+  cpuUsPerRequest?: number
+}
+
+/** Adds the CPU time `pids` used during `work` per request it completed. */
+export async function withServerCpu(pids: number[], work: () => Promise<LoadFigures>): Promise<LoadFigures> {
+  const before = pids.map(cpuMsOf)
+  const figures = await work()
+  const cpuMs = pids.reduce((sum, pid, i) => sum + cpuMsOf(pid) - before[i]!, 0)
+  return { ...figures, cpuUsPerRequest: round((cpuMs * 1000) / Math.max(1, figures.requests), 1) }
 }
 
 /** autocannon against one URL for `seconds`. */

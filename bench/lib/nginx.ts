@@ -1,7 +1,7 @@
 // Debian's nginx as a plain reverse proxy in front of the registry, the way one is usually set up:
 // `proxy_pass` and nothing else (default buffering, temp files, HTTP/1.0 upstream), one worker.
 // Its config, pid, logs and temp dirs live in a directory of its own; it listens on a free port.
-import { chmodSync, writeFileSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { freePort, waitFor } from '../../test/helpers/proc.ts'
@@ -11,6 +11,8 @@ export const NGINX_BIN = process.env.TRUSTPULL_BENCH_NGINX ?? '/usr/sbin/nginx'
 
 export interface Nginx extends BenchProcess {
   url: string
+  /** The worker processes (children of the master, which is `pid`). */
+  workerPids(): number[]
 }
 
 export async function startNginx(scope: Scope, upstreamUrl: string): Promise<Nginx> {
@@ -50,5 +52,11 @@ http {
     await res.body.dump()
     return res.statusCode === 200
   }, { timeoutMs: 15_000, what: 'nginx to proxy /v2/' })
-  return { ...proc, url }
+  const workerPids = () =>
+    readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number)
+  return { ...proc, url, workerPids }
 }
