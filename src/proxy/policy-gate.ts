@@ -143,7 +143,14 @@ export class PolicyGate implements ManifestGate {
     const deadline = Date.now() + lockMs
     for (;;) {
       const lock = await store.tryLock(key, lockMs)
-      if (lock !== 'busy') return { lock }
+      if (lock === undefined) return {}
+      if (lock !== 'busy') {
+        // The previous holder may have stored its verdict and let go between our look-up and now.
+        const verdict = await store.getShared(key, isVerdict)
+        if (!verdict) return { lock }
+        await lock.release()
+        return { verdict }
+      }
       await sleep(REPLICA_POLL_MS)
       const verdict = await store.getShared(key, isVerdict)
       if (verdict) return { verdict }
