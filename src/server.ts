@@ -88,7 +88,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   })
   if (config.cache.url) metrics.setRedisUp(false)
   await store.connected()
-  const contentIndex = new StoreContentIndex(store, config.cache.allowTTL)
+  const contentIndex = new StoreContentIndex(store, config.cache.allowTTL, () => policySet.fingerprint)
 
   const gate = new PolicyGate({
     policySet: () => policySet,
@@ -127,6 +127,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     contentIndex,
     cache: new ManifestCache(config.cache.manifestBytes),
     tagTTL: config.cache.tagTTL,
+    vouchTTL: config.cache.allowTTL,
   })
 
   let lastReadiness: { at: number; reachable: string[] } | undefined

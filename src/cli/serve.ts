@@ -35,7 +35,7 @@ export async function serveCommand(options: { config?: string; listen?: string }
     await running.close(SHUTDOWN_DEADLINE_MS)
     await shutdownTracing()
     logger.info('stopped')
-    logger.flush()
+    await new Promise<void>((resolve) => logger.flush(() => resolve()))
     process.exit(0)
   }
   process.on('SIGTERM', () => void stop('SIGTERM'))

@@ -20,6 +20,8 @@ const KINDS: readonly VoucherKind[] = ['blobs', 'manifests', 'artifactBlobs']
 const PREFIX: Record<VoucherKind, string> = { blobs: 'b', manifests: 'm', artifactBlobs: 'a' }
 
 export interface ContentIndex {
+  /** Changes when what was vouched for no longer counts (a policy change). */
+  generation(): string
   vouch(upstream: string, repository: string, vouchers: Vouchers, by: string): Promise<void>
   /** The manifest digest that vouched for `digest` as a blob or child manifest, if any. */
   voucher(upstream: string, repository: string, kind: VoucherKind, digest: string): Promise<string | undefined>
@@ -40,22 +42,37 @@ export function voucherKey(upstream: string, repository: string, kind: VoucherKi
 export class StoreContentIndex implements ContentIndex {
   readonly #store: TieredStore
   readonly #ttlMs: number
+  readonly #generation: () => string
 
-  constructor(store: TieredStore, ttlMs: number) {
+  /**
+   * `generation` is the policy fingerprint: what was vouched for under other policies is not
+   * reachable under these (a revoked image's blobs stop at once, not when their vouchers expire).
+   */
+  constructor(store: TieredStore, ttlMs: number, generation: () => string = () => '') {
     this.#store = store
     this.#ttlMs = ttlMs
+    this.#generation = generation
+  }
+
+  /** Part of the keys under which vouchers live now; callers that remember vouching use it too. */
+  generation(): string {
+    return this.#generation()
   }
 
   async vouch(upstream: string, repository: string, vouchers: Vouchers, by: string): Promise<void> {
     const writes: Promise<void>[] = []
     for (const kind of KINDS) {
-      for (const d of vouchers[kind] ?? []) writes.push(this.#store.set(voucherKey(upstream, repository, kind, d), by, this.#ttlMs))
+      for (const d of vouchers[kind] ?? []) writes.push(this.#store.set(this.#key(upstream, repository, kind, d), by, this.#ttlMs))
     }
     await Promise.all(writes)
   }
 
   async voucher(upstream: string, repository: string, kind: VoucherKind, digest: string): Promise<string | undefined> {
-    return this.#store.get(voucherKey(upstream, repository, kind, digest), isString)
+    return this.#store.get(this.#key(upstream, repository, kind, digest), isString)
+  }
+
+  #key(upstream: string, repository: string, kind: VoucherKind, digest: string): string {
+    return `${this.#generation().slice(0, 16)}:${voucherKey(upstream, repository, kind, digest)}`
   }
 }
 

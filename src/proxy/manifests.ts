@@ -22,6 +22,8 @@ export interface ManifestServiceDeps {
   cache: ManifestCache
   /** 0: tags are mutable, always resolved upstream. */
   tagTTL: number
+  /** How long vouchers live in the content index (cache.allowTTL): they are rewritten at half of it. */
+  vouchTTL: number
 }
 
 export class ManifestService {
@@ -29,10 +31,13 @@ export class ManifestService {
   readonly #tags: LRUCache<string, string> | undefined
   /** Upstream fetches whose manifest is still on its way to the cache (fetched, not yet gated). */
   readonly #inFlight = new Map<string, Promise<FetchedManifest | undefined>>()
+  /** Manifests whose vouchers were written recently: a warm request does not rewrite them. */
+  readonly #vouched: LRUCache<string, true>
 
   constructor(deps: ManifestServiceDeps) {
     this.#deps = deps
     this.#tags = deps.tagTTL > 0 ? new LRUCache({ max: 100_000, ttl: deps.tagTTL }) : undefined
+    this.#vouched = new LRUCache({ max: 100_000, ttl: Math.max(1, Math.floor(deps.vouchTTL / 2)) })
   }
 
   async get(upstream: Upstream, repository: string, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ServedManifest> {
@@ -65,8 +70,12 @@ export class ManifestService {
       signal,
     })
     if (!decision.allow) throw new RegistryError('DENIED', decision.message, { detail: decision.detail })
-    await this.#deps.contentIndex.vouch(name, repository, decision.vouch ?? referencedContent(manifest), fetched.digest)
-    this.#deps.cache.set(name, repository, { bytes: fetched.bytes, digest: fetched.digest, mediaType: fetched.mediaType, manifest })
+    const key = `${this.#deps.contentIndex.generation()}\n${name}/${repository}@${fetched.digest}`
+    if (!this.#vouched.has(key)) {
+      await this.#deps.contentIndex.vouch(name, repository, decision.vouch ?? referencedContent(manifest), fetched.digest)
+      this.#vouched.set(key, true)
+    }
+    if (!('manifest' in fetched)) this.#deps.cache.set(name, repository, { bytes: fetched.bytes, digest: fetched.digest, mediaType: fetched.mediaType, manifest })
     if (ref.kind === 'tag') this.#tags?.set(`${name}/${repository}:${ref.tag}`, fetched.digest)
     return { ...fetched, manifest, warnings: decision.warnings }
   }

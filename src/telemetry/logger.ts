@@ -27,6 +27,8 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       // Every line written inside a traced request names its trace (nothing is added when tracing is off).
       mixin: traceFields,
     },
-    destination ?? process.stdout,
+    // Asynchronous writes (lines are never held back waiting for more): a synchronous write per
+    // audit line was ~7% of a warm request's CPU. serve flushes before it exits.
+    destination ?? pino.destination({ dest: 1, sync: false }),
   )
 }
