@@ -1,12 +1,12 @@
 import type { Context } from 'hono'
 import type { ServerResponse } from 'node:http'
-import { pipeline, Readable, type Transform } from 'node:stream'
+import { Readable } from 'node:stream'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { Header } from '../oci/media-types.ts'
 import type { ContentIndex } from '../proxy/content-index.ts'
-import { verifyingStream } from '../proxy/verifying-stream.ts'
+import { pumpVerified, verifyingStream } from '../proxy/verifying-stream.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
 import { rangeHeader } from './request.ts'
 
@@ -84,26 +84,21 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
     res.body.resume()
     return new Response(null, { status: res.status, headers })
   }
-  const stages: (Readable | Transform)[] = [res.body]
-  if (res.status === 200) {
-    stages.push(verifyingStream(digest, (actual) => options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual })))
-  }
+  const verify = res.status === 200
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
   if (!outgoing) {
     // Not on @hono/node-server (tests through app.request): a web stream does.
-    return new Response(Readable.toWeb(stages.length > 1 ? res.body.pipe(stages[1] as Transform) : res.body) as ReadableStream, { status: res.status, headers })
+    const body = verify ? res.body.pipe(verifyingStream(digest)) : res.body
+    return new Response(Readable.toWeb(body) as ReadableStream, { status: res.status, headers })
   }
-  // Straight into Node's response: write() waits for drain (bounded memory for slow clients), and
-  // pipeline destroys every stage on an error in any of them — a reset upstream, a digest
-  // mismatch or a client that went away — so the client's connection is cut, never ended cleanly.
+  // Straight into Node's response, with backpressure; any failure cuts the client's connection.
+  // Partial (Range) answers cannot be hashed here: the client checks what it reassembles.
   outgoing.writeHead(res.status, headers)
   outgoing.flushHeaders()
-  let sent = 0
-  stages.at(-1)!.on('data', (chunk: Buffer) => {
-    sent += chunk.length
-  })
-  pipeline([...stages, outgoing] as unknown as [Readable, ...Transform[], ServerResponse], (err) => {
-    options.onSent?.(sent, err)
+  pumpVerified(res.body, outgoing, {
+    digest: verify ? digest : undefined,
+    onMismatch: (actual) => options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual }),
+    done: (bytes, err) => options.onSent?.(bytes, err),
   })
   return RESPONSE_ALREADY_SENT
 }
