@@ -10,6 +10,7 @@ import { LRUCache } from 'lru-cache'
 import { ConfigError } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { RegistryError } from '../errors.ts'
+import { header as requestHeader } from './request.ts'
 
 declare module 'hono' {
   interface ContextVariableMap {
@@ -48,7 +49,7 @@ export function createClientAuthenticator(config: Config['clients'], env: NodeJS
         if (cn) return Array.isArray(cn) ? cn[0] : cn
       }
     }
-    const header = c.req.header('authorization') ?? ''
+    const header = requestHeader(c, 'authorization') ?? ''
     const [scheme, value] = [header.slice(0, header.indexOf(' ')).toLowerCase(), header.slice(header.indexOf(' ') + 1).trim()]
     if (scheme === 'bearer' && tokens.length > 0) {
       const digest = sha256(value)

@@ -10,7 +10,9 @@ import { acceptedTypes } from './request.ts'
 export async function serveManifest(c: Context, service: ManifestService, target: ResolvedRepository, reference: string): Promise<Response> {
   const ref = parseReference(reference)
   if (!ref) throw new RegistryError('MANIFEST_INVALID', `invalid tag or digest "${reference.slice(0, 200)}"`)
-  const m = await service.get(target.upstream, target.repository, ref, acceptedTypes(c), c.req.raw.signal)
+  // No client signal: the upstream fetch is shared by concurrent requests (one leaving must not
+  // fail the others) and bounded by upstream timeouts; reading it would build a whole web Request.
+  const m = await service.get(target.upstream, target.repository, ref, acceptedTypes(c))
   const headers: Record<string, string> = {
     'content-type': m.mediaType,
     'content-length': String(m.bytes.length),

@@ -13,7 +13,6 @@ export interface GateRequest {
   bytes: Buffer
   /** What the client asked for: a tag or the digest. */
   reference: string
-  signal?: AbortSignal
 }
 
 export type GateDecision =

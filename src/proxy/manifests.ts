@@ -40,16 +40,16 @@ export class ManifestService {
     this.#vouched = new LRUCache({ max: 100_000, ttl: Math.max(1, Math.floor(deps.vouchTTL / 2)) })
   }
 
-  async get(upstream: Upstream, repository: string, ref: Reference, accept: string[], signal?: AbortSignal): Promise<ServedManifest> {
+  async get(upstream: Upstream, repository: string, ref: Reference, accept: string[]): Promise<ServedManifest> {
     const { fetching, done } = this.#fetch(upstream, repository, ref, accept)
     try {
-      return await this.#serve(upstream, repository, ref, await fetching, signal)
+      return await this.#serve(upstream, repository, ref, await fetching)
     } finally {
       done()
     }
   }
 
-  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined, signal?: AbortSignal): Promise<ServedManifest> {
+  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined): Promise<ServedManifest> {
     const name = upstream.config.name
     if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${repository}:${referenceString(ref)} not found on ${name}`)
     let manifest: Manifest
@@ -67,7 +67,6 @@ export class ManifestService {
       manifest,
       bytes: fetched.bytes,
       reference: referenceString(ref),
-      signal,
     })
     if (!decision.allow) throw new RegistryError('DENIED', decision.message, { detail: decision.detail })
     const key = `${this.#deps.contentIndex.generation()}\n${name}/${repository}@${fetched.digest}`
