@@ -225,8 +225,8 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
   })
   // Slow or stalled clients must not hold sockets forever.
   const httpServer = server as HttpServer
-  httpServer.headersTimeout = 30_000
-  httpServer.requestTimeout = 60_000
+  httpServer.headersTimeout = config.timeouts.clientHeaders
+  httpServer.requestTimeout = config.timeouts.clientRequest
   // Those count from a request's first byte: a connection that never sends one would stay open
   // (an fd each, for whoever opens them). Close it once headersTimeout has passed in silence.
   httpServer.on('connection', (socket: Socket) => {

@@ -61,6 +61,10 @@ const timeouts = z
     connect: duration.default(5_000),
     headers: duration.default(30_000),
     body: duration.default(60_000),
+    /** Clients: a request whose headers take longer (or a connection silent that long) is closed. */
+    clientHeaders: duration.default(30_000),
+    /** Clients: a request that takes longer to arrive in full is refused (408). */
+    clientRequest: duration.default(60_000),
   })
   .prefault({})
 
