@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives for real, when it is absent: Debian's docker-registry,
-# skopeo, containerd (ctr), umoci, redis-server, apache2-utils (ab), nginx (blob baseline) and
-# trixie's cosign 2.5 (bookworm has none), unpacked into .tools/ without touching apt's own setup.
+# skopeo, containerd (ctr), umoci, redis-server, apache2-utils (ab), nginx (blob baseline),
+# docker.io (dockerd 20.10 and the docker CLI; tests start their own daemon) and trixie's
+# cosign 2.5 (bookworm has none), unpacked into .tools/ without touching apt's own setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for pair in docker-registry:docker-registry skopeo:skopeo ctr:containerd umoci:umoci \
-            redis-server:redis-server ab:apache2-utils nginx:nginx; do
+            redis-server:redis-server ab:apache2-utils nginx:nginx dockerd:docker.io docker:docker.io; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -16,8 +17,18 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
   # nginx's package starts a system service on :80; the bench runs its own.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+  # docker.io's package starts a system dockerd (and with it a containerd); tests run their own
+  # with private sockets and dirs, and a system one would only hold state under /var/lib/docker.
+  if command -v systemctl >/dev/null 2>&1; then
+    for unit in nginx docker.socket docker; do systemctl disable --now "$unit" >/dev/null 2>&1 || true; done
+  fi
   pkill -x nginx 2>/dev/null || true
+  # Without systemd the init script may have started it: stop it by its default pidfile only, so
+  # a test's private dockerd (its own --pidfile) is left alone. SIGTERM also stops its containerd.
+  if [ -s /var/run/docker.pid ]; then
+    kill "$(cat /var/run/docker.pid)" 2>/dev/null || true
+    for _ in $(seq 50); do [ -e /var/run/docker.pid ] || break; sleep 0.2; done
+  fi
 fi
 
 cosign=.tools/bin/cosign
