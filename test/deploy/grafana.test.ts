@@ -16,6 +16,11 @@ const METRICS: Record<string, { type: 'counter' | 'histogram' | 'gauge'; labels:
   trustpull_http_requests_in_flight: { type: 'gauge', labels: [] },
   trustpull_redis_up: { type: 'gauge', labels: [] },
   trustpull_http_requests_total: { type: 'counter', labels: ['method', 'route', 'status'] },
+  trustpull_process_resident_memory_bytes: { type: 'gauge', labels: [] },
+  trustpull_process_heap_used_bytes: { type: 'gauge', labels: [] },
+  trustpull_process_open_fds: { type: 'gauge', labels: [] },
+  trustpull_process_event_loop_lag_p99_seconds: { type: 'gauge', labels: [] },
+  trustpull_process_event_loop_lag_max_seconds: { type: 'gauge', labels: [] },
 }
 /** Labels Prometheus adds to every scraped series. */
 const TARGET_LABELS = ['instance', 'job']
