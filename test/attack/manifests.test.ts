@@ -6,41 +6,16 @@
 // signature will do, and in cosign's format with node:crypto where the signed bytes are crafted.
 import t from 'tap'
 import { generateKeyPairSync, sign } from 'node:crypto'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { startFaultProxy, type FaultChooser } from '../helpers/fault-proxy.ts'
-import { ACCEPT_ANY_MANIFEST, MediaTypes, pushBlob, pushImage, pushIndex, pushManifest, sha256, type PushedImage } from '../helpers/images.ts'
+import { MediaTypes, pushBlob, pushImage, pushIndex, pushManifest, sha256, type PushedImage } from '../helpers/images.ts'
 import { tempDir } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
+import { oneRequest as get, ociError, type Answer, type OciError } from '../helpers/one-request.ts'
 import { startProxy } from '../helpers/trustpull.ts'
 
 const UPSTREAM = 'hostile.test'
-
-interface Answer {
-  status: number
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-function get(url: string, { method = 'GET', headers = {} }: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers: { accept: ACCEPT_ANY_MANIFEST, ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.once('error', () => undefined)
-      res.once('close', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-    })
-    req.once('error', reject)
-    req.end()
-  })
-}
-
-interface OciError {
-  code: string
-  message: string
-  detail?: { reasons?: string[] }
-}
 
 type Asserts = Pick<typeof t, 'equal' | 'match' | 'ok' | 'notOk'>
 
@@ -49,7 +24,7 @@ function refused(t: Asserts, res: Answer, status: number, code: string, hostile:
   t.equal(res.status, status, `answered ${status}`)
   t.equal(res.headers['content-type'], 'application/json', 'with an OCI error body')
   t.notOk(res.headers['docker-content-digest'], 'claiming no digest')
-  const err = (JSON.parse(res.body.toString('utf8')) as { errors: OciError[] }).errors[0]!
+  const err = ociError(res)
   t.equal(err.code, code, `code ${code}`)
   for (const bytes of hostile) t.notOk(res.body.includes(Buffer.from(bytes)), 'no byte of the hostile manifest left the proxy')
   return err

@@ -6,13 +6,14 @@
 // UTF-8, deep nesting) and still carry a valid signature from the trusted key.
 import t from 'tap'
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
-import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { startFaultProxy } from '../helpers/fault-proxy.ts'
-import { ACCEPT_ANY_MANIFEST, MediaTypes, pushBlob, pushImage, pushManifest, sha256, type PushedImage } from '../helpers/images.ts'
+import { MediaTypes, pushBlob, pushImage, pushManifest, sha256, type PushedImage } from '../helpers/images.ts'
 import type { Teardown } from '../helpers/proc.ts'
 import { startRedis } from '../helpers/redis.ts'
 import { startRegistry } from '../helpers/registry.ts'
+import { oneRequest as get, ociError, type Answer, type OciError } from '../helpers/one-request.ts'
 import { startProxy } from '../helpers/trustpull.ts'
 
 const UPSTREAM = 'hostile.test'
@@ -21,37 +22,6 @@ const DSSE = 'application/vnd.dsse.envelope.v1+json'
 const COSIGN_SIG_ARTIFACT = 'application/vnd.dev.cosign.artifact.sig.v1+json'
 const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature'
 const GiB = 1024 ** 3
-
-interface Answer {
-  status: number
-  headers: IncomingHttpHeaders
-  body: Buffer
-  complete: boolean
-}
-
-/** One request on its own connection; a body cut short is reported through `complete`. */
-function get(url: string, { method = 'GET', headers = {} }: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers: { accept: ACCEPT_ANY_MANIFEST, ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.once('error', () => undefined)
-      res.once('close', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete: res.complete }))
-    })
-    req.once('error', reject)
-    req.end()
-  })
-}
-
-interface OciError {
-  code: string
-  message: string
-  detail?: { reasons?: string[] }
-}
-
-function ociError(answer: Answer): OciError {
-  return (JSON.parse(answer.body.toString('utf8')) as { errors: OciError[] }).errors[0]!
-}
 
 type Asserts = Pick<typeof t, 'equal' | 'match' | 'ok' | 'notOk'>
 

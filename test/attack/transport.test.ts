@@ -3,43 +3,20 @@
 // OCI error naming the upstream, in bounded time (the upstream timeouts, not the attacker, decide
 // how long), with nothing of the hostile answer passed on, and the proxy still healthy.
 import t from 'tap'
-import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { createServer } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { startFaultProxy, type Fault, type FaultChooser } from '../helpers/fault-proxy.ts'
-import { ACCEPT_ANY_MANIFEST, MediaTypes, pushImage, sha256, type PushedImage } from '../helpers/images.ts'
+import { MediaTypes, pushImage, sha256, type PushedImage } from '../helpers/images.ts'
 import { tempDir, type Teardown } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
+import { oneRequest as get, ociError, type Answer, type OciError } from '../helpers/one-request.ts'
 import { startProxy } from '../helpers/trustpull.ts'
 
 const UPSTREAM = 'hostile.test'
 /** Short upstream timeouts, so each case ends in about a second whatever the upstream does. */
 const TIMEOUTS = { connect: '1s', headers: '1s', body: '1s' }
-
-interface Answer {
-  status: number
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-
-function get(url: string, { method = 'GET', headers = {} }: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers: { accept: ACCEPT_ANY_MANIFEST, ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.once('error', () => undefined)
-      res.once('close', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-    })
-    req.once('error', reject)
-    req.end()
-  })
-}
-
-interface OciError {
-  code: string
-  message: string
-}
 
 type Asserts = Pick<typeof t, 'equal' | 'match' | 'ok' | 'notOk'>
 
@@ -48,7 +25,7 @@ function refused(t: Asserts, res: Answer, status: number, code: string, upstream
   t.equal(res.status, status, `answered ${status}`)
   t.equal(res.headers['content-type'], 'application/json', 'with an OCI error body')
   t.notOk(res.headers['docker-content-digest'], 'claiming no digest')
-  const err = (JSON.parse(res.body.toString('utf8')) as { errors: OciError[] }).errors[0]!
+  const err = ociError(res)
   t.equal(err.code, code, `code ${code}`)
   t.match(err.message, upstream, 'naming the upstream')
   return err
