@@ -30,7 +30,9 @@ export class ManifestService {
   readonly #deps: ManifestServiceDeps
   readonly #tags: LRUCache<string, string> | undefined
   /** Upstream fetches whose manifest is still on its way to the cache (fetched, not yet gated). */
-  readonly #inFlight = new Map<string, Promise<FetchedManifest | undefined>>()
+  readonly #inFlight = new Map<string, Promise<FetchedManifest | CachedManifest | undefined>>()
+  /** The digest a tag (under one Accept) had when last served: upstream is asked only whether it changed. */
+  readonly #lastSeen = new LRUCache<string, string>({ max: 100_000 })
   /** Manifests whose vouchers were written recently: a warm request does not rewrite them. */
   readonly #vouched: LRUCache<string, true>
 
@@ -41,15 +43,16 @@ export class ManifestService {
   }
 
   async get(upstream: Upstream, repository: string, ref: Reference, accept: string[]): Promise<ServedManifest> {
-    const { fetching, done } = this.#fetch(upstream, repository, ref, accept)
+    const key = `${upstream.config.name}/${repository}:${referenceString(ref)}\n${accept.join(',')}`
+    const { fetching, done } = this.#fetch(upstream, repository, ref, accept, key)
     try {
-      return await this.#serve(upstream, repository, ref, await fetching)
+      return await this.#serve(upstream, repository, ref, await fetching, key)
     } finally {
       done()
     }
   }
 
-  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined): Promise<ServedManifest> {
+  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined, lastSeenKey: string): Promise<ServedManifest> {
     const name = upstream.config.name
     if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${repository}:${referenceString(ref)} not found on ${name}`)
     let manifest: Manifest
@@ -75,7 +78,10 @@ export class ManifestService {
       this.#vouched.set(key, true)
     }
     if (!('manifest' in fetched)) this.#deps.cache.set(name, repository, { bytes: fetched.bytes, digest: fetched.digest, mediaType: fetched.mediaType, manifest })
-    if (ref.kind === 'tag') this.#tags?.set(`${name}/${repository}:${ref.tag}`, fetched.digest)
+    if (ref.kind === 'tag') {
+      this.#tags?.set(`${name}/${repository}:${ref.tag}`, fetched.digest)
+      this.#lastSeen.set(lastSeenKey, fetched.digest)
+    }
     return { ...fetched, manifest, warnings: decision.warnings }
   }
 
@@ -85,16 +91,30 @@ export class ManifestService {
    * herd costs one fetch. The fetch is tied to no client's signal (one client leaving must not fail
    * the others); upstream timeouts and the size limit bound it.
    */
-  #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[]): { fetching: Promise<FetchedManifest | CachedManifest | undefined>; done: () => void } {
+  /**
+   * A tag always asks upstream; when the manifest it had last time is still cached, it asks only
+   * whether the tag still names that digest (If-None-Match) and, on 304, serves those bytes: the
+   * same bytes, hashed and judged by their digest, that upstream would send again.
+   */
+  async #fromUpstream(upstream: Upstream, repository: string, ref: Reference, accept: string[], key: string): Promise<FetchedManifest | CachedManifest | undefined> {
+    const { client, config } = upstream
+    const known = ref.kind === 'tag' ? this.#lastSeen.get(key) : undefined
+    const knownManifest = known ? this.#deps.cache.get(config.name, repository, known) : undefined
+    if (knownManifest && client.revalidateManifest) {
+      const answer = await client.revalidateManifest(repository, referenceString(ref), knownManifest.digest, { accept })
+      return answer === 'unchanged' ? knownManifest : answer
+    }
+    return client.getManifest(repository, referenceString(ref), { accept })
+  }
+
+  #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[], key: string): { fetching: Promise<FetchedManifest | CachedManifest | undefined>; done: () => void } {
     const name = upstream.config.name
     const digest = ref.kind === 'digest' ? ref.digest : this.#tags?.get(`${name}/${repository}:${ref.tag}`)
     const cached = digest ? this.#deps.cache.get(name, repository, digest) : undefined
     if (cached) return { fetching: Promise.resolve(cached), done: noop }
-    const reference = referenceString(ref)
-    const key = `${name}/${repository}:${reference}\n${accept.join(',')}`
     const pending = this.#inFlight.get(key)
     if (pending) return { fetching: pending, done: noop }
-    const fetching = upstream.client.getManifest(repository, reference, { accept })
+    const fetching = this.#fromUpstream(upstream, repository, ref, accept, key)
     this.#inFlight.set(key, fetching)
     return { fetching, done: () => this.#inFlight.delete(key) }
   }

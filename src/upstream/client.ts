@@ -76,9 +76,33 @@ export class UpstreamRegistryClient implements RegistryClient {
     reference: string,
     options: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {},
   ): Promise<FetchedManifest | undefined> {
+    const fetched = await this.#manifest(repository, reference, options)
+    return fetched === 'unchanged' ? undefined : fetched
+  }
+
+  async revalidateManifest(
+    repository: string,
+    reference: string,
+    knownDigest: string,
+    options: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {},
+  ): Promise<FetchedManifest | 'unchanged' | undefined> {
+    return this.#manifest(repository, reference, options, knownDigest)
+  }
+
+  async #manifest(
+    repository: string,
+    reference: string,
+    options: { accept?: string[]; maxBytes?: number; signal?: AbortSignal },
+    knownDigest?: string,
+  ): Promise<FetchedManifest | 'unchanged' | undefined> {
     const accept = (options.accept?.length ? options.accept : DEFAULT_MANIFEST_ACCEPT).join(', ')
-    const res = await this.#send('GET', `/v2/${repository}/manifests/${reference}`, repository, { accept }, options.signal)
+    const headers: Record<string, string> = knownDigest ? { accept, 'if-none-match': `"${knownDigest}"` } : { accept }
+    const res = await this.#send('GET', `/v2/${repository}/manifests/${reference}`, repository, headers, options.signal)
     if (res.statusCode === 404) return void (await discard(res.body))
+    if (knownDigest && res.statusCode === 304) {
+      await discard(res.body)
+      return 'unchanged'
+    }
     await this.#expectOk(res, `manifest ${repository}:${reference}`)
     const maxBytes = options.maxBytes ?? this.#options.limits.manifestBytes
     checkDeclaredLength(res, maxBytes, `manifest ${repository}:${reference} from ${this.name}`)

@@ -24,6 +24,12 @@ export interface RegistryClient {
    * digest reference whose bytes do not hash to it → UPSTREAM_ERROR).
    */
   getManifest(repository: string, reference: string, options?: { accept?: string[]; maxBytes?: number; signal?: AbortSignal }): Promise<FetchedManifest | undefined>
+  /**
+   * GET a manifest by tag unless it still has `knownDigest` (If-None-Match): `'unchanged'` on 304,
+   * so a warm tag costs the upstream a look-up instead of a transfer. Optional: clients without
+   * conditional requests simply fetch.
+   */
+  revalidateManifest?(repository: string, reference: string, knownDigest: string, options?: { accept?: string[]; maxBytes?: number; signal?: AbortSignal }): Promise<FetchedManifest | 'unchanged' | undefined>
   /** GET a blob fully into memory, at most `maxBytes`, checked against its digest. `undefined` on 404. */
   getBlobBytes(repository: string, digest: string, options: { maxBytes: number; signal?: AbortSignal }): Promise<Buffer | undefined>
   /** Streams a blob (redirects followed without carrying credentials to another origin). `undefined` on 404. */

@@ -264,9 +264,11 @@ t.test('a dripping upstream is cut off after the body timeout', async (t) => {
   const img = await freshImage()
   await allowBlobs(img)
   const layer = img.layers[0]!
+  // A manifest never served before: a warm tag would only be revalidated (a 304 has no body to drip).
+  const cold = await freshImage()
   const drip = { kind: 'drip', intervalMs: 1_500, bytesPerTick: 16 } as const
-  faults.setFault((req) => (req.path.endsWith(`/manifests/${img.tag}`) || req.path.endsWith(`/blobs/${layer.digest}`) ? drip : undefined))
-  const manifest = await get(manifestUrl(img), { headers: accept })
+  faults.setFault((req) => (req.path.endsWith(`/manifests/${cold.tag}`) || req.path.endsWith(`/blobs/${layer.digest}`) ? drip : undefined))
+  const manifest = await get(manifestUrl(cold), { headers: accept })
   t.equal(manifest.status, 504, 'manifest: 504')
   t.equal(ociError(manifest).code, 'UPSTREAM_TIMEOUT')
   t.match(ociError(manifest).message, UPSTREAM)
