@@ -1,6 +1,6 @@
 // Metrics through OpenTelemetry, read out in Prometheus text format for /metrics. Names are the
 // contract of deploy/grafana and the README: change them there too.
-import { type Attributes, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api'
+import { type Attributes, type Histogram, type Meter } from '@opentelemetry/api'
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { MeterProvider } from '@opentelemetry/sdk-metrics'
@@ -14,17 +14,46 @@ const LAG_RESOLUTION_MS = 10
 
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
+/**
+ * A counter on the hot path (several per request): counts in a plain Map keyed by the label
+ * values in a fixed order, handed to OpenTelemetry only when metrics are read. The SDK's own
+ * add() sorts and serialises the attributes on every call (~2-3 µs each, a fifth of a warm
+ * request's CPU with six of them).
+ */
+export class HotCounter {
+  readonly #labels: readonly string[]
+  readonly #series = new Map<string, { attributes: Attributes; value: number }>()
+
+  constructor(meter: Meter, name: string, description: string, labels: readonly string[], options: { unit?: string; upDown?: boolean } = {}) {
+    this.#labels = labels
+    const instrument = options.upDown
+      ? meter.createObservableUpDownCounter(name, { description, unit: options.unit })
+      : meter.createObservableCounter(name, { description, unit: options.unit })
+    instrument.addCallback((result) => {
+      for (const { attributes, value } of this.#series.values()) result.observe(value, attributes)
+    })
+  }
+
+  add(value: number, attributes: Record<string, string> = {}): void {
+    let key = ''
+    for (const label of this.#labels) key += `${attributes[label]}\u0000`
+    const series = this.#series.get(key)
+    if (series) series.value += value
+    else this.#series.set(key, { attributes: { ...attributes }, value })
+  }
+}
+
 export class Metrics {
   readonly #provider: MeterProvider
   readonly #reader: PrometheusExporter
   readonly #serializer = new PrometheusSerializer(undefined, false, undefined, true, true)
-  readonly verdicts: Counter
+  readonly verdicts: HotCounter
   readonly verificationDuration: Histogram
-  readonly cacheRequests: Counter
+  readonly cacheRequests: HotCounter
   readonly upstreamDuration: Histogram
-  readonly bytesServed: Counter
-  readonly inFlight: UpDownCounter
-  readonly httpRequests: Counter
+  readonly bytesServed: HotCounter
+  readonly inFlight: HotCounter
+  readonly httpRequests: HotCounter
   #redisUp: number | undefined
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>
   readonly #lagWindow: NodeJS.Timeout
@@ -34,21 +63,21 @@ export class Metrics {
     this.#reader = new PrometheusExporter({ preventServerStart: true })
     this.#provider = new MeterProvider({ readers: [this.#reader], resource: resourceFromAttributes({ 'service.name': 'trustpull' }) })
     const meter: Meter = this.#provider.getMeter('trustpull')
-    this.verdicts = meter.createCounter('trustpull_verdicts', { description: 'Verdicts reached, by result, policy and upstream' })
+    this.verdicts = new HotCounter(meter, 'trustpull_verdicts', 'Verdicts reached, by result, policy and upstream', ['result', 'policy', 'upstream'])
     this.verificationDuration = meter.createHistogram('trustpull_verification_duration_seconds', {
       unit: 's',
       description: 'Time to discover and verify signatures for one digest (cache misses only)',
       advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     })
-    this.cacheRequests = meter.createCounter('trustpull_cache_requests', { description: 'Cache look-ups by tier and result (hit, miss, error)' })
+    this.cacheRequests = new HotCounter(meter, 'trustpull_cache_requests', 'Cache look-ups by tier and result (hit, miss, error)', ['tier', 'result'])
     this.upstreamDuration = meter.createHistogram('trustpull_upstream_request_duration_seconds', {
       unit: 's',
       description: 'Upstream registry requests by upstream and status',
       advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     })
-    this.bytesServed = meter.createCounter('trustpull_bytes_served', { unit: 'By', description: 'Bytes served to clients, by kind (manifest, blob)' })
-    this.inFlight = meter.createUpDownCounter('trustpull_http_requests_in_flight', { description: 'Requests being served' })
-    this.httpRequests = meter.createCounter('trustpull_http_requests', { description: 'Requests answered, by method, route and status' })
+    this.bytesServed = new HotCounter(meter, 'trustpull_bytes_served', 'Bytes served to clients, by kind (manifest, blob)', ['kind'], { unit: 'By' })
+    this.inFlight = new HotCounter(meter, 'trustpull_http_requests_in_flight', 'Requests being served', [], { upDown: true })
+    this.httpRequests = new HotCounter(meter, 'trustpull_http_requests', 'Requests answered, by method, route and status', ['method', 'route', 'status'])
     meter
       .createObservableGauge('trustpull_redis_up', { description: '1 when the shared Redis cache answers, 0 when it does not (absent without Redis)' })
       .addCallback((result) => {
