@@ -14,7 +14,9 @@ export async function serveCommand(options: { config?: string; listen?: string }
   const configDir = options.config ? dirname(resolve(options.config)) : undefined
   const running = await startServer(config, { logger, configDir })
   logger.info({ url: running.url, metrics: running.metricsUrl, upstreams: config.upstreams.map((u) => u.name) }, 'trustpull listening')
-  if (!isLoopback(config.listen)) logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')
+  const { tokens, htpasswd, mtls } = config.clients
+  const clientAuth = tokens.length > 0 || htpasswd !== undefined || mtls
+  if (!isLoopback(config.listen) && !clientAuth) logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')
 
   // SIGHUP: reload policies and trust roots; a bad config is refused and the old one stays in force.
   process.on('SIGHUP', () => {

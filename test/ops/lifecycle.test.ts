@@ -134,6 +134,17 @@ t.test('/healthz and /readyz', async (t) => {
     'a non-loopback listen address is warned about',
   )
   t.notOk(child.logs().some((l) => /beyond loopback/.test(String(l.msg))), 'a loopback one is not')
+
+  // Beyond loopback but with client authentication: nothing to warn about.
+  const guardedPort = await freePort()
+  const guardedConfig = join(dir, 'guarded.yaml')
+  await writeFile(
+    guardedConfig,
+    JSON.stringify({ listen: `0.0.0.0:${guardedPort}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], clients: { tokens: [{ name: 'nodes', token: 'nodes-token-0123456789' }] } }),
+  )
+  const guarded = await startTrustpull(t, guardedConfig, guardedPort)
+  t.same(await getJson(`${guarded.url}/healthz`), { status: 200, body: { status: 'ok' } })
+  t.notOk(guarded.logs().some((l) => /beyond loopback/.test(String(l.msg))), 'with client authentication it is not')
 })
 
 t.test('SIGHUP: new policies for new requests; a bad config or trust root is refused and the old one kept', async (t) => {
