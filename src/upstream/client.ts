@@ -9,7 +9,7 @@ import { digestOf, isDigest, parseDigest } from '../oci/digest.ts'
 import { baseMediaType, DEFAULT_MANIFEST_ACCEPT, Header, MediaType } from '../oci/media-types.ts'
 import { abandon, discard, readLimited } from './body.ts'
 import { resolveCredentials } from './credentials.ts'
-import { resolvesToPrivate } from './private-address.ts'
+import { privateRefusingLookup, resolvesToPrivate } from './private-address.ts'
 import { span } from '../telemetry/tracing.ts'
 import { TokenAuth } from './token-auth.ts'
 import type { BlobResponse, FetchedManifest, RegistryClient } from './types.ts'
@@ -59,7 +59,11 @@ export class UpstreamRegistryClient implements RegistryClient {
     this.#dispatcher =
       options.dispatcher ??
       new Agent({
-        connect: { timeout: options.timeouts.connect },
+        connect: {
+          timeout: options.timeouts.connect,
+          // Checked again at connect time, where DNS rebinding cannot slip past a checked name.
+          ...(upstream.refusePrivateRedirects ? { lookup: privateRefusingLookup(new URL(upstream.url).hostname) } : {}),
+        },
         headersTimeout: options.timeouts.headers,
         bodyTimeout: options.timeouts.body,
         keepAliveTimeout: 30_000,
@@ -345,6 +349,7 @@ export function transportError(upstream: string, err: unknown): Error {
   const e = err as { code?: string; name?: string; cause?: { code?: string } }
   if (e.name === 'AbortError') return err as Error
   const code = e.code ?? e.cause?.code ?? ''
+  if (code === 'EPRIVATEADDRESS') return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream}: ${(e.cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
   if (TIMEOUT_CODES.has(code)) return new RegistryError('UPSTREAM_TIMEOUT', `upstream ${upstream} timed out (${code})`, { cause: err })
   if (UNREACHABLE_CODES.has(code)) return new RegistryError('UNAVAILABLE', `upstream ${upstream} is unreachable (${code})`, { cause: err })
   return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream} failed: ${code || (err as Error).message}`, { cause: err })

@@ -2,6 +2,7 @@
 // loopback, private ranges, link-local (cloud metadata at 169.254.169.254), unique-local, unspecified.
 import { BlockList, isIP } from 'node:net'
 import { lookup } from 'node:dns/promises'
+import { lookup as lookupCallback, type LookupAddress, type LookupOptions } from 'node:dns'
 
 const blocked = new BlockList()
 for (const [net, prefix] of [
@@ -25,4 +26,27 @@ export async function resolvesToPrivate(hostname: string): Promise<boolean> {
   if (host === 'localhost' || host.endsWith('.localhost')) return true
   const addresses = await lookup(host, { all: true })
   return addresses.some((a) => isPrivateAddress(a.address))
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void
+
+/**
+ * A DNS lookup for the connections themselves (undici `connect.lookup`): any host but `ownHost`
+ * that resolves to a private address fails at connect time. Checking names before a request is
+ * not enough: the name could resolve differently a moment later (DNS rebinding).
+ */
+export function privateRefusingLookup(ownHost: string) {
+  return function lookupRefusingPrivate(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+    lookupCallback(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, [])
+      const list = addresses as LookupAddress[]
+      if (hostname !== ownHost && list.some((a) => isPrivateAddress(a.address))) {
+        const refused: NodeJS.ErrnoException = new Error(`${hostname} resolves to a private address; refused`)
+        refused.code = 'EPRIVATEADDRESS'
+        return callback(refused, [])
+      }
+      if (options.all) return callback(null, list)
+      callback(null, list[0]!.address, list[0]!.family)
+    })
+  }
 }
