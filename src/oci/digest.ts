@@ -34,10 +34,6 @@ export function isDigest(value: string): boolean {
   }
 }
 
-export function formatDigest(d: Digest): string {
-  return `${d.algorithm}:${d.hex}`
-}
-
 export function digestOf(bytes: Uint8Array, algorithm: Digest['algorithm'] = 'sha256'): string {
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`
 }

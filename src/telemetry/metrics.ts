@@ -129,6 +129,3 @@ export class Metrics {
     await this.#provider.shutdown()
   }
 }
-
-/** The label sets used across the code, so dashboards and alerts see the same names. */
-export type VerdictLabels = Attributes & { result: string; policy: string; upstream: string }

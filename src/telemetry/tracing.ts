@@ -86,12 +86,6 @@ export async function requestSpan<T>(name: string, headers: Record<string, strin
   return context.with(parent, () => span(name, attributes, fn, SpanKind.SERVER))
 }
 
-/** The trace id of the current span, for log lines. */
-export function currentTraceId(): string | undefined {
-  if (!tracer) return undefined
-  return trace.getActiveSpan()?.spanContext().traceId
-}
-
 /** Trace and span id of the current span, as log fields (OpenTelemetry's names); empty when tracing is off. */
 export function traceFields(): { trace_id?: string; span_id?: string } {
   if (!tracer) return {}
