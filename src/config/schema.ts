@@ -86,6 +86,39 @@ const trustRoot = z
   })
   .refine((t) => (t.file === undefined) !== (t.tuf === undefined), { message: 'give exactly one of file or tuf' })
 
+/** Credentials for the S3 backend: each key from env or a file, never inline in the config. */
+const s3Credentials = z.strictObject({
+  accessKeyIdEnv: z.string().optional(),
+  accessKeyIdFile: z.string().optional(),
+  secretAccessKeyEnv: z.string().optional(),
+  secretAccessKeyFile: z.string().optional(),
+})
+
+/**
+ * The verified content store (the mirror): only bytes whose digest was checked are published.
+ * Filesystem by default under `path`; `s3` instead for replicas sharing one bucket; `enabled:
+ * false` makes trustpull a pass-through again.
+ */
+const storage = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    path: z.string().min(1).default('./trustpull-data'),
+    maxSize: size.default(20 * 1024 ** 3),
+    /** How long a tag may be answered from its last verified digest while the upstream is down. */
+    staleIfError: duration.default(24 * 3_600_000),
+    s3: z
+      .strictObject({
+        bucket: z.string().min(1),
+        endpoint: z.url().optional(),
+        region: z.string().default('us-east-1'),
+        prefix: z.string().default(''),
+        forcePathStyle: z.boolean().default(false),
+        credentials: s3Credentials.optional(),
+      })
+      .optional(),
+  })
+  .prefault({})
+
 export const configSchema = z.strictObject({
   listen: hostPort.default('127.0.0.1:5000'),
   tls: z.strictObject({ cert: z.string(), key: z.string(), clientCA: z.string().optional() }).optional(),
@@ -125,6 +158,7 @@ export const configSchema = z.strictObject({
   policyDirs: z.array(z.string()).default([]),
   /** Inline policies: a name plus the fields of a ClusterImagePolicy spec (see src/policy/schema.ts). */
   policies: z.array(inlinePolicySchema).default([]),
+  storage,
   blobs: z.strictObject({ requireAllowedManifest: z.boolean().default(true) }).prefault({}),
   telemetry: z
     .strictObject({
