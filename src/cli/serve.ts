@@ -1,4 +1,5 @@
 import { dirname, resolve } from 'node:path'
+import { EMBEDDED_DEFAULTS, EMBEDDED_HINT } from '../config/embedded.ts'
 import { loadConfig } from '../config/load.ts'
 import { startServer } from '../server.ts'
 import { createLogger } from '../telemetry/logger.ts'
@@ -8,12 +9,13 @@ const SHUTDOWN_DEADLINE_MS = 25_000
 
 export async function serveCommand(options: { config?: string; listen?: string }): Promise<void> {
   const overrides = options.listen ? { listen: options.listen } : {}
-  const config = loadConfig(options.config, overrides)
+  const config = loadConfig(options.config, overrides, EMBEDDED_DEFAULTS)
   const logger = createLogger(config.log.level)
   setupTracing({ endpoint: config.telemetry.otlp?.endpoint })
   const configDir = options.config ? dirname(resolve(options.config)) : undefined
   const running = await startServer(config, { logger, configDir })
   logger.info({ url: running.url, metrics: running.metricsUrl, upstreams: config.upstreams.map((u) => u.name) }, 'trustpull listening')
+  if (!options.config) logger.info(EMBEDDED_HINT)
   const { tokens, htpasswd, mtls } = config.clients
   const clientAuth = tokens.length > 0 || htpasswd !== undefined || mtls
   if (!isLoopback(config.listen) && !clientAuth) logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')
@@ -22,7 +24,7 @@ export async function serveCommand(options: { config?: string; listen?: string }
   process.on('SIGHUP', () => {
     void (async () => {
       try {
-        await running.runtime.reload(loadConfig(options.config, overrides))
+        await running.runtime.reload(loadConfig(options.config, overrides, EMBEDDED_DEFAULTS))
       } catch (err) {
         logger.error({ err: (err as Error).message }, 'reload refused: keeping the configuration in force')
       }

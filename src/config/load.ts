@@ -55,9 +55,12 @@ function checkUpstreams(config: Config): void {
   }
 }
 
-/** Loads the config file (or the embedded defaults without one); `overrides` replace top-level keys. */
-export function loadConfig(path: string | undefined, overrides: Record<string, unknown> = {}): Config {
-  const raw = path ? readConfigFile(path) : {}
+/**
+ * Loads the config file, or `embedded` without one (the schema's defaults unless a command gives
+ * its own: `serve` runs on src/config/embedded.ts); `overrides` replace top-level keys.
+ */
+export function loadConfig(path: string | undefined, overrides: Record<string, unknown> = {}, embedded: object = {}): Config {
+  const raw = path ? readConfigFile(path) : structuredClone(embedded)
   if (raw !== null && typeof raw !== 'object') throw new ConfigError(`config file ${path} must be a YAML mapping`)
   return parseConfig({ ...(raw as object), ...overrides }, path ? `config file ${path}` : 'embedded defaults')
 }
