@@ -2,12 +2,12 @@
 import { serve, type ServerType } from '@hono/node-server'
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
-import { createServer as createHttpsServer } from 'node:https'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
 import { createApp } from './http/app.ts'
-import { createClientAuthenticator } from './http/client-auth.ts'
+import { createClientAuthenticator, type ClientAuthenticator } from './http/client-auth.ts'
 import { loadPolicies } from './policy/load.ts'
 import type { PolicySet, SignatureLocation } from './policy/types.ts'
 import { StoreContentIndex } from './proxy/content-index.ts'
@@ -130,6 +130,16 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     vouchTTL: config.cache.allowTTL,
   })
 
+  // Replaced whole on reload (a rotated htpasswd or token file); requests read the one in force.
+  let clientAuth = createClientAuthenticator(config.clients)
+  const clientAccess: ClientAuthenticator = {
+    get enabled() {
+      return clientAuth.enabled
+    },
+    allowedUpstreams: (client) => clientAuth.allowedUpstreams(client),
+    middleware: (c, next) => clientAuth.middleware(c, next),
+  }
+
   let lastReadiness: { at: number; reachable: string[] } | undefined
   const app = createApp({
     router,
@@ -139,7 +149,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     artifactBlobBytes: config.limits.signatureLayerBytes,
     logger,
     metrics,
-    clients: createClientAuthenticator(config.clients),
+    clients: clientAccess,
     clientRate: { requestsPerSecond: config.clients.requestsPerSecond, burst: config.clients.burst },
     serveMetrics: config.telemetry.metrics.enabled && !config.telemetry.metrics.listen,
     ready: async () => {
@@ -165,7 +175,9 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     policySet: () => policySet,
     async reload(next: Config) {
       const loaded = await loadPolicyState(next, { configDir: options.configDir, logger })
+      const nextClients = createClientAuthenticator(next.clients)
       policySet = loaded.policySet
+      clientAuth = nextClients
       const unchanged = RELOADABLE_KEYS
       const restartNeeded = (Object.keys(next) as (keyof Config)[]).filter((k) => !unchanged.includes(k) && JSON.stringify(next[k]) !== JSON.stringify(config[k]))
       if (restartNeeded.length) logger.warn({ keys: restartNeeded }, 'these config changes take effect only after a restart')
@@ -177,8 +189,8 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   }
 }
 
-/** What a reload replaces: policies and the trust roots they name. Everything else needs a restart. */
-const RELOADABLE_KEYS: (keyof Config)[] = ['policies', 'policyDirs', 'noMatchPolicy', 'trustRoots']
+/** What a reload replaces: policies, the trust roots they name, client credentials, TLS files. Everything else needs a restart. */
+const RELOADABLE_KEYS: (keyof Config)[] = ['policies', 'policyDirs', 'noMatchPolicy', 'trustRoots', 'clients', 'tls', 'reload']
 
 export interface RunningServer {
   runtime: Runtime
@@ -187,6 +199,8 @@ export interface RunningServer {
   url: string
   /** Where /metrics is served when it has an address of its own. */
   metricsUrl?: string
+  /** Re-reads the TLS certificate, key and client CA (a cert-manager rotation); throws, keeping the old ones, when they do not load. */
+  reloadTls(config: Config): void
   /** Graceful: stops accepting, lets in-flight requests finish (cut off after `deadlineMs`), then releases everything. */
   close(deadlineMs?: number): Promise<void>
 }
@@ -210,12 +224,7 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
         ...(tls
           ? {
               createServer: createHttpsServer,
-              serverOptions: {
-                cert: readFileSync(tls.cert),
-                key: readFileSync(tls.key),
-                // mTLS: a client without a certificate from clientCA never completes the handshake.
-                ...(tls.clientCA ? { ca: readFileSync(tls.clientCA), requestCert: true, rejectUnauthorized: true } : {}),
-              },
+              serverOptions: secureContextOptions(tls),
             }
           : {}),
       },
@@ -240,6 +249,10 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
     server,
     url,
     metricsUrl: metricsServer?.url,
+    reloadTls(next: Config) {
+      if (!tls || !next.tls) return
+      ;(server as HttpsServer).setSecureContext(secureContextOptions(next.tls))
+    },
     async close(deadlineMs = 30_000) {
       // Stop accepting; in-flight requests (blob downloads too) finish until the deadline.
       const deadline = setTimeout(() => httpServer.closeAllConnections(), deadlineMs)
@@ -255,6 +268,15 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
       clearInterval(sweep)
       await runtime.close()
     },
+  }
+}
+
+function secureContextOptions(tls: NonNullable<Config['tls']>) {
+  return {
+    cert: readFileSync(tls.cert),
+    key: readFileSync(tls.key),
+    // mTLS: a client without a certificate from clientCA never completes the handshake.
+    ...(tls.clientCA ? { ca: readFileSync(tls.clientCA), requestCert: true, rejectUnauthorized: true } : {}),
   }
 }
 

@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path'
 import { EMBEDDED_DEFAULTS, EMBEDDED_HINT } from '../config/embedded.ts'
 import { loadConfig } from '../config/load.ts'
+import { watchedPaths, watchFiles } from '../config/watch.ts'
 import { startServer } from '../server.ts'
 import { createLogger } from '../telemetry/logger.ts'
 import { setupTracing, shutdownTracing } from '../telemetry/tracing.ts'
@@ -20,22 +21,35 @@ export async function serveCommand(options: { config?: string; listen?: string }
   const clientAuth = tokens.length > 0 || htpasswd !== undefined || mtls
   if (!isLoopback(config.listen) && !clientAuth) logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')
 
-  // SIGHUP: reload policies and trust roots; a bad config is refused and the old one stays in force.
-  process.on('SIGHUP', () => {
-    void (async () => {
+  // SIGHUP or a changed file: reload policies, trust roots, client credentials and TLS; a bad
+  // config is refused and the old one stays in force. One reload at a time, the last one wins.
+  let inForce = config
+  let reloading: Promise<void> = Promise.resolve()
+  const reload = (why: string) => {
+    reloading = reloading.then(async () => {
       try {
-        await running.runtime.reload(loadConfig(options.config, overrides, EMBEDDED_DEFAULTS))
+        const next = loadConfig(options.config, overrides, EMBEDDED_DEFAULTS)
+        await running.runtime.reload(next)
+        running.reloadTls(next)
+        inForce = next
+        running.runtime.metrics.recordReload(true)
+        logger.info({ why }, 'configuration reloaded')
       } catch (err) {
-        logger.error({ err: (err as Error).message }, 'reload refused: keeping the configuration in force')
+        running.runtime.metrics.recordReload(false)
+        logger.error({ why, err: (err as Error).message }, 'reload refused: keeping the configuration in force')
       }
-    })()
-  })
+      watcher?.rebase(watchedPaths(inForce, options.config))
+    })
+  }
+  process.on('SIGHUP', () => reload('SIGHUP'))
+  const watcher = config.reload.watch ? watchFiles(watchedPaths(config, options.config), () => reload('file changed'), config.reload.interval) : undefined
 
   let stopping = false
   const stop = async (signal: string) => {
     if (stopping) return
     stopping = true
     logger.info({ signal }, 'shutting down: finishing in-flight requests')
+    watcher?.close()
     await running.close(SHUTDOWN_DEADLINE_MS)
     await shutdownTracing()
     logger.info('stopped')

@@ -168,6 +168,8 @@ export const configSchema = z.strictObject({
       metrics: z.strictObject({ listen: hostPort.optional(), enabled: z.boolean().default(true) }).prefault({}),
     })
     .prefault({}),
+  /** Files the config names (policies, trust roots, TLS, htpasswd, tokens) are re-read when they change. */
+  reload: z.strictObject({ watch: z.boolean().default(true), interval: duration.default(2_000) }).prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
 })
 

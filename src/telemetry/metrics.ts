@@ -58,6 +58,7 @@ export class Metrics {
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>
   readonly #lagWindow: NodeJS.Timeout
   #lag: { p99: number; max: number } | undefined
+  readonly #reload = { ok: 1, at: Date.now() / 1000 }
 
   constructor() {
     this.#reader = new PrometheusExporter({ preventServerStart: true })
@@ -111,6 +112,20 @@ export class Metrics {
     meter
       .createObservableGauge('trustpull_process_event_loop_lag_max_seconds', { unit: 's', description: `Event-loop lag, maximum over the last ${LAG_WINDOW_MS / 1000} s` })
       .addCallback((result) => result.observe(lag().max))
+
+    // Prometheus' own names for this (prometheus_config_last_reload_*), so stock alerts carry over.
+    meter
+      .createObservableGauge('trustpull_config_last_reload_successful', { description: '1 when the last reload was applied, 0 when it was refused (the previous configuration stays in force)' })
+      .addCallback((result) => result.observe(this.#reload.ok))
+    meter
+      .createObservableGauge('trustpull_config_last_reload_success_timestamp_seconds', { unit: 's', description: 'When the configuration in force was loaded (start-up or the last successful reload)' })
+      .addCallback((result) => result.observe(this.#reload.at))
+  }
+
+  /** A reload (signal or file change) was applied (true) or refused, keeping the old configuration (false). */
+  recordReload(ok: boolean): void {
+    this.#reload.ok = ok ? 1 : 0
+    if (ok) this.#reload.at = Date.now() / 1000
   }
 
   setRedisUp(up: boolean): void {
