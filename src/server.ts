@@ -23,6 +23,10 @@ import { UpstreamRouter } from './upstream/router.ts'
 import type { RegistryClient } from './upstream/types.ts'
 import { verifyCandidate } from './verify/candidate.ts'
 import { loadTrustRoots } from './verify/trust-root.ts'
+import { ContentStore } from './store/content-store.ts'
+import { FilesystemDriver } from './store/filesystem.ts'
+import { MirrorClient } from './store/mirror-client.ts'
+import { ConfigError } from './config/load.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
 
 export interface RuntimeOptions {
@@ -34,6 +38,8 @@ export interface RuntimeOptions {
    * `location` (`trustpull copy` verifies an OCI archive from the signatures inside it, offline).
    */
   signatureClient?: (location: SignatureLocation, image: { upstream: string; repository: string; digest: string }) => RegistryClient | undefined
+  /** The mirror's content store: upstream clients answer from it and fill it (the proxy only; copy and verify go upstream). */
+  contentStore?: ContentStore
 }
 
 export interface Runtime {
@@ -43,6 +49,8 @@ export interface Runtime {
   metrics: Metrics
   store: TieredStore
   gate: PolicyGate
+  /** The mirror's content store, when the proxy has one. */
+  contentStore?: ContentStore
   app: ReturnType<typeof createApp>
   policySet(): PolicySet
   /** Applies new policies and trust roots to new requests; throws (keeping the old ones) when they are invalid. */
@@ -75,7 +83,22 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
       observe: ({ upstream, status, seconds }) => metrics.upstreamDuration.record(seconds, { upstream, status }),
     }),
   )
-  const router = new UpstreamRouter(config.upstreams.map((u, i) => ({ config: u, client: clients[i]! })))
+  const contentStore = options.contentStore
+  if (contentStore) metrics.observeStore(() => ({ bytes: contentStore.bytes, objects: contentStore.objects, writable: contentStore.unwritable === undefined }))
+  const router = new UpstreamRouter(
+    config.upstreams.map((u, i) => ({
+      config: u,
+      client: contentStore
+        ? new MirrorClient(clients[i]!, contentStore, {
+            upstream: u.name,
+            staleIfError: config.storage.staleIfError,
+            manifestBytes: config.limits.manifestBytes,
+            blobLookup: (hit) => metrics.storeLookups.add(1, { kind: 'blob', result: hit ? 'hit' : 'miss' }),
+            manifestLookup: (kind, hit) => metrics.storeLookups.add(1, { kind, result: hit ? 'hit' : 'miss' }),
+          })
+        : clients[i]!,
+    })),
+  )
   const store = new TieredStore({
     memoryEntries: 200_000,
     redisUrl: config.cache.url,
@@ -158,9 +181,11 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
         lastReadiness = { at: Date.now(), reachable: answers.filter((n): n is string => n !== undefined) }
       }
       const redis = store.redisConfigured ? (store.redisUp ? 'up' : 'down') : 'not configured'
+      const stored = contentStore ? (contentStore.unwritable ? `read-only, serving pass-through (${contentStore.unwritable})` : 'writable') : 'off'
       return {
-        ready: lastReadiness.reachable.length > 0,
-        checks: { config: 'loaded', policies: policySet.policies.length, upstreamsReachable: lastReadiness.reachable, redis },
+        // With a store, a node can pull what it holds while every upstream is down.
+        ready: lastReadiness.reachable.length > 0 || (contentStore !== undefined && contentStore.objects > 0),
+        checks: { config: 'loaded', policies: policySet.policies.length, upstreamsReachable: lastReadiness.reachable, redis, store: stored },
       }
     },
   })
@@ -171,6 +196,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     metrics,
     store,
     gate,
+    contentStore,
     app,
     policySet: () => policySet,
     async reload(next: Config) {
@@ -184,7 +210,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
       logger.info({ policies: policySet.policies.length, fingerprint: policySet.fingerprint }, 'policies reloaded')
     },
     async close() {
-      await Promise.allSettled([...clients.map((c) => c.close()), store.close(), metrics.shutdown()])
+      await Promise.allSettled([...clients.map((c) => c.close()), store.close(), metrics.shutdown(), contentStore?.close()])
     },
   }
 }
@@ -211,7 +237,8 @@ export function splitHostPort(listen: string): { host: string; port: number } {
 }
 
 export async function startServer(config: Config, options: RuntimeOptions = {}): Promise<RunningServer> {
-  const runtime = await buildRuntime(config, options)
+  const contentStore = options.contentStore ?? (config.storage.enabled ? await openContentStore(config, options.logger ?? createLogger(config.log.level)) : undefined)
+  const runtime = await buildRuntime(config, { ...options, contentStore })
   const metricsServer = config.telemetry.metrics.enabled && config.telemetry.metrics.listen ? await startMetricsServer(config.telemetry.metrics.listen, runtime.metrics) : undefined
   const { host, port } = splitHostPort(config.listen)
   const tls = config.tls
@@ -269,6 +296,20 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
       await runtime.close()
     },
   }
+}
+
+/** The filesystem store under storage.path; start-up stops, naming the key, when it cannot be written. */
+async function openContentStore(config: Config, logger: Logger): Promise<ContentStore> {
+  if (config.storage.s3) throw new ConfigError('storage.s3: the S3 backend is not available in this build; remove storage.s3 to use the filesystem store under storage.path')
+  const driver = new FilesystemDriver(config.storage.path)
+  try {
+    await driver.open()
+  } catch (err) {
+    throw new ConfigError(`storage.path: ${config.storage.path} cannot be used for the content store (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix its permissions, or set storage.enabled: false`)
+  }
+  const store = await ContentStore.open({ driver, maxSize: config.storage.maxSize, logger: logger.child({ component: 'store' }) })
+  logger.info({ path: config.storage.path, bytes: store.bytes, objects: store.objects, maxSize: config.storage.maxSize }, 'content store opened')
+  return store
 }
 
 function secureContextOptions(tls: NonNullable<Config['tls']>) {

@@ -101,7 +101,7 @@ const s3Credentials = z.strictObject({
  */
 const storage = z
   .strictObject({
-    enabled: z.boolean().default(true),
+    enabled: z.boolean().default(false),
     path: z.string().min(1).default('./trustpull-data'),
     maxSize: size.default(20 * 1024 ** 3),
     /** How long a tag may be answered from its last verified digest while the upstream is down. */

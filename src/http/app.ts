@@ -101,8 +101,8 @@ export function createApp(deps: AppDeps): Hono {
     requireAllowedManifest: deps.requireAllowedManifest,
     artifactBlobBytes: deps.artifactBlobBytes,
     onDigestMismatch: (info: object) => deps.logger.error(info, 'upstream blob does not match its digest; connection aborted'),
-    onSent: (bytes: number, error: Error | null | undefined) => {
-      metrics.bytesServed.add(bytes, { kind: 'blob' })
+    onSent: (bytes: number, error: Error | null | undefined, source: 'store' | 'upstream' = 'upstream') => {
+      metrics.bytesServed.add(bytes, { kind: source === 'store' ? 'blob_from_store' : 'blob' })
       if (error) deps.logger.debug({ bytes, err: error.message }, 'blob stream cut short')
     },
   }

@@ -15,7 +15,7 @@ export interface BlobOptions {
   requireAllowedManifest: boolean
   onDigestMismatch?: (info: { upstream: string; repository: string; digest: string; actual: string }) => void
   /** Called when a streamed blob answer ends: bytes written, and the error that cut it short, if any. */
-  onSent?: (bytes: number, error: Error | null | undefined) => void
+  onSent?: (bytes: number, error: Error | null | undefined, source?: 'store' | 'upstream') => void
   /** The largest signature-artifact document served. */
   artifactBlobBytes: number
 }
@@ -84,11 +84,12 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
     res.body.resume()
     return new Response(null, { status: res.status, headers })
   }
-  const verify = res.status === 200
+  // A store fill checked the digest already; a stored file is hashed again as it is read (bit rot).
+  const verify = res.status === 200 && !res.verified
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
   if (!outgoing) {
     // Not on @hono/node-server (tests through app.request): a web stream does.
-    const body = verify ? res.body.pipe(verifyingStream(digest)) : res.body
+    const body = verify ? res.body.pipe(verifyingStream(digest, res.onMismatch)) : res.body
     return new Response(Readable.toWeb(body) as ReadableStream, { status: res.status, headers })
   }
   // Straight into Node's response, with backpressure; any failure cuts the client's connection.
@@ -97,8 +98,8 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
   outgoing.flushHeaders()
   pumpVerified(res.body, outgoing, {
     digest: verify ? digest : undefined,
-    onMismatch: (actual) => options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual }),
-    done: (bytes, err) => options.onSent?.(bytes, err),
+    onMismatch: (actual) => (res.onMismatch ? res.onMismatch(actual) : options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual })),
+    done: (bytes, err) => options.onSent?.(bytes, err, res.source ?? 'upstream'),
   })
   return RESPONSE_ALREADY_SENT
 }

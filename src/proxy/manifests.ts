@@ -82,7 +82,10 @@ export class ManifestService {
       this.#tags?.set(`${name}/${repository}:${ref.tag}`, fetched.digest)
       this.#lastSeen.set(lastSeenKey, fetched.digest)
     }
-    return { ...fetched, manifest, warnings: decision.warnings }
+    const warnings = fetched.stale
+      ? [...decision.warnings, `served from the mirror's store: upstream ${name} cannot be reached (${fetched.stale.reason.slice(0, 200)}); tag ${referenceString(ref)} last resolved to this digest ${new Date(fetched.stale.at).toISOString()}`]
+      : decision.warnings
+    return { ...fetched, manifest, warnings, stale: fetched.stale }
   }
 
   /**

@@ -4,7 +4,6 @@
 // to `_spool/` and renamed into place after an fsync (rename is atomic within one filesystem);
 // `_spool/` is emptied at start.
 import { randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -60,7 +59,8 @@ export class FilesystemDriver implements StorageDriver {
       throw err
     }
     this.touch(key)
-    return createReadStream('', { fd: handle.fd, start: range?.start, end: range?.end, highWaterMark: 1024 * 1024, autoClose: true })
+    // The stream owns the handle and closes it when it ends or is destroyed.
+    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1024 * 1024, autoClose: true })
   }
 
   async readBytes(key: string, maxBytes: number): Promise<Buffer | undefined> {

@@ -54,6 +54,9 @@ export class Metrics {
   readonly bytesServed: HotCounter
   readonly inFlight: HotCounter
   readonly httpRequests: HotCounter
+  readonly storeLookups: HotCounter
+  readonly storeEvictedBytes: HotCounter
+  #storeRead: (() => { bytes: number; objects: number; writable: boolean }) | undefined
   #redisUp: number | undefined
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>
   readonly #lagWindow: NodeJS.Timeout
@@ -79,6 +82,13 @@ export class Metrics {
     this.bytesServed = new HotCounter(meter, 'trustpull_bytes_served', 'Bytes served to clients, by kind (manifest, blob)', ['kind'], { unit: 'By' })
     this.inFlight = new HotCounter(meter, 'trustpull_http_requests_in_flight', 'Requests being served', [], { upDown: true })
     this.httpRequests = new HotCounter(meter, 'trustpull_http_requests', 'Requests answered, by method, route and status', ['method', 'route', 'status'])
+    this.storeLookups = new HotCounter(meter, 'trustpull_store_lookups', 'Content store look-ups by kind (blob, manifest, tag) and result (hit, miss); a hit is an upstream request saved', ['kind', 'result'])
+    this.storeEvictedBytes = new HotCounter(meter, 'trustpull_store_evicted_bytes', 'Bytes evicted from the content store (least recently used, over storage.maxSize)', [], { unit: 'By' })
+    meter.createObservableGauge('trustpull_store_bytes', { unit: 'By', description: 'Bytes of blobs in the content store' }).addCallback((r) => this.#storeRead && r.observe(this.#storeRead().bytes))
+    meter.createObservableGauge('trustpull_store_objects', { description: 'Blobs (and manifests) in the content store' }).addCallback((r) => this.#storeRead && r.observe(this.#storeRead().objects))
+    meter
+      .createObservableGauge('trustpull_store_writable', { description: '1 when the content store writes, 0 when it serves pass-through (disk full, read-only)' })
+      .addCallback((r) => this.#storeRead && r.observe(this.#storeRead().writable ? 1 : 0))
     meter
       .createObservableGauge('trustpull_redis_up', { description: '1 when the shared Redis cache answers, 0 when it does not (absent without Redis)' })
       .addCallback((result) => {
@@ -126,6 +136,11 @@ export class Metrics {
   recordReload(ok: boolean): void {
     this.#reload.ok = ok ? 1 : 0
     if (ok) this.#reload.at = Date.now() / 1000
+  }
+
+  /** What the content store holds now (read at each scrape). */
+  observeStore(read: () => { bytes: number; objects: number; writable: boolean }): void {
+    this.#storeRead = read
   }
 
   setRedisUp(up: boolean): void {

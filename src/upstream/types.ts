@@ -7,12 +7,22 @@ export interface FetchedManifest {
   /** sha256 of `bytes`, computed here; never the upstream's header. */
   digest: string
   mediaType: string
+  /** Answered from the mirror's content store rather than the upstream. */
+  source?: 'store'
+  /** The upstream could not be asked: a tag answered from the digest it last had, verified at `at`. */
+  stale?: { at: number; reason: string }
 }
 
 export interface BlobResponse {
   status: 200 | 206
   headers: { contentType?: string; contentLength?: number; contentRange?: string }
   body: Readable
+  /** Answered from the mirror's content store rather than the upstream. */
+  source?: 'store'
+  /** The bytes were already checked against the digest (a store fill): no second hash needed. */
+  verified?: boolean
+  /** Called when a whole answer's bytes turn out not to match the digest. */
+  onMismatch?: (actual: string) => void
 }
 
 export interface RegistryClient {
