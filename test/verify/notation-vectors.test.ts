@@ -3,9 +3,10 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { X509Certificate } from 'node:crypto'
 import { NotationFailure } from '../../src/verify/notation/codes.ts'
 import { loadTrustStore, parseCertificates, TrustStoreError } from '../../src/verify/notation/store.ts'
-import { verifyNotationJws } from '../../src/verify/notation/verify.ts'
+import { verifyNotation, verifyNotationJws } from '../../src/verify/notation/verify.ts'
 
 const F = join(import.meta.dirname, '../fixtures/notation')
 const MOCK = join(F, 'notation-go/internal/mock/testdata')
@@ -60,4 +61,17 @@ t.test('certificate files: PEM, DER, multi-PEM parse; invalid is refused', async
   t.equal(parseCertificates(readFileSync(join(X, 'multi-pem.crt')), 'multi').length, 2)
   t.throws(() => parseCertificates(readFileSync(join(X, 'invalid')), 'invalid'), TrustStoreError)
   t.throws(() => loadTrustStore(STORE, 'ca', 'trust-store-with-invalid-certs'), TrustStoreError)
+})
+
+t.test('internal/testdata jws_signature.sig and cose_signature.sig verify over the oci-layout manifest', async (t) => {
+  const T = join(F, 'notation-go/internal/testdata')
+  const alpine = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: 'sha256:19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0', size: 481 }
+  const jws = readFileSync(join(T, 'jws_signature.sig'))
+  // Their self-signed CN=alpine certificate is in no stored trust store: it is trusted as itself.
+  const self = new X509Certificate(Buffer.from((JSON.parse(jws.toString()) as { header: { x5c: string[] } }).header.x5c[0]!, 'base64'))
+  const trust = { certificates: [self], trustedIdentities: ['x509.subject:CN=alpine,O=Notary,L=Seattle,ST=WA,C=US'] }
+  t.equal(code(() => verifyNotation('application/jose+json', jws, alpine, trust)), 'PASS', 'JWS')
+  t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), alpine, trust)), 'PASS', 'COSE')
+  t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), { ...alpine, size: 482 }, trust)), 'NOTATION_TARGET_SIZE_MISMATCH', 'COSE, other size')
+  t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), alpine, { ...trust, certificates: trusted })), 'NOTATION_UNTRUSTED_CHAIN', 'COSE, other store')
 })

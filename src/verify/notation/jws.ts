@@ -5,8 +5,8 @@
 import { createPublicKey, verify, X509Certificate, constants } from 'node:crypto'
 import { NotationFailure } from './codes.ts'
 
-const KNOWN_CRIT = new Set(['io.cncf.notary.signingScheme', 'io.cncf.notary.expiry', 'io.cncf.notary.authenticSigningTime'])
-const PLUGIN_ATTRS = ['io.cncf.notary.verificationPlugin', 'io.cncf.notary.verificationPluginMinVersion']
+export const KNOWN_CRIT = new Set(['io.cncf.notary.signingScheme', 'io.cncf.notary.expiry', 'io.cncf.notary.authenticSigningTime'])
+export const PLUGIN_ATTRS = ['io.cncf.notary.verificationPlugin', 'io.cncf.notary.verificationPluginMinVersion']
 
 export interface NotationEnvelope {
   payload: Buffer
@@ -23,7 +23,7 @@ const b64url = (s: unknown, what: string, code: 'NOTATION_MALFORMED' | 'NOTATION
 }
 
 /** The JWS algorithms notation allows, with the key each needs. */
-function algFor(cert: X509Certificate): string {
+export function algFor(cert: X509Certificate): string {
   const key = cert.publicKey
   const d = key.asymmetricKeyDetails ?? {}
   if (key.asymmetricKeyType === 'rsa') {

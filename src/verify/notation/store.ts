@@ -1,8 +1,9 @@
 // Notation's trust store layout, read as notation reads it: `x509/<type>/<name>/` holds PEM or DER
 // certificate files. Threat: a store that silently trusts less (or more) than the operator meant;
-// a file that is not a certificate, or a sub-directory, stops start-up naming the path.
+// a file that is not a certificate, or a symbolic link, stops start-up naming the path;
+// sub-directories are ignored, as notation ignores them.
 import { X509Certificate } from 'node:crypto'
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { lstatSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 export class TrustStoreError extends Error {
@@ -32,7 +33,10 @@ export function loadTrustStore(root: string, type: string, name: string): X509Ce
   const certs: X509Certificate[] = []
   for (const f of entries.sort()) {
     const path = join(dir, f)
-    if (!statSync(path).isFile()) throw new TrustStoreError(`trust store ${type}:${name}: ${path} is not a regular file`)
+    const st = lstatSync(path)
+    if (st.isSymbolicLink()) throw new TrustStoreError(`trust store ${type}:${name}: ${path} is a symbolic link, which notation refuses`)
+    if (st.isDirectory()) continue
+    if (!st.isFile()) throw new TrustStoreError(`trust store ${type}:${name}: ${path} is not a regular file`)
     certs.push(...parseCertificates(readFileSync(path), path))
   }
   if (certs.length === 0) throw new TrustStoreError(`trust store ${type}:${name} holds no certificate`)
