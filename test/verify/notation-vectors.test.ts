@@ -75,3 +75,8 @@ t.test('internal/testdata jws_signature.sig and cose_signature.sig verify over t
   t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), { ...alpine, size: 482 }, trust)), 'NOTATION_TARGET_SIZE_MISMATCH', 'COSE, other size')
   t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), alpine, { ...trust, certificates: trusted })), 'NOTATION_UNTRUSTED_CHAIN', 'COSE, other store')
 })
+
+t.test('a leaf not valid at verification time is refused: no timestamp support, so no grace', async (t) => {
+  const later = new Date('2200-01-01T00:00:00Z')
+  t.equal(code(() => verifyNotationJws(env('ca_valid_sig_env.json'), target, { certificates: trusted, trustedIdentities: [ROOT_ID] }, later)), 'NOTATION_CERT_EXPIRED')
+})

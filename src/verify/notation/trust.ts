@@ -31,9 +31,11 @@ export function checkExpiry(env: NotationEnvelope, now: Date): void {
   if (env.expiry && !(env.expiry.getTime() > now.getTime())) throw new NotationFailure('NOTATION_EXPIRED', `signature expired on ${env.expiry.toISOString()}`)
 }
 
-export function checkChain(env: NotationEnvelope, trusted: readonly X509Certificate[]): void {
+export function checkChain(env: NotationEnvelope, trusted: readonly X509Certificate[], now = new Date()): void {
   const chain = env.chain
   for (const [i, cert] of chain.entries()) {
+    // No RFC 3161 timestamp support yet: every certificate must be valid now (fail closed).
+    if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) throw new NotationFailure('NOTATION_CERT_EXPIRED', `certificate ${i} is not valid now (${cert.validFrom} to ${cert.validTo}) and timestamps are not supported`)
     if (SHA1_OIDS.has(signatureAlgorithm(cert))) throw new NotationFailure('NOTATION_CHAIN_INVALID', `certificate ${i} is signed with SHA-1`)
     const issuer = chain[i + 1] ?? cert
     if (i > 0 && !cert.ca) throw new NotationFailure('NOTATION_CHAIN_INVALID', `certificate ${i} (${cert.subject.replace(/\n/g, ',')}) is not a CA`)

@@ -24,7 +24,7 @@ export function verifyNotationJws(envelope: Uint8Array, target: Target, trust: N
 
 export function verifyNotation(type: EnvelopeType, envelope: Uint8Array, target: Target, trust: NotationTrust, now = new Date()): NotationVerified {
   const env = type === 'application/cose' ? parseCose(envelope) : parseJws(envelope)
-  checkChain(env, trust.certificates)
+  checkChain(env, trust.certificates, now)
   checkLeaf(env)
   checkIdentity(env, trust.trustedIdentities)
   checkExpiry(env, now)
