@@ -9,6 +9,7 @@ import type { ContentIndex } from '../proxy/content-index.ts'
 import { pumpVerified, verifyingStream } from '../proxy/verifying-stream.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
 import { rangeHeader } from './request.ts'
+import { parseCoseSign1 } from '../verify/notation/cose-sign1.ts'
 
 export interface BlobOptions {
   contentIndex: ContentIndex
@@ -24,8 +25,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /**
  * A blob only a signature artifact vouches for is served as what such blobs are: a small text
- * document (simple-signing JSON, DSSE envelope, bundle, SBOM), read whole (size-capped, digest
- * checked) and refused when it is binary. Anyone who can push can write a manifest that claims to
+ * document (simple-signing JSON, DSSE envelope, bundle, SBOM, Notation JWS) or a Notation COSE_Sign1
+ * envelope (binary, but the whole blob must be exactly one COSE_Sign1), read whole (size-capped,
+ * digest checked) and refused when it is anything else binary. Anyone who can push can write a manifest that claims to
  * be a signature; it must not become a way to fetch the layers of a refused image.
  */
 async function serveArtifactDocument(c: Context, options: BlobOptions, target: ResolvedRepository, digest: string): Promise<Response> {
@@ -41,7 +43,7 @@ async function serveArtifactDocument(c: Context, options: BlobOptions, target: R
     throw err
   }
   if (!bytes) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} not found in ${name}`)
-  if (!isTextDocument(bytes)) throw refuse('it is not a text document')
+  if (!isTextDocument(bytes) && !parseCoseSign1(bytes)) throw refuse('it is not a text document or a COSE_Sign1 envelope')
   const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), [Header.digest]: digest }
   options.onSent?.(c.req.method === 'HEAD' ? 0 : bytes.length, null)
   return new Response(c.req.method === 'HEAD' ? null : bytes, { status: 200, headers })

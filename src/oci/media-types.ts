@@ -15,6 +15,9 @@ export const MediaType = {
   sigstoreBundleV03: 'application/vnd.dev.sigstore.bundle.v0.3+json',
   inTotoLayer: 'application/vnd.in-toto+json',
   cosignArtifactConfig: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+  notationSignature: 'application/vnd.cncf.notary.signature',
+  notationJws: 'application/jose+json',
+  notationCose: 'application/cose',
 } as const
 
 /** What we ask upstream for when the client sent no Accept of its own. */

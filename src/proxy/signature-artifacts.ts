@@ -2,6 +2,10 @@
 // policy-controller keep working through the proxy. What counts is decided by content, not by
 // tag: every layer must be a signature, attestation, bundle or SBOM document, which no container
 // runtime can unpack as a filesystem. A runnable image wearing a `.sig` tag is still an image.
+// Notation (Notary Project) signatures count too, but only in the shape notation writes them:
+// artifactType (or, in the older image-manifest form, config media type)
+// `application/vnd.cncf.notary.signature` and exactly one JWS or COSE envelope layer. A JWS or
+// COSE layer in any other manifest is judged as an image.
 import type { Manifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
 
@@ -24,10 +28,22 @@ const ARTIFACT_LAYER_TYPES: ReadonlySet<string> = new Set([
 /** Tags cosign and the referrers fallback use: `sha256-<hex>`, `.sig`, `.att`, `.sbom`. */
 const ARTIFACT_TAG = /^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$/
 
+const NOTATION_LAYER_TYPES: ReadonlySet<string> = new Set([MediaType.notationJws, MediaType.notationCose])
+
 export function isSignatureArtifact(manifest: Manifest): boolean {
   if (manifest.kind !== 'manifest') return false
   if (manifest.layers.length === 0) return false
+  if (isNotationSignature(manifest)) return true
   return manifest.layers.every((l) => ARTIFACT_LAYER_TYPES.has(l.mediaType))
+}
+
+/** A Notation signature manifest: notary artifact type and a single JWS or COSE envelope. */
+export function isNotationSignature(manifest: Manifest): boolean {
+  if (manifest.kind !== 'manifest') return false
+  const type = manifest.artifactType ?? manifest.config.mediaType
+  if (type !== MediaType.notationSignature) return false
+  if (manifest.artifactType !== undefined && manifest.config.mediaType !== MediaType.ociEmpty && manifest.config.mediaType !== MediaType.notationSignature) return false
+  return manifest.layers.length === 1 && NOTATION_LAYER_TYPES.has(manifest.layers[0]!.mediaType)
 }
 
 /**
