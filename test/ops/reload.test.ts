@@ -1,0 +1,89 @@
+// Live reload without a signal, against the real CLI (`node src/cli/main.ts serve --config F` as a
+// child process): a policy directory mounted the way Kubernetes mounts a ConfigMap (files are
+// symlinks through `..data`, and an update swaps `..data` atomically with rename) is picked up by
+// the file watcher; a broken policy is refused, the old one stays in force and
+// trustpull_config_last_reload_successful drops to 0, then returns to 1 once the file is fixed.
+// The threat: a revoked or tightened policy that never reaches the running process.
+import t from 'tap'
+import { mkdir, rename, symlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { request } from 'undici'
+import { generateKeyPair, signImage } from '../helpers/cosign.ts'
+import { ACCEPT_ANY_MANIFEST, pushImage, type PushedImage } from '../helpers/images.ts'
+import { freePort, REPO_ROOT, startDaemon, tempDir, waitFor } from '../helpers/proc.ts'
+import { startRegistry } from '../helpers/registry.ts'
+
+const UPSTREAM = 'registry.test'
+
+function cip(name: string, glob: string, authority: object): string {
+  return JSON.stringify({ apiVersion: 'policy.sigstore.dev/v1beta1', kind: 'ClusterImagePolicy', metadata: { name }, spec: { images: [{ glob }], authorities: [authority] } })
+}
+
+/** Writes a new `..<stamp>` directory and swaps `..data` to it atomically, as the kubelet does. */
+async function kubeletSwap(dir: string, stamp: string, files: Record<string, string>): Promise<void> {
+  const target = join(dir, `..${stamp}`)
+  await mkdir(target)
+  for (const [name, content] of Object.entries(files)) await writeFile(join(target, name), content)
+  await symlink(`..${stamp}`, join(dir, '..data_tmp'))
+  await rename(join(dir, '..data_tmp'), join(dir, '..data'))
+}
+
+const registry = await startRegistry(t)
+const oldKey = await generateKeyPair(await tempDir(t))
+const newKey = await generateKeyPair(await tempDir(t))
+
+t.test('a ConfigMap-style symlink swap of a policy dir is picked up with no signal; a broken file is refused', async (t) => {
+  const dir = await tempDir(t)
+  const policyDir = join(dir, 'policies')
+  await mkdir(policyDir)
+  await kubeletSwap(policyDir, '2026_12_04_00_00_00.1', { 'app.yaml': cip('app', `${UPSTREAM}/app/**`, { name: 'k', key: { data: oldKey.publicKeyPem } }) })
+  await symlink('..data/app.yaml', join(policyDir, 'app.yaml'))
+
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  await writeFile(configFile, JSON.stringify({
+    listen: `127.0.0.1:${port}`,
+    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+    policyDirs: [policyDir],
+    reload: { interval: '200ms' },
+    log: { level: 'info' },
+  }))
+  const img = await pushImage(registry.url, 'app/rotated', 'v1')
+  await signImage(`${registry.host}/app/rotated@${img.digest}`, newKey.privateKeyPath)
+
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  const url = `http://127.0.0.1:${port}`
+  const status = async (image: PushedImage): Promise<number> => {
+    const res = await request(`${url}/v2/${image.repo}/manifests/${image.digest}`, { headers: { accept: ACCEPT_ANY_MANIFEST } })
+    await res.body.dump()
+    return res.statusCode
+  }
+  const reloadGauge = async (): Promise<number> => {
+    const res = await request(`${url}/metrics`)
+    const m = /^trustpull_config_last_reload_successful(?:\{[^}]*\})? (\S+)$/m.exec(await res.body.text())
+    return m ? Number(m[1]) : NaN
+  }
+  const reloads = () => daemon.stdout().split('\n').filter((l) => /configuration reloaded|reload refused/.test(l)).length
+
+  t.equal(await status(img), 403, 'signed with a key the policy does not name: refused')
+  t.equal(await reloadGauge(), 1, 'the start-up configuration counts as a successful load')
+
+  let seen = reloads()
+  await kubeletSwap(policyDir, '2026_12_04_00_01_00.2', { 'app.yaml': cip('app', `${UPSTREAM}/app/**`, { name: 'k', key: { data: newKey.publicKeyPem } }) })
+  await waitFor(() => reloads() > seen, { what: 'a reload after the ..data swap' })
+  t.match(daemon.stdout(), /"why":"file changed"[^\n]*configuration reloaded|configuration reloaded[^\n]*"why":"file changed"/, 'reloaded because a file changed, no signal sent')
+  t.equal(await status(img), 200, 'the rotated key is in force: allowed')
+
+  seen = reloads()
+  await kubeletSwap(policyDir, '2026_12_04_00_02_00.3', { 'app.yaml': 'spec: [not yaml\n' })
+  await waitFor(() => reloads() > seen, { what: 'a refused reload after a broken swap' })
+  t.match(daemon.stdout(), /reload refused/, 'the broken policy is refused')
+  t.equal(await reloadGauge(), 0, 'trustpull_config_last_reload_successful is 0')
+  t.equal(await status(img), 200, 'the old policy stays in force')
+
+  seen = reloads()
+  await kubeletSwap(policyDir, '2026_12_04_00_03_00.4', { 'app.yaml': cip('app', `${UPSTREAM}/app/**`, { name: 'k', key: { data: oldKey.publicKeyPem } }) })
+  await waitFor(() => reloads() > seen, { what: 'a reload after the fix' })
+  t.equal(await reloadGauge(), 1, 'fixed: back to 1')
+  t.equal(await status(img), 403, 'the old key again: refused (no stale verdict from the cache)')
+})
