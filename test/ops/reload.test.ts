@@ -7,6 +7,7 @@
 import t from 'tap'
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import bcrypt from 'bcryptjs'
 import { request } from 'undici'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage, type PushedImage } from '../helpers/images.ts'
@@ -86,4 +87,36 @@ t.test('a ConfigMap-style symlink swap of a policy dir is picked up with no sign
   await waitFor(() => reloads() > seen, { what: 'a reload after the fix' })
   t.equal(await reloadGauge(), 1, 'fixed: back to 1')
   t.equal(await status(img), 403, 'the old key again: refused (no stale verdict from the cache)')
+})
+
+t.test('an htpasswd file rotated in a Secret-style mount is picked up with no signal', async (t) => {
+  const dir = await tempDir(t)
+  const secretDir = join(dir, 'secret')
+  await mkdir(secretDir)
+  await kubeletSwap(secretDir, '2026_12_04_00_00_00.1', { htpasswd: `alice:${bcrypt.hashSync('old-password', 4)}\n` })
+  await symlink('..data/htpasswd', join(secretDir, 'htpasswd'))
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  await writeFile(configFile, JSON.stringify({
+    listen: `127.0.0.1:${port}`,
+    noMatchPolicy: 'allow',
+    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+    clients: { htpasswd: join(secretDir, 'htpasswd') },
+    reload: { interval: '200ms' },
+    log: { level: 'info' },
+  }))
+  const img = await pushImage(registry.url, 'open/app', 'v1')
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  const status = async (password: string): Promise<number> => {
+    const res = await request(`http://127.0.0.1:${port}/v2/${img.repo}/manifests/${img.digest}`, { headers: { accept: ACCEPT_ANY_MANIFEST, authorization: `Basic ${Buffer.from(`alice:${password}`).toString('base64')}` } })
+    await res.body.dump()
+    return res.statusCode
+  }
+  t.equal(await status('old-password'), 200, 'the old password works')
+  t.equal(await status('new-password'), 401, 'the new one not yet')
+  const seen = daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length
+  await kubeletSwap(secretDir, '2026_12_04_00_01_00.2', { htpasswd: `alice:${bcrypt.hashSync('new-password', 4)}\n` })
+  await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the htpasswd rotation' })
+  t.equal(await status('new-password'), 200, 'the rotated password works')
+  t.equal(await status('old-password'), 401, 'the old one is refused (no remembered verification outlives the file)')
 })
