@@ -3,15 +3,17 @@
 // symlinks through `..data`, and an update swaps `..data` atomically with rename) is picked up by
 // the file watcher; a broken policy is refused, the old one stays in force and
 // trustpull_config_last_reload_successful drops to 0, then returns to 1 once the file is fixed.
+// An htpasswd file and a TLS certificate rotated the same way are taken too.
 // The threat: a revoked or tightened policy that never reaches the running process.
 import t from 'tap'
-import { mkdir, rename, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises'
+import { connect, type PeerCertificate } from 'node:tls'
 import { join } from 'node:path'
 import bcrypt from 'bcryptjs'
 import { request } from 'undici'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage, type PushedImage } from '../helpers/images.ts'
-import { freePort, REPO_ROOT, startDaemon, tempDir, waitFor } from '../helpers/proc.ts'
+import { freePort, REPO_ROOT, runOk, startDaemon, tempDir, waitFor } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
 
 const UPSTREAM = 'registry.test'
@@ -119,4 +121,42 @@ t.test('an htpasswd file rotated in a Secret-style mount is picked up with no si
   await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the htpasswd rotation' })
   t.equal(await status('new-password'), 200, 'the rotated password works')
   t.equal(await status('old-password'), 401, 'the old one is refused (no remembered verification outlives the file)')
+})
+
+t.test('a TLS certificate rotated in place is served on the next connection, no restart', async (t) => {
+  const dir = await tempDir(t)
+  const cert = async (cn: string) => {
+    await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${cn}.key`, '-out', `${cn}.crt`], { cwd: dir })
+    return { cert: await readFile(join(dir, `${cn}.crt`), 'utf8'), key: await readFile(join(dir, `${cn}.key`), 'utf8') }
+  }
+  const first = await cert('first')
+  const second = await cert('second')
+  const tlsDir = join(dir, 'tls')
+  await mkdir(tlsDir)
+  await kubeletSwap(tlsDir, '2026_12_04_00_00_00.1', { 'tls.crt': first.cert, 'tls.key': first.key })
+  await symlink('..data/tls.crt', join(tlsDir, 'tls.crt'))
+  await symlink('..data/tls.key', join(tlsDir, 'tls.key'))
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  await writeFile(configFile, JSON.stringify({
+    listen: `127.0.0.1:${port}`,
+    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+    tls: { cert: join(tlsDir, 'tls.crt'), key: join(tlsDir, 'tls.key') },
+    reload: { interval: '200ms' },
+    log: { level: 'info' },
+  }))
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  const servedCN = () => new Promise<string>((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      const peer: PeerCertificate = socket.getPeerCertificate()
+      socket.end()
+      resolve(String(peer.subject.CN))
+    })
+    socket.once('error', reject)
+  })
+  t.equal(await servedCN(), 'first')
+  const seen = daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length
+  await kubeletSwap(tlsDir, '2026_12_04_00_01_00.2', { 'tls.crt': second.cert, 'tls.key': second.key })
+  await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the certificate rotation' })
+  t.equal(await servedCN(), 'second', 'a new connection gets the rotated certificate')
 })
