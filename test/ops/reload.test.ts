@@ -160,3 +160,34 @@ t.test('a TLS certificate rotated in place is served on the next connection, no 
   await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the certificate rotation' })
   t.equal(await servedCN(), 'second', 'a new connection gets the rotated certificate')
 })
+
+t.test('a bearer token file rotated in a Secret-style mount is picked up with no signal', async (t) => {
+  const dir = await tempDir(t)
+  const secretDir = join(dir, 'secret')
+  await mkdir(secretDir)
+  await kubeletSwap(secretDir, '2026_12_04_00_00_00.1', { token: 'old-token-0123456789abcdef\n' })
+  await symlink('..data/token', join(secretDir, 'token'))
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  await writeFile(configFile, JSON.stringify({
+    listen: `127.0.0.1:${port}`,
+    noMatchPolicy: 'allow',
+    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+    clients: { tokens: [{ name: 'ci', tokenFile: join(secretDir, 'token') }] },
+    reload: { interval: '200ms' },
+    log: { level: 'info' },
+  }))
+  const img = await pushImage(registry.url, 'open/tok', 'v1')
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  const status = async (token: string): Promise<number> => {
+    const res = await request(`http://127.0.0.1:${port}/v2/${img.repo}/manifests/${img.digest}`, { headers: { accept: ACCEPT_ANY_MANIFEST, authorization: `Bearer ${token}` } })
+    await res.body.dump()
+    return res.statusCode
+  }
+  t.equal(await status('old-token-0123456789abcdef'), 200, 'the old token works')
+  const seen = daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length
+  await kubeletSwap(secretDir, '2026_12_04_00_01_00.2', { token: 'new-token-0123456789abcdef\n' })
+  await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the token rotation' })
+  t.equal(await status('new-token-0123456789abcdef'), 200, 'the rotated token works')
+  t.equal(await status('old-token-0123456789abcdef'), 401, 'the old one is refused')
+})
