@@ -33,7 +33,14 @@ RUN --mount=type=cache,target=/root/.npm \
 
 # ---- runtime -----------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
+# Build with: --build-arg VERSION=$(node -p 'require("./package.json").version') --build-arg REVISION=$(git rev-parse HEAD) --build-arg SOURCE=<repository URL>
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG SOURCE=
 LABEL org.opencontainers.image.title="trustpull" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.description="A verifying OCI registry pull-through proxy: serves only images whose signatures match policy." \
       org.opencontainers.image.licenses="Apache-2.0"
 WORKDIR /app

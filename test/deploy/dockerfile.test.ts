@@ -177,3 +177,13 @@ t.test('the HEALTHCHECK command tells a live trustpull from a stopped one', asyn
   const stopped = await run(process.execPath, args, { env, timeoutMs: 30_000 })
   t.equal(stopped.code, 1, 'unhealthy once it stopped')
 })
+
+t.test('OCI labels: source, version and revision come from build args', async (t) => {
+  const args = ops(runtime, 'ARG').join('\n')
+  for (const name of ['VERSION', 'REVISION', 'SOURCE']) t.match(args, new RegExp(`^${name}=`, 'm'), `ARG ${name} in the runtime stage (an ARG before FROM is not visible there)`)
+  const labels = ops(runtime, 'LABEL').join('\n')
+  t.match(labels, /org\.opencontainers\.image\.source="\$\{SOURCE\}"/)
+  t.match(labels, /org\.opencontainers\.image\.version="\$\{VERSION\}"/)
+  t.match(labels, /org\.opencontainers\.image\.revision="\$\{REVISION\}"/)
+  t.match(labels, /org\.opencontainers\.image\.licenses="Apache-2.0"/, 'the licence LICENSE holds')
+})
