@@ -33,6 +33,8 @@ export interface RuntimeOptions {
   logger?: Logger
   /** Directory that relative paths in policies are resolved from (the config file's). */
   configDir?: string
+  /** A trusted_root.json used instead of the embedded public-good root (the CLI's `--trusted-root`). */
+  trustedRoot?: string
   /**
    * Where the signatures of an image are read from instead of the configured upstream named by
    * `location` (`trustpull copy` verifies an OCI archive from the signatures inside it, offline).
@@ -59,8 +61,8 @@ export interface Runtime {
 }
 
 /** Trust roots and policies: everything a reload replaces. Throws ConfigError on any problem. */
-export async function loadPolicyState(config: Config, options: { configDir?: string; logger: Logger }): Promise<{ policySet: PolicySet; trustRoots: Map<string, LoadedTrustRoot> }> {
-  const trustRoots = await loadTrustRoots(config.trustRoots)
+export async function loadPolicyState(config: Config, options: { configDir?: string; trustedRoot?: string; logger: Logger }): Promise<{ policySet: PolicySet; trustRoots: Map<string, LoadedTrustRoot> }> {
+  const trustRoots = await loadTrustRoots(config.trustRoots, options.trustedRoot ? { publicGoodFile: options.trustedRoot } : {})
   const { policySet, warnings } = loadPolicies(config, { trustRoots, configDir: options.configDir })
   for (const warning of warnings) options.logger.warn({ warning }, 'policy warning')
   if (policySet.policies.length === 0 && config.noMatchPolicy === 'deny') {
@@ -73,7 +75,7 @@ export async function loadPolicyState(config: Config, options: { configDir?: str
 export async function buildRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
-  let { policySet } = await loadPolicyState(config, { configDir: options.configDir, logger })
+  let { policySet } = await loadPolicyState(config, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })
 
   const clients: UpstreamRegistryClient[] = config.upstreams.map((u) =>
     createRegistryClient(u, {
@@ -200,7 +202,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     app,
     policySet: () => policySet,
     async reload(next: Config) {
-      const loaded = await loadPolicyState(next, { configDir: options.configDir, logger })
+      const loaded = await loadPolicyState(next, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })
       const nextClients = createClientAuthenticator(next.clients)
       policySet = loaded.policySet
       clientAuth = nextClients

@@ -16,6 +16,8 @@ export interface CopyOptions extends VerifyOptions {
   concurrency?: string
   as?: string
   authfile?: string
+  destTlsVerify?: boolean
+  destCertDir?: string
   progress?: boolean
 }
 
@@ -52,7 +54,12 @@ export async function copyCommand(args: string[], options: CopyOptions, io: Io =
   const config = loadConfig(options.config, adHocPolicy(options))
   const copier = await createCopier(config, {
     configDir: configDirOf(options.config),
-    auth: options.authfile ? { authFile: options.authfile } : {},
+    auth: {
+      ...(options.authfile ? { authFile: options.authfile } : {}),
+      ...(options.destTlsVerify === false ? { tlsVerify: false } : {}),
+      ...(options.destCertDir ? { certDir: options.destCertDir } : {}),
+    },
+    ...(options.trustedRoot ? { trustedRoot: options.trustedRoot } : {}),
   })
   const progress = createProgress(io.stderr, lines?.length ?? 1, options.progress !== false && !options.json)
   let results: CopyResult[]

@@ -1,17 +1,29 @@
 #!/usr/bin/env node
-// The trustpull command: serve, verify, verify-bundle, copy.
-import { Command } from 'commander'
+// The trustpull command: serve, verify, verify-bundle, copy. One exit-code contract for all of them,
+// so a CI gate can tell a typo from a deny:
+//   0 allowed / done, 1 refused or denied, 2 usage or configuration error (nothing ran), 3 any other failure.
+// An unexpected error is printed as one line (TRUSTPULL_DEBUG=1 adds the stack), never a trace that
+// could carry request details.
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { ConfigError } from '../config/load.ts'
 import { copyCommand } from './copy.ts'
 import { serveCommand } from './serve.ts'
 import { verifyCommand } from './verify.ts'
 import { runVerifyBundle } from './verify-bundle.ts'
 
+export const EXIT = { OK: 0, REFUSED: 1, USAGE: 2, FAILURE: 3 } as const
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
 const program = new Command()
 program
   .name('trustpull')
   .description('A verifying OCI registry pull-through proxy: serves only images whose signatures match policy.')
+  .version(version, '-V, --version', 'print the version and exit')
   .showHelpAfterError()
+  // Every subcommand defined below inherits this: commander throws instead of exiting with 1.
+  .exitOverride()
 
 program
   .command('serve')
@@ -29,12 +41,13 @@ function withVerificationOptions(command: Command): Command {
     .option('--certificate-identity-regexp <re>', 'keyless: certificate subject regular expression')
     .option('--certificate-oidc-issuer <url>', 'keyless: exact OIDC issuer')
     .option('--certificate-oidc-issuer-regexp <re>', 'keyless: OIDC issuer regular expression')
+    .option('--trusted-root <file>', 'Sigstore trusted_root.json used instead of the embedded public-good root (as cosign --trusted-root)')
 }
 
 const verify = program
   .command('verify')
   .description('verify one image exactly as the proxy would: exit 0 only when it is allowed')
-  .argument('<image>', '[registry/]repository[:tag|@digest]; the registry names a configured upstream')
+  .argument('<image>', '[docker://][registry/]repository[:tag|@digest]; the registry names a configured upstream')
 withVerificationOptions(verify)
   .option('--json', 'print the whole verdict as JSON')
   .action(async (image: string, options) => {
@@ -44,12 +57,14 @@ withVerificationOptions(verify)
 const copy = program
   .command('copy')
   .description('verify an image with the configured policies, then copy it with its signatures and attestations (exit 0 only when every image was copied)')
-  .argument('<args...>', 'SRC DST, or with --from-file: DST-PREFIX. SRC: registry/repo[:tag|@digest], oci:DIR[:tag], oci-archive:FILE[:tag]; DST: registry/repo[:tag], oci:DIR, oci-archive:FILE')
+  .argument('<args...>', 'SRC DST, or with --from-file: DST-PREFIX. SRC: [docker://]registry/repo[:tag|@digest], oci:DIR[:tag], oci-archive:FILE[:tag]; DST: [docker://]registry/repo[:tag], oci:DIR, oci-archive:FILE')
 withVerificationOptions(copy)
   .option('-f, --from-file <list>', 'copy every image listed (one "SRC" or "SRC DST" per line) under DST-PREFIX')
   .option('--concurrency <n>', 'images copied at once with --from-file', '4')
   .option('--as <registry/repo>', 'for a layout or archive source: the name policies are matched against (default: the destination)')
   .option('--authfile <file>', 'destination credentials from this docker config.json / containers auth.json only')
+  .option('--dest-tls-verify [bool]', 'verify the destination\'s TLS certificate (as skopeo; default true)', parseBool, true)
+  .option('--dest-cert-dir <dir>', 'trust the CA certificates (*.crt) in this directory for the destination, as skopeo and containers-certs.d(5)')
   .option('--no-progress', 'no progress on stderr')
   .option('--json', 'print the results as JSON')
   .action(async (args: string[], options) => {
@@ -66,17 +81,43 @@ program
     process.exitCode = await runVerifyBundle(args)
   })
 
+process.on('uncaughtException', (err) => fail(err))
+process.on('unhandledRejection', (err) => fail(err))
+
 try {
   await program.parseAsync(process.argv)
 } catch (err) {
+  fail(err)
+}
+
+/** Ends the process with the contract's code for `err`, printed on one line. */
+function fail(err: unknown): never {
+  if (err instanceof CommanderError) {
+    // --help and --version "fail" with 0; commander has already printed the message.
+    process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE)
+  }
   if (err instanceof ConfigError) {
     console.error(`trustpull: ${err.message}`)
-    process.exit(2)
+    process.exit(EXIT.USAGE)
   }
-  const code = (err as NodeJS.ErrnoException).code
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
   if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-    console.error(`trustpull: cannot listen: ${(err as Error).message}`)
-    process.exit(2)
+    console.error(`trustpull: cannot listen: ${oneLine((err as Error).message)}`)
+    process.exit(EXIT.USAGE)
   }
-  throw err
+  const message = err instanceof Error ? `${code ? `${code}: ` : ''}${err.message}` : String(err)
+  console.error(`trustpull: ${oneLine(message)}`)
+  if (process.env.TRUSTPULL_DEBUG && err instanceof Error) console.error(err.stack)
+  process.exit(EXIT.FAILURE)
+}
+
+/** skopeo's spelling: `--dest-tls-verify`, `--dest-tls-verify=false`. */
+function parseBool(value: string | undefined): boolean {
+  if (value === undefined || value === 'true') return true
+  if (value === 'false') return false
+  throw new InvalidArgumentError('true or false')
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, '; ')
 }

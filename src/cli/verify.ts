@@ -1,6 +1,7 @@
 // `trustpull verify IMAGE`: the proxy's own decision for one image, printed. The same start-up
 // (config, trust roots, policies), the same upstream client, the same gate as `serve`.
 import { loadConfig } from '../config/load.ts'
+import { stripDockerTransport } from '../copy/endpoint.ts'
 import { RegistryError } from '../errors.ts'
 import { ManifestError, parseManifest } from '../oci/manifest.ts'
 import { parseReference, referenceString } from '../oci/reference.ts'
@@ -16,6 +17,7 @@ export interface VerifyOptions {
   certificateIdentityRegexp?: string
   certificateOidcIssuer?: string
   certificateOidcIssuerRegexp?: string
+  trustedRoot?: string
   json?: boolean
 }
 
@@ -23,7 +25,7 @@ export interface VerifyOptions {
 export async function verifyCommand(image: string, options: VerifyOptions, io = { out: (s: string) => void process.stdout.write(s), err: (s: string) => void process.stderr.write(s) }): Promise<number> {
   const { name, reference } = splitImage(image)
   const config = loadConfig(options.config, adHocPolicy(options))
-  const runtime = await buildRuntime(config, { logger: createLogger('silent') })
+  const runtime = await buildRuntime(config, { logger: createLogger('silent'), ...(options.trustedRoot ? { trustedRoot: options.trustedRoot } : {}) })
   try {
     const target = runtime.router.resolve(undefined, name)
     const ref = parseReference(reference)
@@ -54,7 +56,8 @@ export async function verifyCommand(image: string, options: VerifyOptions, io = 
 }
 
 /** `[registry/]repository[:tag|@digest]`; no tag means `latest`, as every client assumes. */
-export function splitImage(image: string): { name: string; reference: string } {
+export function splitImage(written: string): { name: string; reference: string } {
+  const image = stripDockerTransport(written)
   const at = image.indexOf('@')
   if (at !== -1) return { name: image.slice(0, at), reference: image.slice(at + 1) }
   const colon = image.lastIndexOf(':')

@@ -19,8 +19,7 @@ import { createLogger } from '../telemetry/logger.ts'
 import { isDockerHub } from '../upstream/router.ts'
 import type { FetchedManifest, RegistryClient } from '../upstream/types.ts'
 import { ArchiveWriter, openArchive } from './archive.ts'
-import type { AuthFileOptions } from './docker-config.ts'
-import { destinationRegistry } from './destination.ts'
+import { destinationRegistry, type DestinationOptions } from './destination.ts'
 import { endpointString, parseEndpoint, splitRegistry, type Endpoint } from './endpoint.ts'
 import { CopyError, type CopyErrorCode } from './errors.ts'
 import { LayoutReader, LayoutWriter } from './layout.ts'
@@ -60,7 +59,9 @@ export interface CopyResult {
 export interface CopierOptions {
   /** The config file's directory (relative key files in policies are resolved from it). */
   configDir?: string
-  auth?: AuthFileOptions
+  auth?: DestinationOptions
+  /** A trusted_root.json used instead of the embedded public-good root. */
+  trustedRoot?: string
   /** Blobs in flight at once per image (default 4). */
   blobConcurrency?: number
 }
@@ -82,6 +83,7 @@ export async function createCopier(config: Config, options: CopierOptions = {}):
   const runtime = await buildRuntime(config, {
     logger: createLogger('silent'),
     ...(options.configDir ? { configDir: options.configDir } : {}),
+    ...(options.trustedRoot ? { trustedRoot: options.trustedRoot } : {}),
     signatureClient: (_location, image) => layoutSignatures.get(imageKey(image.upstream, image.repository, image.digest)),
   })
   return new Copier(runtime, layoutSignatures, options)
@@ -289,10 +291,14 @@ export class Copier {
       return writer
     }
     const { registry, repository } = splitRegistry(dst.name)
-    let client = this.#pushClients.get(registry)
+    // Credentials may be scoped to a namespace (an auth file key `registry/ns`): one client per
+    // registry and credentials.
+    const destination = destinationRegistry(registry, this.config, this.#options.auth, repository)
+    const key = `${registry}\0${destination.credentials?.username ?? ''}\0${destination.credentials?.password ?? ''}`
+    let client = this.#pushClients.get(key)
     if (!client) {
-      client = new PushClient(destinationRegistry(registry, this.config, this.#options.auth), { timeouts: this.config.timeouts, manifestBytes })
-      this.#pushClients.set(registry, client)
+      client = new PushClient(destination, { timeouts: this.config.timeouts, manifestBytes })
+      this.#pushClients.set(key, client)
     }
     return client.target(isDockerHub(registry) ? normaliseDockerHubRepository(repository) : repository)
   }

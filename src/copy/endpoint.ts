@@ -1,5 +1,6 @@
 // What `trustpull copy` reads from and writes to: an image in a registry (`registry/repo[:tag|@digest]`),
 // an OCI image layout directory (`oci:DIR[:tag|@digest]`) or a tar of one (`oci-archive:FILE[:tag|@digest]`).
+// skopeo's transport prefix `docker://` is accepted on a registry reference and means the same.
 import { isDigest } from '../oci/digest.ts'
 import { isValidRepositoryName, isValidTag } from '../oci/reference.ts'
 import { CopyError } from './errors.ts'
@@ -13,7 +14,13 @@ export type LayoutEndpoint = Extract<Endpoint, { kind: 'oci' | 'oci-archive' }>
 
 const LAYOUT_PREFIX = /^(oci|oci-archive):/
 
-export function parseEndpoint(text: string): Endpoint {
+/** `docker://ghcr.io/x:1` → `ghcr.io/x:1` (skopeo's transport name for a registry). */
+export function stripDockerTransport(text: string): string {
+  return text.startsWith('docker://') ? text.slice('docker://'.length) : text
+}
+
+export function parseEndpoint(written: string): Endpoint {
+  const text = stripDockerTransport(written)
   const m = LAYOUT_PREFIX.exec(text)
   if (m) {
     const kind = m[1] as 'oci' | 'oci-archive'

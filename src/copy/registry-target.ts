@@ -4,6 +4,7 @@
 // or a docker/podman auth file. A blob body is re-opened from the source when a write must be
 // retried after a 401, since a stream cannot be sent twice.
 import { pipeline, Transform, type Readable } from 'node:stream'
+import { rootCertificates } from 'node:tls'
 import { Agent, request, type Dispatcher } from 'undici'
 import type { Config } from '../config/schema.ts'
 import { digestOf, isDigest } from '../oci/digest.ts'
@@ -21,6 +22,26 @@ export interface DestinationRegistry {
   name: string
   url: string
   credentials?: Credentials
+  tls?: DestinationTls
+}
+
+export interface DestinationTls {
+  verify: boolean
+  /** Extra CA certificates (PEM), added to the system ones. */
+  ca?: string[]
+  /** Client certificate and key (PEM). */
+  cert?: string
+  key?: string
+}
+
+/** TLS options for the destination's connections: the system CAs plus the extra ones. */
+function tlsOptions(tls: DestinationTls | undefined): Record<string, unknown> {
+  if (!tls) return {}
+  return {
+    ...(tls.verify ? {} : { rejectUnauthorized: false }),
+    ...(tls.ca?.length ? { ca: [...rootCertificates, ...tls.ca] } : {}),
+    ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+  }
 }
 
 type Method = 'GET' | 'HEAD' | 'PUT' | 'POST'
@@ -48,7 +69,7 @@ export class PushClient {
     this.#credentials = destination.credentials
     this.#timeouts = options.timeouts
     this.#manifestBytes = options.manifestBytes
-    this.#dispatcher = options.dispatcher ?? new Agent({ connect: { timeout: options.timeouts.connect }, keepAliveTimeout: 30_000, connections: 32 })
+    this.#dispatcher = options.dispatcher ?? new Agent({ connect: { timeout: options.timeouts.connect, ...tlsOptions(destination.tls) }, keepAliveTimeout: 30_000, connections: 32 })
     this.#auth = new TokenAuth({
       label: this.name,
       credentials: this.#credentials,

@@ -134,6 +134,8 @@ export interface TufOptions {
   cachePath?: string
   /** Per-request timeout in ms (default 5 s). */
   timeoutMs?: number
+  /** A trusted_root.json that stands in for the embedded public-good root (`--trusted-root`). */
+  publicGoodFile?: string
 }
 
 /**
@@ -163,7 +165,8 @@ export async function loadTufTrustRoot(name: string, tuf: NonNullable<TrustRootC
  * A configured name may not shadow `public-good` or repeat.
  */
 export async function loadTrustRoots(configs: readonly TrustRootConfig[], options: TufOptions = {}): Promise<Map<string, LoadedTrustRoot>> {
-  const roots = new Map<string, LoadedTrustRoot>([[PUBLIC_GOOD, publicGoodTrustRoot()]])
+  const publicGood = options.publicGoodFile ? await loadTrustRootFile(PUBLIC_GOOD, options.publicGoodFile) : publicGoodTrustRoot()
+  const roots = new Map<string, LoadedTrustRoot>([[PUBLIC_GOOD, publicGood]])
   for (const config of configs) {
     if (roots.has(config.name)) {
       throw new TrustRootError('TRUST_ROOT_INVALID', `trustRoots: the name "${config.name}" is ${config.name === PUBLIC_GOOD ? 'built in' : 'used twice'}`)
