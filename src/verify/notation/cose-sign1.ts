@@ -2,7 +2,10 @@
 // protected header bytes, unprotected header map, payload bytes and signature bytes, optionally
 // under tag 18. Input is hostile: the whole buffer must be exactly one such structure, so a
 // binary blob that merely starts like one (or a tar carrying one) is not taken for a signature.
-import { Decoder, Tag } from 'cbor-x'
+import { decode, Tag } from 'cbor2'
+
+/** Maps stay Maps (COSE keys are integers); anything after the first item is an error. */
+const decodeCbor = (bytes: Uint8Array): unknown => decode(bytes, { preferMap: true })
 
 export interface CoseSign1 {
   protectedBytes: Uint8Array
@@ -11,20 +14,19 @@ export interface CoseSign1 {
   signature: Uint8Array
 }
 
-const decoder = new Decoder({ mapsAsObjects: false, useRecords: false })
 const COSE_SIGN1_TAG = 18
 
 /** The COSE_Sign1 in `bytes`, or undefined when the bytes are anything else (trailing data included). */
 export function parseCoseSign1(bytes: Uint8Array): CoseSign1 | undefined {
   let item: unknown
   try {
-    item = decoder.decode(bytes)
+    item = decodeCbor(bytes)
   } catch {
     return undefined
   }
   if (item instanceof Tag) {
     if (item.tag !== COSE_SIGN1_TAG) return undefined
-    item = item.value
+    item = item.contents
   }
   if (!Array.isArray(item) || item.length !== 4) return undefined
   const [protectedBytes, unprotected, payload, signature] = item as unknown[]

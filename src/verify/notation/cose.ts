@@ -2,21 +2,22 @@
 // x5chain in the unprotected header. Threat as for JWS: a signature not over what it claims, a
 // critical header (a plugin among them) silently ignored, an `alg` the signing key does not fit.
 import { constants, createPublicKey, verify, X509Certificate } from 'node:crypto'
-import { Decoder, Encoder, Tag } from 'cbor-x'
+import { decode, encode, Tag } from 'cbor2'
 import { NotationFailure } from './codes.ts'
 import { parseCoseSign1 } from './cose-sign1.ts'
 import { algFor, KNOWN_CRIT, PLUGIN_ATTRS, type NotationEnvelope } from './jws.ts'
 
 const ALGS: Record<number, string> = { [-37]: 'PS256', [-38]: 'PS384', [-39]: 'PS512', [-7]: 'ES256', [-35]: 'ES384', [-36]: 'ES512' }
-const decoder = new Decoder({ mapsAsObjects: false, useRecords: false })
-const encoder = new Encoder({ useRecords: false, mapsAsObjects: false, tagUint8Array: false })
+
+/** Maps stay Maps (COSE keys are integers); anything after the first item is an error. */
+const decodeCbor = (bytes: Uint8Array): unknown => decode(bytes, { preferMap: true })
 
 export function parseCose(bytes: Uint8Array): NotationEnvelope {
   const sign1 = parseCoseSign1(bytes)
   if (!sign1 || sign1.payload === null) throw new NotationFailure('NOTATION_MALFORMED', 'not a COSE_Sign1 envelope with an attached payload')
   let hdr: unknown
   try {
-    hdr = decoder.decode(sign1.protectedBytes)
+    hdr = decodeCbor(sign1.protectedBytes)
   } catch {
     throw new NotationFailure('NOTATION_MALFORMED', 'protected header is not CBOR')
   }
@@ -43,7 +44,8 @@ export function parseCose(bytes: Uint8Array): NotationEnvelope {
   })
   const alg = algFor(chain[0]!)
   if (ALGS[hdr.get(1) as number] !== alg) throw new NotationFailure('NOTATION_ALG_MISMATCH', `alg ${String(hdr.get(1))} does not match the signing key (${alg})`)
-  const toBeSigned = encoder.encode(['Signature1', sign1.protectedBytes, new Uint8Array(0), sign1.payload])
+  // Plain Uint8Arrays: a Buffer would not encode as a bare byte string.
+  const toBeSigned = encode(['Signature1', Uint8Array.from(sign1.protectedBytes), new Uint8Array(0), Uint8Array.from(sign1.payload)])
   const hash = `sha${alg.slice(2)}`
   const key = createPublicKey(chain[0]!.publicKey.export({ type: 'spki', format: 'pem' }))
   const ok = alg.startsWith('PS')
@@ -52,7 +54,7 @@ export function parseCose(bytes: Uint8Array): NotationEnvelope {
   if (!ok) throw new NotationFailure('NOTATION_SIGNATURE_INVALID', 'the envelope signature does not verify')
   const time = (k: string) => {
     const v = hdr.get(k)
-    if (v instanceof Tag) return new Date(Number(v.value) * 1000)
+    if (v instanceof Tag) return new Date(Number(v.contents) * 1000)
     if (v instanceof Date) return v
     return typeof v === 'number' ? new Date(v * 1000) : undefined
   }
