@@ -14,7 +14,19 @@ import { runVerifyBundle } from './verify-bundle.ts'
 
 export const EXIT = { OK: 0, REFUSED: 1, USAGE: 2, FAILURE: 3 } as const
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+/** trustpull's own package.json: two levels up from src/cli/, one from a built package's cli/ (dist/ or an image). */
+function ownVersion(): string {
+  for (const path of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === 'trustpull' && pkg.version) return pkg.version
+    } catch {
+      // not there: try the next place
+    }
+  }
+  return 'unknown'
+}
+const version = ownVersion()
 
 const program = new Command()
 program

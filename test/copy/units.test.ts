@@ -43,9 +43,12 @@ t.test('lists', async (t) => {
 
 t.test('auth files: docker config.json and containers auth.json', async (t) => {
   const dir = await tempDir(t)
-  const env = { HOME: join(dir, 'home'), DOCKER_CONFIG: join(dir, 'docker'), XDG_RUNTIME_DIR: join(dir, 'run'), REGISTRY_AUTH_FILE: join(dir, 'auth.json') }
-  t.same(authFiles({ env }), [env.REGISTRY_AUTH_FILE, join(dir, 'run/containers/auth.json'), join(dir, 'docker/config.json')])
-  t.same(authFiles({ env: { HOME: '/home/x' } }), ['/home/x/.docker/config.json'])
+  const env = { HOME: join(dir, 'home'), DOCKER_CONFIG: join(dir, 'docker'), XDG_RUNTIME_DIR: join(dir, 'run') }
+  const withAuthFile = { ...env, REGISTRY_AUTH_FILE: join(dir, 'auth.json') }
+  // containers-auth.json(5): $REGISTRY_AUTH_FILE alone when set; otherwise the runtime, config and docker files in order.
+  t.same(authFiles({ env: withAuthFile }), [withAuthFile.REGISTRY_AUTH_FILE])
+  t.same(authFiles({ env }), [join(dir, 'run/containers/auth.json'), join(dir, 'home/.config/containers/auth.json'), join(dir, 'docker/config.json')])
+  t.same(authFiles({ env: { HOME: '/home/x' } }), ['/home/x/.config/containers/auth.json', '/home/x/.docker/config.json'])
   t.same(authFiles({ authFile: '/only/this.json', env }), ['/only/this.json'])
 
   await mkdir(env.DOCKER_CONFIG)
@@ -59,19 +62,18 @@ t.test('auth files: docker config.json and containers auth.json', async (t) => {
         'http://other.example/v2/': { username: 'bob', password: 'pw' },
         'broken.example': { auth: b64('no-colon') },
       },
-      credHelpers: { 'helper.example': 'ecr-login' },
     }),
   )
   t.same(fileCredentials('registry.example:5000', { env }), { username: 'alice', password: 'secret' })
   t.same(fileCredentials('docker.io', { env }), { username: 'hubuser', password: 'hub:pass' }, 'Docker Hub aliases; a colon in the password is kept')
   t.same(fileCredentials('other.example', { env }), { username: 'bob', password: 'pw' }, 'URL-style keys')
   t.equal(fileCredentials('registry.example', { env }), undefined, 'the port is part of the name')
-  t.equal(fileCredentials('helper.example', { env }), undefined, 'credential helpers are not run')
   t.throws(() => fileCredentials('broken.example', { env }), { code: 'BAD_ENDPOINT', message: /not base64 of user:password/ })
 
-  // The first file naming the registry wins.
-  await writeFile(env.REGISTRY_AUTH_FILE, JSON.stringify({ auths: { 'registry.example:5000': { auth: b64('podman:first') } } }))
-  t.same(fileCredentials('registry.example:5000', { env }), { username: 'podman', password: 'first' })
+  // $REGISTRY_AUTH_FILE replaces the others.
+  await writeFile(withAuthFile.REGISTRY_AUTH_FILE, JSON.stringify({ auths: { 'registry.example:5000': { auth: b64('podman:first') } } }))
+  t.same(fileCredentials('registry.example:5000', { env: withAuthFile }), { username: 'podman', password: 'first' })
+  t.equal(fileCredentials('other.example', { env: withAuthFile }), undefined, 'docker config.json is not read beside it')
   t.throws(() => fileCredentials('x.example', { authFile: join(dir, 'missing.json'), env }), { code: 'BAD_ENDPOINT', message: /cannot read auth file .*missing\.json: ENOENT/ })
   await writeFile(join(dir, 'bad.json'), '{not json')
   t.throws(() => fileCredentials('x.example', { authFile: join(dir, 'bad.json'), env }), { message: /is not JSON/ })
@@ -79,7 +81,7 @@ t.test('auth files: docker config.json and containers auth.json', async (t) => {
 
 t.test('destination registries: configured upstreams first, HTTPS unless loopback', async (t) => {
   const config = parseConfig({ upstreams: [{ name: 'inside.example', url: 'http://10.0.0.5:5000', auth: { username: 'u', password: 'p' } }, { name: 'docker.io', url: 'https://registry-1.docker.io', default: true }] })
-  t.same(destinationRegistry('inside.example', config), { name: 'inside.example', url: 'http://10.0.0.5:5000', credentials: { username: 'u', password: 'p' } })
+  t.same(destinationRegistry('inside.example', config), { name: 'inside.example', url: 'http://10.0.0.5:5000', credentials: { username: 'u', password: 'p' }, tls: { verify: true } })
   t.same(destinationRegistry('registry.corp.example', config, { env: { HOME: '/nonexistent' } }).url, 'https://registry.corp.example')
   t.same(destinationRegistry('127.0.0.1:5001', config, { env: { HOME: '/nonexistent' } }).url, 'http://127.0.0.1:5001')
   t.same(destinationRegistry('localhost:5001', config, { env: { HOME: '/nonexistent' } }).url, 'http://localhost:5001')
