@@ -4,7 +4,7 @@ import { Header } from '../oci/media-types.ts'
 import { parseReference } from '../oci/reference.ts'
 import type { ManifestService } from '../proxy/manifests.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
-import { acceptedTypes } from './request.ts'
+import { acceptedTypes, remoteAddress } from './request.ts'
 
 /** HEAD and GET of a manifest: the exact bytes the gate allowed, under their own digest. */
 export async function serveManifest(c: Context, service: ManifestService, target: ResolvedRepository, reference: string): Promise<Response> {
@@ -12,7 +12,7 @@ export async function serveManifest(c: Context, service: ManifestService, target
   if (!ref) throw new RegistryError('MANIFEST_INVALID', `invalid tag or digest "${reference.slice(0, 200)}"`)
   // No client signal: the upstream fetch is shared by concurrent requests (one leaving must not
   // fail the others) and bounded by upstream timeouts; reading it would build a whole web Request.
-  const m = await service.get(target.upstream, target.repository, ref, acceptedTypes(c))
+  const m = await service.get(target.upstream, target.repository, ref, acceptedTypes(c), { name: c.get('client'), address: remoteAddress(c) })
   const headers: Record<string, string> = {
     'content-type': m.mediaType,
     'content-length': String(m.bytes.length),

@@ -1,9 +1,9 @@
 // Per-client request rate: a token bucket per client (by name, or by address when anonymous).
 // Over the rate → 429 with Retry-After; buckets live in a bounded LRU, so no client can grow memory.
-import type { Context, MiddlewareHandler } from 'hono'
-import type { IncomingMessage } from 'node:http'
+import type { MiddlewareHandler } from 'hono'
 import { LRUCache } from 'lru-cache'
 import { RegistryError } from '../errors.ts'
+import { remoteAddress } from './request.ts'
 
 interface Bucket {
   tokens: number
@@ -16,7 +16,7 @@ export function rateLimit(options: { requestsPerSecond: number; burst: number; n
   const { requestsPerSecond: rate, burst } = options
   return async function clientRateLimit(c, next) {
     if (rate <= 0) return next()
-    const key = c.get('client') ?? `addr:${remoteAddress(c)}`
+    const key = c.get('client') ?? `addr:${remoteAddress(c) ?? 'unknown'}`
     const t = now()
     const bucket = buckets.get(key) ?? { tokens: burst, updated: t }
     bucket.tokens = Math.min(burst, bucket.tokens + ((t - bucket.updated) / 1000) * rate)
@@ -30,8 +30,4 @@ export function rateLimit(options: { requestsPerSecond: number; burst: number; n
     buckets.set(key, bucket)
     return next()
   }
-}
-
-function remoteAddress(c: Context): string {
-  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress ?? 'unknown'
 }

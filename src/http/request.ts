@@ -16,6 +16,11 @@ export function rawPath(c: Context): string {
   return q === -1 ? raw : raw.slice(0, q)
 }
 
+/** The peer's address as the socket sees it (no forwarded headers: a client could write those). */
+export function remoteAddress(c: Context): string | undefined {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress
+}
+
 /** containerd names the registry it means in `?ns=`; anything ambiguous is refused. */
 export function namespaceParam(c: Context): string | undefined {
   const values = c.req.queries('ns')

@@ -13,6 +13,13 @@ export interface GateRequest {
   bytes: Buffer
   /** What the client asked for: a tag or the digest. */
   reference: string
+  /** Who asked (for the audit line): the authenticated client's name and the remote address. */
+  client?: RequestClient
+}
+
+export interface RequestClient {
+  name?: string
+  address?: string
 }
 
 export type GateDecision =

@@ -8,7 +8,7 @@ import { referenceString, type Reference } from '../oci/reference.ts'
 import type { Upstream } from '../upstream/router.ts'
 import type { FetchedManifest } from '../upstream/types.ts'
 import { referencedContent, type ContentIndex } from './content-index.ts'
-import type { ManifestGate } from './gate.ts'
+import type { ManifestGate, RequestClient } from './gate.ts'
 import type { CachedManifest, ManifestCache } from './manifest-cache.ts'
 
 export interface ServedManifest extends FetchedManifest {
@@ -42,17 +42,17 @@ export class ManifestService {
     this.#vouched = new LRUCache({ max: 100_000, ttl: Math.max(1, Math.floor(deps.vouchTTL / 2)) })
   }
 
-  async get(upstream: Upstream, repository: string, ref: Reference, accept: string[]): Promise<ServedManifest> {
+  async get(upstream: Upstream, repository: string, ref: Reference, accept: string[], client?: RequestClient): Promise<ServedManifest> {
     const key = `${upstream.config.name}/${repository}:${referenceString(ref)}\n${accept.join(',')}`
     const { fetching, done } = this.#fetch(upstream, repository, ref, accept, key)
     try {
-      return await this.#serve(upstream, repository, ref, await fetching, key)
+      return await this.#serve(upstream, repository, ref, await fetching, key, client)
     } finally {
       done()
     }
   }
 
-  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined, lastSeenKey: string): Promise<ServedManifest> {
+  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined, lastSeenKey: string, client?: RequestClient): Promise<ServedManifest> {
     const name = upstream.config.name
     if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${repository}:${referenceString(ref)} not found on ${name}`)
     let manifest: Manifest
@@ -70,6 +70,7 @@ export class ManifestService {
       manifest,
       bytes: fetched.bytes,
       reference: referenceString(ref),
+      client,
     })
     if (!decision.allow) throw new RegistryError('DENIED', decision.message, { detail: decision.detail })
     const key = `${this.#deps.contentIndex.generation()}\n${name}/${repository}@${fetched.digest}`

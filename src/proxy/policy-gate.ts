@@ -166,6 +166,8 @@ export class PolicyGate implements ManifestGate {
         audit: 'verdict',
         image: verdict.image,
         reference: request.reference,
+        client: request.client?.name,
+        address: request.client?.address,
         digest: verdict.digest,
         result: verdict.result,
         policies: verdict.policies.map((p) => ({ name: p.name, mode: p.mode, result: p.result })),

@@ -70,6 +70,18 @@ t.test('client authentication and per-client upstream rules', async (t) => {
     }
   })
 
+  t.test('every audit line names the client that pulled and its address, cached verdicts too', async (t) => {
+    const audits = proxy.logs.filter((l) => l.audit === 'verdict' && l.digest === image.digest)
+    const loopback = /^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1)$/
+    const ci = audits.filter((l) => l.client === 'ci')
+    const alice = audits.filter((l) => l.client === 'alice')
+    t.ok(ci.length >= 1, 'the bearer token client')
+    t.equal(alice.length, 2, 'alice, twice: the second from the cache, under her name, not the first requester')
+    t.ok(alice.some((l) => l.cached === true), 'a cached verdict audited with the current requester')
+    for (const line of audits) t.match(line.address, loopback, `${String(line.client)}: the remote address`)
+    t.same(audits.filter((l) => l.client === undefined), [], 'no authenticated pull is audited without a name')
+  })
+
   t.test('a client restricted to some upstreams is refused the others', async (t) => {
     const own = await manifest(basic('bob', 'bob-password'), 'internal.example/library/app')
     t.equal(own.statusCode, 200)
