@@ -4,9 +4,9 @@
 //   0 allowed / done, 1 refused or denied, 2 usage or configuration error (nothing ran), 3 any other failure.
 // An unexpected error is printed as one line (TRUSTPULL_DEBUG=1 adds the stack), never a trace that
 // could carry request details.
-import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { ConfigError } from '../config/load.ts'
+import { VERSION } from '../version.ts'
 import { copyCommand } from './copy.ts'
 import { serveCommand } from './serve.ts'
 import { verifyCommand } from './verify.ts'
@@ -14,19 +14,7 @@ import { runVerifyBundle } from './verify-bundle.ts'
 
 export const EXIT = { OK: 0, REFUSED: 1, USAGE: 2, FAILURE: 3 } as const
 
-/** trustpull's own package.json: two levels up from src/cli/, one from a built package's cli/ (dist/ or an image). */
-function ownVersion(): string {
-  for (const path of ['../../package.json', '../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string }
-      if (pkg.name === 'trustpull' && pkg.version) return pkg.version
-    } catch {
-      // not there: try the next place
-    }
-  }
-  return 'unknown'
-}
-const version = ownVersion()
+const version = VERSION
 
 const program = new Command()
 program

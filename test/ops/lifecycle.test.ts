@@ -111,7 +111,7 @@ t.test('/healthz and /readyz', async (t) => {
   t.same(await getJson(`${child.url}/healthz`), { status: 200, body: { status: 'ok' } })
   t.same(await getJson(`${child.url}/readyz`), {
     status: 200,
-    body: { ready: true, checks: { config: 'loaded', policies: 0, upstreamsReachable: [UPSTREAM], redis: 'up' } },
+    body: { ready: true, checks: { config: 'loaded', policies: 0, upstreamsReachable: [UPSTREAM], redis: 'up', store: 'off' } },
   })
 
   // Nothing answers: no upstream, no Redis. Alive, but not ready; listening beyond loopback is warned about.
@@ -126,7 +126,7 @@ t.test('/healthz and /readyz', async (t) => {
   t.same(await getJson(`${lonely.url}/healthz`), { status: 200, body: { status: 'ok' } }, 'alive')
   t.same(await getJson(`${lonely.url}/readyz`), {
     status: 503,
-    body: { ready: false, checks: { config: 'loaded', policies: 0, upstreamsReachable: [], redis: 'down' } },
+    body: { ready: false, checks: { config: 'loaded', policies: 0, upstreamsReachable: [], redis: 'down', store: 'off' } },
   })
   t.match(
     lonely.logs().find((l) => l.level === 'warn' && /beyond loopback/.test(String(l.msg))),
