@@ -57,7 +57,7 @@ await scenario(async (scope) => {
   const nginxPort = await freePort()
   writeFileSync(
     join(nginxDir, 'nginx.conf'),
-    `daemon off; worker_processes 1; pid ${nginxDir}/nginx.pid; error_log ${nginxDir}/error.log;
+    `daemon off; user root; worker_processes 1; pid ${nginxDir}/nginx.pid; error_log ${nginxDir}/error.log;
 events {} http { access_log off; sendfile on; tcp_nopush on; client_body_temp_path ${nginxDir};
 server { listen 127.0.0.1:${nginxPort}; location /blobs/ { alias ${storePath}/blobs/; } } }\n`,
   )
