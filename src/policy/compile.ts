@@ -6,7 +6,7 @@ import { isValidRepositoryName, normaliseDockerHubRepository } from '../oci/refe
 import type { AuthorityMaterial, LoadedTrustRoot } from '../verify/types.ts'
 import { compileCondition } from './cel.ts'
 import { compileGlob, isDockerHub, isHostLike } from './glob.ts'
-import { parsePublicKeys, type PolicyKey } from './keys.ts'
+import { parsePublicKeys, type PublicKey } from '../verify/keys.ts'
 import { resolvePredicateType } from './predicate-types.ts'
 import type { AuthoritySpec, PolicySpec } from './schema.ts'
 import type { CompiledAuthority, CompiledPolicy, SignatureLocation } from './types.ts'
@@ -172,7 +172,7 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
   }
 }
 
-function readKeys(key: NonNullable<AuthoritySpec['key']>, path: IssuePath, ctx: CompileContext, errors: PolicyIssue[]): PolicyKey[] | undefined {
+function readKeys(key: NonNullable<AuthoritySpec['key']>, path: IssuePath, ctx: CompileContext, errors: PolicyIssue[]): PublicKey[] | undefined {
   let pem: string
   let field: string
   if (key.data) {

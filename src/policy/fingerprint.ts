@@ -1,7 +1,7 @@
 // A stable identity for a compiled policy set: verdicts cached under one fingerprint are never
 // reused after any policy, noMatchPolicy, key or trust root changes.
 import { createHash } from 'node:crypto'
-import { keyHint } from './keys.ts'
+import { keyHint } from '../verify/keys.ts'
 import type { CompiledAuthority, CompiledPolicy, NoMatchPolicy } from './types.ts'
 
 export function policyFingerprint(policies: readonly CompiledPolicy[], noMatchPolicy: NoMatchPolicy, upstreamNames: readonly string[]): string {

@@ -5,7 +5,6 @@
 import { z } from 'zod'
 import { compileCondition, ConditionError } from './cel.ts'
 import { compileGlob, GlobError } from './glob.ts'
-import { parsePublicKeys } from './keys.ts'
 import { PREDICATE_TYPES, resolvePredicateType } from './predicate-types.ts'
 
 // In Kubernetes YAML `field:` with no value means "not set": accept null wherever a value is optional.
@@ -46,13 +45,7 @@ const keyRef = z
       fail(ctx, [], 'give exactly one of data (PEM public key), file or env')
     }
     if (given.length > 1) fail(ctx, [], `give only one of data, file or env (got ${given.join(', ')})`)
-    if (typeof key.data === 'string' && key.data !== '') {
-      try {
-        parsePublicKeys(key.data)
-      } catch (err) {
-        fail(ctx, ['data'], (err as Error).message)
-      }
-    }
+    // The PEM itself (data, file or env alike) is parsed by compile.ts, so the message names the policy.
   })
 
 function checkRegExp(ctx: Ctx, field: string, value: string): void {

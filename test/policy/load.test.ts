@@ -174,7 +174,7 @@ t.test('structural mistakes are refused with the field named', async (t) => {
   t.match(refusal(() => load({ policies: [{ ...base, mode: 'audit', authorities: [keyless()] }] })), 'policies.0.mode: expected enforce or warn')
   t.match(refusal(() => load({ policies: [{ ...base, authorities: [{ key: { data: KEY, file: '/x' } }] }] })), 'give only one of data, file or env (got data, file)')
   const privateKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
-  t.match(refusal(() => load({ policies: [{ ...base, authorities: [{ key: { data: privateKey } }] }] })), 'policies.0.authorities.0.key.data: this is a private key')
+  t.match(refusal(() => load({ policies: [{ ...base, authorities: [{ key: { data: privateKey } }] }] })), 'config policies[0] (policy "p"): authorities[0].key.data: this is a private key')
   t.match(refusal(() => load({ policies: [{ ...base, authorities: [keyless()] }, { ...base, authorities: [keyless()] }] })), 'policy name "p" is defined twice: in config policies[0] and in config policies[1]')
 })
 

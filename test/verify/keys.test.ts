@@ -1,12 +1,14 @@
 // Key-based authorities with every supported key type (ECDSA P-256/P-384, Ed25519, RSA) and hash,
-// over both cosign formats (simple-signing message signatures and DSSE attestations).
+// over both cosign formats (simple-signing message signatures and DSSE attestations); the key
+// parser accepts exactly what cosign accepts and refuses the rest with a code.
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
 import t from 'tap'
 import { CosignAnnotation, legacyAttestationBundles, legacySignatureBundle } from '../../src/signatures/legacy.ts'
 import { verifyCandidate } from '../../src/verify/candidate.ts'
-import { KeyError, keyHint, parsePublicKey } from '../../src/verify/keys.ts'
+import { KeyError, keyHint, parsePublicKey, parsePublicKeys } from '../../src/verify/keys.ts'
 import { repositoryOfReference } from '../../src/verify/payload.ts'
 import type { AuthorityMaterial, Candidate, KeyHashAlgorithm } from '../../src/verify/types.ts'
+import { acceptedKeys, refusedKeys } from '../helpers/keys.ts'
 
 const DIGEST = `sha256:${'c'.repeat(64)}`
 const origin = { repository: 'org/app', via: 'sig-tag' as const, manifestDigest: DIGEST }
@@ -82,13 +84,19 @@ t.test('any one of several keys suffices; evidence names the one that matched', 
   t.match(verifyCandidate(signatureCandidate(a, 'sha256'), { type: 'key', keys: [], requireTlog: false }, DIGEST), { ok: false, code: 'UNTRUSTED_KEY' })
 })
 
-t.test('parsePublicKey refuses what cannot be a signing key of ours', async (t) => {
-  t.throws(() => parsePublicKey('not a key'), KeyError)
-  t.throws(() => parsePublicKey(pem(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey)), { message: /1024 bits is too short/ })
-  t.throws(() => parsePublicKey(pem(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey)), { message: /unsupported EC curve secp256k1/ })
-  t.throws(() => parsePublicKey(pem(generateKeyPairSync('x25519').publicKey)), { message: /unsupported key type x25519/ })
-  const privatePem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
-  t.equal(parsePublicKey(privatePem).type, 'public', 'a private key PEM yields only its public half')
+// cosign's acceptance rules, in the one parser every key goes through (policies and verify-bundle).
+t.test('parsePublicKey accepts what cosign accepts', async (t) => {
+  for (const { name, pem: text } of acceptedKeys()) t.equal(parsePublicKey(text).type, 'public', name)
+  const two = pem(generateKeyPairSync('ed25519').publicKey) + pem(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey)
+  t.equal(parsePublicKeys(two).length, 2, 'a file may hold several keys')
+  t.throws(() => parsePublicKey(two), { code: 'KEY_MULTIPLE' }, 'but --key takes one')
+})
+
+t.test('parsePublicKey refuses what cosign refuses, with a code and the problem', async (t) => {
+  for (const { name, pem: text, code, message } of refusedKeys()) {
+    t.throws(() => parsePublicKey(text), KeyError, name)
+    t.throws(() => parsePublicKeys(text), { code, message }, name)
+  }
 })
 
 t.test('docker-reference names a repository, however the reference is written', async (t) => {
