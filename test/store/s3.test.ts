@@ -72,6 +72,20 @@ t.test('driver: publishFile consumes the spool file even when the upload fails',
   t.same(await readdir(d.spoolDir), [])
 })
 
+t.test('driver: a file over the part size is published as a multipart upload, whole', async (t) => {
+  const d = await openDriver('mp/')
+  const bytes = Buffer.alloc(11 * 1024 * 1024)
+  for (let i = 0; i < bytes.length; i += 4096) bytes[i] = (i / 4096) % 251
+  const spool = join(d.spoolDir, 'big.tmp')
+  await writeFile(spool, bytes)
+  await d.publishFile('blobs/sha256/big', spool)
+  t.same(await readdir(d.spoolDir), [])
+  t.equal((await d.stat('blobs/sha256/big'))?.size, bytes.length)
+  const back = await d.readBytes('blobs/sha256/big', bytes.length)
+  t.ok(back?.equals(bytes), 'read back byte for byte')
+  await d.sweep()
+})
+
 t.test('driver: list paginates and stays within the prefix', async (t) => {
   const d = await openDriver('two/', 2)
   const other = await openDriver('three/')
