@@ -101,8 +101,19 @@ export class S3Driver implements StorageDriver {
   }
 
   async readBytes(key: string, maxBytes: number): Promise<Buffer | undefined> {
-    const body = await this.read(key)
-    if (!body) return undefined
+    let out
+    try {
+      out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#key(key) }))
+    } catch (err) {
+      if (isMissing(err)) return undefined
+      throw err
+    }
+    const body = out.Body as Readable
+    // Refuse by the declared length before reading a byte; count as well, in case it is absent.
+    if ((out.ContentLength ?? 0) > maxBytes) {
+      body.destroy()
+      return undefined
+    }
     const chunks: Buffer[] = []
     let total = 0
     for await (const chunk of body as AsyncIterable<Buffer>) {
