@@ -25,6 +25,7 @@ import { verifyCandidate } from './verify/candidate.ts'
 import { loadTrustRoots } from './verify/trust-root.ts'
 import { ContentStore } from './store/content-store.ts'
 import { FilesystemDriver } from './store/filesystem.ts'
+import { S3Driver } from './store/s3.ts'
 import { MirrorClient } from './store/mirror-client.ts'
 import { ConfigError } from './config/load.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
@@ -300,17 +301,32 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
   }
 }
 
-/** The filesystem store under storage.path; start-up stops, naming the key, when it cannot be written. */
+/** The filesystem store under storage.path, or S3 (spooling under storage.path); start-up stops, naming the key, when it cannot be written. */
 async function openContentStore(config: Config, logger: Logger): Promise<ContentStore> {
-  if (config.storage.s3) throw new ConfigError('storage.s3: the S3 backend is not available in this build; remove storage.s3 to use the filesystem store under storage.path')
-  const driver = new FilesystemDriver(config.storage.path)
-  try {
-    await driver.open()
-  } catch (err) {
-    throw new ConfigError(`storage.path: ${config.storage.path} cannot be used for the content store (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix its permissions, or set storage.enabled: false`)
+  const s3 = config.storage.s3
+  let driver: FilesystemDriver | S3Driver
+  if (s3) {
+    try {
+      driver = new S3Driver({ ...s3, spoolDir: config.storage.path })
+    } catch (err) {
+      throw new ConfigError(`storage.s3.${(err as Error).message}`)
+    }
+    try {
+      await driver.open()
+    } catch (err) {
+      await driver.close()
+      throw new ConfigError(`storage.s3: ${(err as Error).message}; check storage.s3.bucket, endpoint and credentials (storage.path ${config.storage.path} holds the spool)`)
+    }
+  } else {
+    driver = new FilesystemDriver(config.storage.path)
+    try {
+      await driver.open()
+    } catch (err) {
+      throw new ConfigError(`storage.path: ${config.storage.path} cannot be used for the content store (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix its permissions, or set storage.enabled: false`)
+    }
   }
   const store = await ContentStore.open({ driver, maxSize: config.storage.maxSize, logger: logger.child({ component: 'store' }) })
-  logger.info({ path: config.storage.path, bytes: store.bytes, objects: store.objects, maxSize: config.storage.maxSize }, 'content store opened')
+  logger.info({ path: config.storage.path, bucket: s3?.bucket, bytes: store.bytes, objects: store.objects, maxSize: config.storage.maxSize }, 'content store opened')
   return store
 }
 
