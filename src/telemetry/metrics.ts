@@ -1,11 +1,16 @@
 // Metrics through OpenTelemetry, read out in Prometheus text format for /metrics. Names are the
-// contract of deploy/grafana and the README: change them there too.
+// contract of deploy/grafana and the README: change them there too. The standard process_* and
+// nodejs_* families come from prom-client (process-metrics.ts) and are appended to the text; the
+// trustpull_process_* gauges are kept for existing dashboards and are deprecated.
 import { type Attributes, type Histogram, type Meter } from '@opentelemetry/api'
+import { VERSION } from '../version.ts'
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { MeterProvider } from '@opentelemetry/sdk-metrics'
 import { existsSync, readdirSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { processMetricsText, startProcessMetrics } from './process-metrics.ts'
+
 
 /** Event-loop lag is reported per window of this length (the last complete one). */
 const LAG_WINDOW_MS = 5_000
@@ -95,7 +100,13 @@ export class Metrics {
         if (this.#redisUp !== undefined) result.observe(this.#redisUp)
       })
 
-    // The process itself (what a soak watches): heap, resident memory, open fds, event-loop lag.
+    startProcessMetrics()
+    const build = { version: VERSION, revision: process.env.TRUSTPULL_REVISION || 'unknown', node: process.version }
+    meter
+      .createObservableGauge('trustpull_build_info', { description: 'Always 1; the labels say which build is running (version, revision, node)' })
+      .addCallback((result) => result.observe(1, build))
+
+    // Deprecated (process_* / nodejs_* are the standard names). The process itself (what a soak watches): heap, resident memory, open fds, event-loop lag.
     meter
       .createObservableGauge('trustpull_process_heap_used_bytes', { unit: 'By', description: 'V8 heap in use' })
       .addCallback((result) => result.observe(process.memoryUsage().heapUsed))
@@ -150,7 +161,7 @@ export class Metrics {
   /** The Prometheus text exposition of every metric. */
   async prometheus(): Promise<string> {
     const { resourceMetrics } = await this.#reader.collect()
-    return this.#serializer.serialize(resourceMetrics)
+    return this.#serializer.serialize(resourceMetrics) + (await processMetricsText())
   }
 
   async shutdown(): Promise<void> {

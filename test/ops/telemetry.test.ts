@@ -9,6 +9,7 @@ import { setupTracing, shutdownTracing } from '../../src/telemetry/tracing.ts'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage, sha256, type PushedImage } from '../helpers/images.ts'
 import { tempDir, waitFor } from '../helpers/proc.ts'
+import { parsePrometheus, scrape } from '../helpers/prometheus.ts'
 import { startRedis } from '../helpers/redis.ts'
 import { startRegistry } from '../helpers/registry.ts'
 import { startProxy, type TestProxy } from '../helpers/trustpull.ts'
@@ -167,66 +168,6 @@ t.test('an incoming traceparent is continued: same trace id, the caller span as 
 
 // ---------------------------------------------------------------------------------------------
 // Metrics
-
-interface Sample {
-  name: string
-  labels: Record<string, string>
-  value: number
-}
-
-/** The Prometheus text exposition format (0.0.4): `# HELP`/`# TYPE` comments and `name{labels} value` lines. */
-function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, string> } {
-  const samples: Sample[] = []
-  const types = new Map<string, string>()
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') continue
-    const type = /^# TYPE (\S+) (\S+)$/.exec(line)
-    if (type) types.set(type[1]!, type[2]!)
-    if (line.startsWith('#')) continue
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/.exec(line)
-    if (!m) throw new Error(`not a Prometheus sample line: ${line}`)
-    const labels: Record<string, string> = {}
-    const labelText = m[2] ?? ''
-    const label = /\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)/y
-    for (let at = 0; at < labelText.length; ) {
-      label.lastIndex = at
-      const l = label.exec(labelText)
-      if (!l) throw new Error(`bad labels in: ${line}`)
-      labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c))
-      at = label.lastIndex
-    }
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) })
-  }
-  return { samples, types }
-}
-
-interface Scrape {
-  text: string
-  types: Map<string, string>
-  /** The value of the one sample with this name and (at least) these labels; undefined when absent. */
-  value(name: string, labels?: Record<string, string>): number | undefined
-  /** Every sample with this name and (at least) these labels. */
-  all(name: string, labels?: Record<string, string>): Sample[]
-}
-
-async function scrape(url: string): Promise<Scrape> {
-  const res = await request(`${url}/metrics`)
-  const text = await res.body.text()
-  if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}`)
-  if (!String(res.headers['content-type']).startsWith('text/plain; version=0.0.4')) throw new Error(`content-type ${String(res.headers['content-type'])}`)
-  const { samples, types } = parsePrometheus(text)
-  const all = (name: string, labels: Record<string, string> = {}) => samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-  return {
-    text,
-    types,
-    all,
-    value(name, labels) {
-      const found = all(name, labels)
-      if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`)
-      return found[0]?.value
-    },
-  }
-}
 
 t.test('the Prometheus parser reads what it must', async (t) => {
   const { samples, types } = parsePrometheus('# HELP a_total x\n# TYPE a_total counter\na_total{x="1",y="q\\"uote"} 3\nb 4.5 1700000000\n')
