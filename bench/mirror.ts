@@ -8,30 +8,13 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { startRegistry } from '../test/helpers/registry.ts'
 import { freePort } from '../test/helpers/proc.ts'
-import { cpuMsOf, environment, median, memoryOf, QUICK, registryPid, round, say, scenario, startProcess, startTrustpull, writeResult } from './lib/harness.ts'
+import { environment, median, memoryOf, QUICK, registryPid, round, say, scenario, startProcess, startTrustpull, writeResult } from './lib/harness.ts'
 import { ACCEPT, benchKeys, keyPolicy, proxyConfig, pushSigned } from './lib/images.ts'
+import { download, type Download } from './lib/load.ts'
 
 const MIB = 1024 * 1024
 const SIZE_MIB = 256
 const ROUNDS = QUICK ? 1 : 3
-
-interface Download {
-  mibPerSecond: number
-  cpuMsPerGiB: number
-}
-
-async function download(url: string, expected: number, pids: number[]): Promise<Download> {
-  const cpuBefore = pids.map(cpuMsOf)
-  const started = performance.now()
-  const res = await request(url)
-  if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}`)
-  let bytes = 0
-  for await (const chunk of res.body) bytes += (chunk as Buffer).length
-  if (bytes !== expected) throw new Error(`${url}: ${bytes} bytes, expected ${expected}`)
-  const seconds = (performance.now() - started) / 1000
-  const cpuMs = pids.reduce((sum, pid, i) => sum + cpuMsOf(pid) - cpuBefore[i]!, 0)
-  return { mibPerSecond: round(bytes / MIB / seconds, 1), cpuMsPerGiB: round((cpuMs * 1024 * MIB) / bytes, 0) }
-}
 
 await scenario(async (scope) => {
   const env = environment(['docker-registry', 'nginx', 'cosign'])

@@ -134,3 +134,24 @@ export async function undiciLoop(urls: string[], opts: { connections: number; se
     failures,
   }
 }
+
+export interface Download {
+  mibPerSecond: number
+  /** CPU time the serving process(es) used for it, per GiB. */
+  cpuMsPerGiB: number
+}
+
+/** Downloads `url` to nowhere: MiB/s over the whole download, and what it cost `pids` in CPU. */
+export async function download(url: string, expected: number, pids: number[]): Promise<Download> {
+  const MIB = 1024 * 1024
+  const cpuBefore = pids.map(cpuMsOf)
+  const started = performance.now()
+  const res = await request(url)
+  if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}`)
+  let bytes = 0
+  for await (const chunk of res.body) bytes += (chunk as Buffer).length
+  if (bytes !== expected) throw new Error(`${url}: ${bytes} bytes, expected ${expected}`)
+  const seconds = (performance.now() - started) / 1000
+  const cpuMs = pids.reduce((sum, pid, i) => sum + cpuMsOf(pid) - cpuBefore[i]!, 0)
+  return { mibPerSecond: round(bytes / MIB / seconds, 1), cpuMsPerGiB: round((cpuMs * 1024 * MIB) / bytes, 0) }
+}
