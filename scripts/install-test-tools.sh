@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in docker-registry:docker-registry skopeo:skopeo ctr:containerd umoci:umoci \
-            redis-server:redis-server ab:apache2-utils nginx:nginx dockerd:docker.io docker:docker.io; do
+            redis-server:redis-server ab:apache2-utils nginx:nginx dockerd:docker.io docker:docker.io openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
