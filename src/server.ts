@@ -87,7 +87,10 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     }),
   )
   const contentStore = options.contentStore
-  if (contentStore) metrics.observeStore(() => ({ bytes: contentStore.bytes, objects: contentStore.objects, writable: contentStore.unwritable === undefined }))
+  if (contentStore) {
+    metrics.observeStore(() => ({ bytes: contentStore.bytes, objects: contentStore.objects, writable: contentStore.unwritable === undefined }))
+    contentStore.observe({ evicted: (bytes) => metrics.storeEvictedBytes.add(bytes) })
+  }
   const router = new UpstreamRouter(
     config.upstreams.map((u, i) => ({
       config: u,

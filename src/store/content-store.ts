@@ -16,14 +16,8 @@ import type { FetchedManifest } from '../upstream/types.ts'
 import { isSafeKey, type StorageDriver } from './driver.ts'
 import { Fill } from './fill.ts'
 
-export type StoreKind = 'blob' | 'manifest' | 'tag' | 'referrers' | 'document'
-
 export interface StoreEvents {
-  lookup?(kind: StoreKind, hit: boolean): void
   evicted?(bytes: number): void
-  /** The store stopped (reason) or resumed (undefined) writing. */
-  writable?(reason: string | undefined): void
-  corrupt?(digest: string): void
 }
 
 export interface ContentStoreOptions {
@@ -31,7 +25,6 @@ export interface ContentStoreOptions {
   /** Bytes the blobs may take; least recently used ones are evicted above it. */
   maxSize: number
   logger: Logger
-  events?: StoreEvents
 }
 
 export interface TagRecord {
@@ -76,7 +69,7 @@ export class ContentStore {
   readonly driver: StorageDriver
   readonly #maxSize: number
   readonly #logger: Logger
-  readonly #events: StoreEvents
+  #events: StoreEvents = {}
   /** Blobs by key, least recently used first (Map order). */
   readonly #index = new Map<string, Entry>()
   #bytes = 0
@@ -94,7 +87,6 @@ export class ContentStore {
     this.driver = options.driver
     this.#maxSize = options.maxSize
     this.#logger = options.logger
-    this.#events = options.events ?? {}
   }
 
   /** Sweeps what a crash left, and learns what is stored (oldest use first) for eviction. */
@@ -107,6 +99,11 @@ export class ContentStore {
     for (const [key, entry] of found) store.#add(key, entry.size, entry.lastUsed)
     await store.#evictFor(0)
     return store
+  }
+
+  /** Whoever counts what the store does (the runtime's metrics, built after the store opened). */
+  observe(events: StoreEvents): void {
+    this.#events = events
   }
 
   get bytes(): number {
@@ -163,7 +160,6 @@ export class ContentStore {
   /** A stored blob that no longer matches its digest: removed, so the next request fetches it again. */
   async corrupt(digest: string): Promise<void> {
     this.#logger.error({ digest }, 'a stored blob does not match its digest (bit rot or an edit): removed, it will be fetched again')
-    this.#events.corrupt?.(digest)
     const key = blobKey(digest)
     this.#remove(key)
     await this.#guard(() => this.driver.delete(key), undefined)
@@ -411,7 +407,6 @@ export class ContentStore {
     this.#unwritable = { reason, since: Date.now() }
     if (first) {
       this.#logger.error({ reason }, 'content store cannot write: serving pass-through until it can')
-      this.#events.writable?.(reason)
     }
   }
 
@@ -419,7 +414,6 @@ export class ContentStore {
     if (!this.#unwritable) return
     this.#unwritable = undefined
     this.#logger.info('content store writes again')
-    this.#events.writable?.(undefined)
   }
 
   /** Runs a driver read; a failure is logged and answered as `fallback` (the store never fails a request). */

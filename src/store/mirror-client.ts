@@ -5,6 +5,7 @@
 // Threat: an outage must not turn into serving something unverified. Only digest-checked bytes
 // are stored; a tag is answered from its last digest only while the upstream cannot be asked,
 // within `staleIfError`, and the manifest it names is judged again like any other.
+import { Readable } from 'node:stream'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import type { BlobResponse, FetchedManifest, RegistryClient } from '../upstream/types.ts'
@@ -143,7 +144,6 @@ export class MirrorClient implements RegistryClient {
   async #fromStore(digest: string, size: number, options: { range?: string; method?: 'GET' | 'HEAD' }): Promise<BlobResponse | undefined> {
     const headers = { contentType: 'application/octet-stream' }
     if (options.method === 'HEAD') {
-      const { Readable } = await import('node:stream')
       return { status: 200, headers: { ...headers, contentLength: size }, body: Readable.from([]), source: 'store' }
     }
     if (options.range) {
