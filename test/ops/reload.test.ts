@@ -35,6 +35,15 @@ const registry = await startRegistry(t)
 const oldKey = await generateKeyPair(await tempDir(t))
 const newKey = await generateKeyPair(await tempDir(t))
 
+/** A config in `dir` polling its files every 200 ms, on a free port, for the upstream registry. */
+async function writeConfig(dir: string, extra: Record<string, unknown>): Promise<{ port: number; configFile: string }> {
+  const port = await freePort()
+  const configFile = join(dir, 'trustpull.yaml')
+  const config = { listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], reload: { interval: '200ms' }, log: { level: 'info' }, ...extra }
+  await writeFile(configFile, JSON.stringify(config))
+  return { port, configFile }
+}
+
 t.test('a ConfigMap-style symlink swap of a policy dir is picked up with no signal; a broken file is refused', async (t) => {
   const dir = await tempDir(t)
   const policyDir = join(dir, 'policies')
@@ -42,15 +51,7 @@ t.test('a ConfigMap-style symlink swap of a policy dir is picked up with no sign
   await kubeletSwap(policyDir, '2026_12_04_00_00_00.1', { 'app.yaml': cip('app', `${UPSTREAM}/app/**`, { name: 'k', key: { data: oldKey.publicKeyPem } }) })
   await symlink('..data/app.yaml', join(policyDir, 'app.yaml'))
 
-  const port = await freePort()
-  const configFile = join(dir, 'trustpull.yaml')
-  await writeFile(configFile, JSON.stringify({
-    listen: `127.0.0.1:${port}`,
-    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
-    policyDirs: [policyDir],
-    reload: { interval: '200ms' },
-    log: { level: 'info' },
-  }))
+  const { port, configFile } = await writeConfig(dir, { policyDirs: [policyDir] })
   const img = await pushImage(registry.url, 'app/rotated', 'v1')
   await signImage(`${registry.host}/app/rotated@${img.digest}`, newKey.privateKeyPath)
 
@@ -97,16 +98,7 @@ t.test('an htpasswd file rotated in a Secret-style mount is picked up with no si
   await mkdir(secretDir)
   await kubeletSwap(secretDir, '2026_12_04_00_00_00.1', { htpasswd: `alice:${bcrypt.hashSync('old-password', 4)}\n` })
   await symlink('..data/htpasswd', join(secretDir, 'htpasswd'))
-  const port = await freePort()
-  const configFile = join(dir, 'trustpull.yaml')
-  await writeFile(configFile, JSON.stringify({
-    listen: `127.0.0.1:${port}`,
-    noMatchPolicy: 'allow',
-    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
-    clients: { htpasswd: join(secretDir, 'htpasswd') },
-    reload: { interval: '200ms' },
-    log: { level: 'info' },
-  }))
+  const { port, configFile } = await writeConfig(dir, { noMatchPolicy: 'allow', clients: { htpasswd: join(secretDir, 'htpasswd') } })
   const img = await pushImage(registry.url, 'open/app', 'v1')
   const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
   const status = async (password: string): Promise<number> => {
@@ -136,15 +128,7 @@ t.test('a TLS certificate rotated in place is served on the next connection, no 
   await kubeletSwap(tlsDir, '2026_12_04_00_00_00.1', { 'tls.crt': first.cert, 'tls.key': first.key })
   await symlink('..data/tls.crt', join(tlsDir, 'tls.crt'))
   await symlink('..data/tls.key', join(tlsDir, 'tls.key'))
-  const port = await freePort()
-  const configFile = join(dir, 'trustpull.yaml')
-  await writeFile(configFile, JSON.stringify({
-    listen: `127.0.0.1:${port}`,
-    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
-    tls: { cert: join(tlsDir, 'tls.crt'), key: join(tlsDir, 'tls.key') },
-    reload: { interval: '200ms' },
-    log: { level: 'info' },
-  }))
+  const { port, configFile } = await writeConfig(dir, { tls: { cert: join(tlsDir, 'tls.crt'), key: join(tlsDir, 'tls.key') } })
   const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
   const servedCN = () => new Promise<string>((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
@@ -167,16 +151,7 @@ t.test('a bearer token file rotated in a Secret-style mount is picked up with no
   await mkdir(secretDir)
   await kubeletSwap(secretDir, '2026_12_04_00_00_00.1', { token: 'old-token-0123456789abcdef\n' })
   await symlink('..data/token', join(secretDir, 'token'))
-  const port = await freePort()
-  const configFile = join(dir, 'trustpull.yaml')
-  await writeFile(configFile, JSON.stringify({
-    listen: `127.0.0.1:${port}`,
-    noMatchPolicy: 'allow',
-    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
-    clients: { tokens: [{ name: 'ci', tokenFile: join(secretDir, 'token') }] },
-    reload: { interval: '200ms' },
-    log: { level: 'info' },
-  }))
+  const { port, configFile } = await writeConfig(dir, { noMatchPolicy: 'allow', clients: { tokens: [{ name: 'ci', tokenFile: join(secretDir, 'token') }] } })
   const img = await pushImage(registry.url, 'open/tok', 'v1')
   const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
   const status = async (token: string): Promise<number> => {
