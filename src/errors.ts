@@ -37,6 +37,15 @@ export class CodedError<Code extends string> extends Error {
   }
 }
 
+/** Raised for any configuration that cannot be served safely; start-up stops with its message (exit 2). */
+export class ConfigError extends CodedError<'CONFIG_INVALID'> {
+  override name = 'ConfigError'
+
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('CONFIG_INVALID', message, options)
+  }
+}
+
 export class RegistryError extends Error {
   readonly code: ErrorCode
   readonly detail: unknown

@@ -27,7 +27,7 @@ import { ContentStore } from './store/content-store.ts'
 import { FilesystemDriver } from './store/filesystem.ts'
 import { S3Driver } from './store/s3.ts'
 import { MirrorClient } from './store/mirror-client.ts'
-import { ConfigError } from './config/load.ts'
+import { ConfigError } from './errors.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
 
 export interface RuntimeOptions {

@@ -5,7 +5,7 @@
 // An unexpected error is printed as one line (TRUSTPULL_DEBUG=1 adds the stack), never a trace that
 // could carry request details.
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
-import { ConfigError } from '../config/load.ts'
+import { ConfigError } from '../errors.ts'
 import { VERSION } from '../version.ts'
 import { copyCommand } from './copy.ts'
 import { serveCommand } from './serve.ts'

@@ -11,50 +11,23 @@ import type { Config } from '../config/schema.ts'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { ManifestError, parseManifest } from '../oci/manifest.ts'
-import { normaliseDockerHubRepository } from '../oci/reference.ts'
+import { isDockerHub, normaliseDockerHubRepository } from '../oci/image-name.ts'
 import { matchingPolicies } from '../policy/evaluate.ts'
-import type { SignerIdentity, Verdict, VerdictResult } from '../policy/types.ts'
+import type { Verdict } from '../policy/types.ts'
 import { buildRuntime, type Runtime } from '../server.ts'
 import { createLogger } from '../telemetry/logger.ts'
-import { isDockerHub } from '../upstream/router.ts'
 import type { FetchedManifest, RegistryClient } from '../upstream/types.ts'
 import { ArchiveWriter, openArchive } from './archive.ts'
 import { destinationRegistry, type DestinationOptions } from './destination.ts'
 import { endpointString, parseEndpoint, splitRegistry, type Endpoint } from './endpoint.ts'
-import { CopyError, type CopyErrorCode } from './errors.ts'
+import { CopyError } from './errors.ts'
 import { LayoutReader, LayoutWriter } from './layout.ts'
 import { planArtifacts, planImage, type Plan, type SignatureStore } from './plan.ts'
 import { silentProgress, type ProgressSink } from './progress.ts'
 import { PushClient } from './registry-target.ts'
 import type { Target } from './target.ts'
-import { emptyStats, writePlan, type WriteStats } from './write.ts'
-
-export interface CopyJob {
-  source: string
-  destination: string
-  /** For a layout source: the `registry/repository` policies are matched against (default: the destination's). */
-  as?: string
-}
-
-export type CopyStatus = 'copied' | 'refused' | 'failed'
-
-export interface CopyResult {
-  source: string
-  destination: string
-  status: CopyStatus
-  /** The digest verified and copied (the image's, or the index's for a multi-arch image). */
-  digest?: string
-  mediaType?: string
-  /** The image name policies were matched against. */
-  image?: string
-  verdict?: { result: VerdictResult; reasons: string[]; signers: SignerIdentity[]; policies: { name: string; result: string }[] }
-  stats: WriteStats
-  /** Attached artifacts that were not copied, and why. */
-  notes: string[]
-  warnings: string[]
-  error?: { code: CopyErrorCode | string; message: string }
-  durationMs: number
-}
+import type { CopyJob, CopyResult } from './result.ts'
+import { emptyStats, writePlan } from './write.ts'
 
 export interface CopierOptions {
   /** The config file's directory (relative key files in policies are resolved from it). */

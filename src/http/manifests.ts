@@ -1,3 +1,5 @@
+// The manifest handler: HEAD and GET answer only the exact bytes the gate allowed, under their own
+// digest, with the headers clients check. Threat: any other bytes, or a tag moved under a client.
 import type { Context } from 'hono'
 import { RegistryError } from '../errors.ts'
 import { Header } from '../oci/media-types.ts'

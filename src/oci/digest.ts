@@ -1,3 +1,5 @@
+// Content digests: parsing (sha256/sha512 only), computing and comparing. Threat: a digest string
+// that is not what it seems (bad algorithm, wrong length, path characters) reaching a path or a cache key.
 import { createHash, type Hash } from 'node:crypto'
 
 /** A content digest `algorithm:hex`. Only sha256 and sha512 are accepted: they are what registries serve. */

@@ -1,3 +1,5 @@
+// Reading upstream bodies under bounds: size and whole-body deadlines on what we keep, a short
+// deadline on what we throw away. Threat: an upstream that sends too much, or drips a byte at a time.
 import type { Readable } from 'node:stream'
 import { RegistryError } from '../errors.ts'
 
