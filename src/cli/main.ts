@@ -47,9 +47,11 @@ function withVerificationOptions(command: Command): Command {
 const verify = program
   .command('verify')
   .description('verify one image exactly as the proxy would: exit 0 only when it is allowed')
-  .argument('<image>', '[docker://][registry/]repository[:tag|@digest]; the registry names a configured upstream')
+  .argument('<image>', '[docker://][registry/]repository[:tag|@digest]; with --config the registry must be a configured upstream, without it the registry named is dialled (as cosign verify)')
 withVerificationOptions(verify)
   .option('--json', 'print the whole verdict as JSON')
+  .option('--allow-http-registry', 'without --config: plain HTTP to the registry if HTTPS fails (loopback and private addresses always may, as cosign)')
+  .option('--allow-insecure-registry', 'without --config: skip TLS certificate checks (self-signed or expired), and allow plain HTTP')
   .action(async (image: string, options) => {
     process.exitCode = await verifyCommand(image, options)
   })
