@@ -101,7 +101,7 @@ export function renderVerdict(v: Verdict): string {
   for (const p of v.policies) {
     lines.push(`  policy ${p.name} (${p.mode}): ${p.result}`)
     for (const a of p.authorities) {
-      lines.push(`    authority ${a.name} (${a.type}): ${a.ok ? 'pass' : 'fail'}`)
+      lines.push(`    authority ${a.name} (${a.type}): ${a.ok ? 'pass' : 'fail'}${a.code ? ` ${a.code}` : ''}`)
       for (const e of a.evidence) lines.push(`      ${describeEvidence(e)}`)
       if (!a.ok) for (const r of a.reasons) lines.push(`      - ${r}`)
     }

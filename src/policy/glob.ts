@@ -4,10 +4,9 @@
 // images also answer to their short names (`nginx`, `library/nginx`, `user/app`), which is how
 // a glob without a host (`nginx`, `user/*`) means `index.docker.io/...` as in policy-controller.
 import { DOCKER_HUB_HOSTS, isDockerHub, isHostLike, normaliseDockerHubRepository } from '../oci/image-name.ts'
+import { codedError } from '../errors.ts'
 
-export class GlobError extends Error {
-  override name = 'GlobError'
-}
+export class GlobError extends codedError('GLOB_INVALID', 'GlobError') {}
 
 export interface ImageGlob {
   /** The glob as written. */
