@@ -3,22 +3,22 @@ import { createNodeResolver, importX } from 'eslint-plugin-import-x'
 import tseslint from 'typescript-eslint'
 
 // Which folder of src/ may import which: arrows point down the request path (cli → server →
-// core → proxy → policy → verify → oci), never back. `npm exec -- node scripts/folder-graph.ts`
+// core → pull → policy → verify → oci), never back. `npm exec -- node scripts/folder-graph.ts`
 // prints the graph these rules keep.
 const mayImport = {
   oci: ['errors.ts'],
-  cache: ['errors.ts'],
+  cache: ['upstream', 'oci', 'errors.ts'],
   config: ['policy/schema.ts', 'oci', 'errors.ts'],
   telemetry: ['config', 'version.ts', 'errors.ts'],
   verify: ['config', 'oci', 'errors.ts'],
   policy: ['verify', 'oci', 'errors.ts'],
   upstream: ['config', 'oci', 'telemetry', 'errors.ts'],
   signatures: ['upstream', 'verify', 'config', 'oci', 'errors.ts'],
-  proxy: ['cache', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
-  store: ['proxy', 'upstream', 'config', 'oci', 'telemetry', 'errors.ts'],
-  http: ['proxy', 'store', 'upstream', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
-  'core.ts': ['cache', 'proxy', 'store', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
-  copy: ['core.ts', 'proxy', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
+  pull: ['cache', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
+  store: ['pull', 'upstream', 'config', 'oci', 'telemetry', 'errors.ts'],
+  http: ['pull', 'store', 'upstream', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
+  'core.ts': ['cache', 'pull', 'store', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
+  copy: ['core.ts', 'pull', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   'server.ts': ['core.ts', 'http', 'store', 'config', 'telemetry', 'errors.ts'],
 }
 const zones = Object.entries(mayImport).map(([folder, allowed]) => ({

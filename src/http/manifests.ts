@@ -4,7 +4,7 @@ import type { Context } from 'hono'
 import { RegistryError } from '../errors.ts'
 import { Header } from '../oci/media-types.ts'
 import { parseReference } from '../oci/reference.ts'
-import type { ManifestService } from '../proxy/manifests.ts'
+import type { ManifestService } from '../pull/manifests.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
 import { acceptedTypes, remoteAddress } from './request.ts'
 
