@@ -31,6 +31,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Not installable from Debian at a usable version (bookworm's kubernetes-client is 1.20).
+command -v kubectl >/dev/null 2>&1 || echo "kubectl is missing: test/deploy/kubernetes.test.ts needs kubectl >= 1.27 (kustomize v5) on PATH" >&2
+
 cosign=.tools/bin/cosign
 if [ ! -x "$cosign" ]; then
   echo "fetching cosign from Debian trixie into .tools/"
