@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The trustpull command: serve, verify, verify-bundle, copy. One exit-code contract for all of them,
+// The trustpull command: serve, verify, verify-bundle, copy, explain. One exit-code contract for all of them,
 // so a CI gate can tell a typo from a deny:
 //   0 allowed / done, 1 refused or denied, 2 usage or configuration error (nothing ran), 3 any other failure.
 // An unexpected error is printed as one line (TRUSTPULL_DEBUG=1 adds the stack), never a trace that
@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { ConfigError } from '../errors.ts'
 import { VERSION } from '../version.ts'
 import { copyCommand } from './copy.ts'
+import { explainCommand } from './explain.ts'
 import { serveCommand } from './serve.ts'
 import { verifyCommand } from './verify.ts'
 import { runVerifyBundle } from './verify-bundle.ts'
@@ -81,6 +82,15 @@ program
   .argument('[args...]')
   .action(async (args: string[]) => {
     process.exitCode = await runVerifyBundle(args)
+  })
+
+program
+  .command('explain')
+  .description('what a reason code (an error body, a DENIED detail, an audit line, a copy report) means and its usual fix: exit 0 for a known code, 2 for an unknown one')
+  .argument('<code>', 'e.g. DENIED, IDENTITY_MISMATCH, TLOG_MISSING (any case)')
+  .option('--json', 'print {code, seen, meaning, fix} as JSON')
+  .action((code: string, options: { json?: boolean }) => {
+    process.exitCode = explainCommand(code, options)
   })
 
 process.on('uncaughtException', (err) => fail(err))
