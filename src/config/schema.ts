@@ -151,6 +151,11 @@ export const configSchema = z.strictObject({
       requestsPerSecond: z.number().nonnegative().default(0),
       /** Requests a client may send at once above its rate. */
       burst: z.number().int().positive().default(100),
+      /**
+       * Failed authentications per remote address: after `burst` of them the address gets 429 before
+       * any password is checked (bcrypt is costly by design), one more allowed every 60/perMinute s.
+       */
+      failedAuth: z.strictObject({ burst: z.number().int().positive().default(10), perMinute: z.number().positive().default(10) }).prefault({}),
     })
     .prefault({}),
   trustRoots: z.array(trustRoot).default([]),
