@@ -38,6 +38,8 @@ const upstream = z.strictObject({
   auth: upstreamAuth.optional(),
   /** Refuse redirects to loopback, private and link-local addresses (blob CDNs are public). */
   refusePrivateRedirects: z.boolean().default(false),
+  /** A PEM bundle of CA certificates trusted for this upstream's connections only (besides Node's roots). */
+  ca: z.string().min(1).optional(),
 })
 
 const limits = z
