@@ -28,6 +28,7 @@ import { FilesystemDriver } from './store/filesystem.ts'
 import { S3Driver } from './store/s3.ts'
 import { MirrorClient } from './store/mirror-client.ts'
 import { ConfigError } from './config/load.ts'
+import { readSecret } from './config/secret.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
 
 export interface RuntimeOptions {
@@ -108,6 +109,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   const store = new TieredStore({
     memoryEntries: 200_000,
     redisUrl: config.cache.url,
+    redisPassword: config.cache.password ? readSecret(config.cache.password, 'cache.password') : undefined,
     onEvent: ({ tier, result }) => metrics.cacheRequests.add(1, { tier, result }),
     onRedisStateChange: (up, error) => {
       metrics.setRedisUp(up)

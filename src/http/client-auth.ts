@@ -11,6 +11,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Context, MiddlewareHandler } from 'hono'
 import { LRUCache } from 'lru-cache'
 import { ConfigError } from '../config/load.ts'
+import { readSecret } from '../config/secret.ts'
 import type { Config } from '../config/schema.ts'
 import { RegistryError } from '../errors.ts'
 import { FailureLimiter } from './rate-limit.ts'
@@ -134,13 +135,8 @@ function sha256(value: string): Buffer {
 }
 
 function readToken(t: Config['clients']['tokens'][number], env: NodeJS.ProcessEnv): string {
-  let value: string | undefined
-  try {
-    value = t.token ?? (t.tokenEnv !== undefined ? env[t.tokenEnv] : readFileSync(t.tokenFile!, 'utf8').trim())
-  } catch (err) {
-    throw new ConfigError(`clients.tokens[${t.name}].tokenFile: cannot read ${t.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
-  }
-  if (!value || value.length < 16) throw new ConfigError(`clients.tokens[${t.name}]: the token is missing or shorter than 16 characters`)
+  const value = readSecret(t.token, `clients.tokens[${t.name}].token`, env).trim()
+  if (value.length < 16) throw new ConfigError(`clients.tokens[${t.name}]: the token is missing or shorter than 16 characters`)
   return value
 }
 
