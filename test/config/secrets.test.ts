@@ -122,7 +122,7 @@ t.test('the real CLI with old spellings: one deprecation warning at start-up nam
     name: 'trustpull',
     cwd: REPO_ROOT,
     env: { ...process.env, TRUSTPULL_TEST_TOKEN: TOKEN },
-    readyLine: /"msg":"trustpull listening"/,
+    readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000,
   })
   const ok = await request(`http://127.0.0.1:${port}/v2/`, { headers: { authorization: `Bearer ${TOKEN}` } })
   await ok.body.dump()

@@ -34,7 +34,7 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
       reload: { watch: false },
     }),
   )
-  await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000 })
   const url = `http://127.0.0.1:${port}`
   const manifest = async (auth: string) => {
     const res = await request(`${url}/v2/library/app/manifests/1`, { headers: { authorization: auth } })

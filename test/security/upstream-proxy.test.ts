@@ -26,7 +26,7 @@ async function serve(t: Teardown, config: Record<string, unknown>, proxyVars: Re
     name: 'trustpull',
     cwd: REPO_ROOT,
     env: { ...env, ...proxyVars },
-    readyLine: /"msg":"trustpull listening"/,
+    readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000,
   })
   return `http://127.0.0.1:${port}`
 }
