@@ -1,11 +1,12 @@
 // Who may use the proxy: static bearer tokens, htpasswd (bcrypt) basic auth, and client
 // certificates when TLS asks for them. Without any of these configured, every client is anonymous.
 // Threat: password guessing and CPU exhaustion. bcrypt runs in libuv's thread pool (the native
-// `bcrypt` package), never on the event loop; an address out of failed attempts is answered 429
-// before any bcrypt, and at most BCRYPT_IN_FLIGHT checks run or wait at once.
+// `bcrypt` package), never on the event loop, on all cores but one; an address out of failed
+// attempts is answered 429 before any bcrypt, and at most BCRYPT_QUEUE checks wait their turn.
 import bcrypt from 'bcrypt'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import type { TLSSocket } from 'node:tls'
 import type { IncomingMessage } from 'node:http'
 import type { Context, MiddlewareHandler } from 'hono'
@@ -33,8 +34,12 @@ export interface ClientAuthenticator {
 
 /** bcrypt is slow by design: a successful check is remembered briefly, keyed by a hash of the credentials. */
 const VERIFIED_TTL_MS = 5 * 60_000
-/** bcrypt checks running or queued at once (libuv's pool has 4 threads, shared with fs and DNS); more → 429. */
-const BCRYPT_IN_FLIGHT = 8
+/**
+ * bcrypt checks running at once: one core is left to the event loop (threads in libuv's pool
+ * still compete with it for CPU), and up to BCRYPT_QUEUE more wait their turn; beyond that, 429.
+ */
+const BCRYPT_RUNNING = Math.max(1, availableParallelism() - 1)
+const BCRYPT_QUEUE = 32
 
 /** What a request's credentials came to: a client name, nothing presented, presented and wrong (`counted`: already charged to the address). */
 type Identity = { client: string } | 'anonymous' | 'failed' | 'counted'
@@ -44,7 +49,22 @@ export function createClientAuthenticator(config: Config['clients'], env: NodeJS
   const htpasswd = config.htpasswd ? readHtpasswd(config.htpasswd) : undefined
   const verified = new LRUCache<string, string>({ max: 10_000, ttl: VERIFIED_TTL_MS })
   const failures = new FailureLimiter(config.failedAuth)
-  let bcryptInFlight = 0
+  let bcryptRunning = 0
+  const bcryptWaiting: (() => void)[] = []
+  /** bcrypt.compare within BCRYPT_RUNNING at once; throws 429 when BCRYPT_QUEUE already wait. */
+  const compare = async (password: string, hash: string): Promise<boolean> => {
+    if (bcryptRunning >= BCRYPT_RUNNING) {
+      if (bcryptWaiting.length >= BCRYPT_QUEUE) throw new RegistryError('TOOMANYREQUESTS', 'too many password checks in progress', { headers: { 'retry-after': '1' } })
+      await new Promise<void>((resolve) => bcryptWaiting.push(resolve))
+    }
+    bcryptRunning++
+    try {
+      return await bcrypt.compare(password, hash)
+    } finally {
+      bcryptRunning--
+      bcryptWaiting.shift()?.()
+    }
+  }
   const enabled = tokens.length > 0 || htpasswd !== undefined || config.mtls
   const rules = new Map<string, Set<string>>()
   for (const rule of config.rules) {
@@ -87,17 +107,14 @@ export function createClientAuthenticator(config: Config['clients'], env: NodeJS
       const hash = htpasswd.get(user)
       if (!hash) return 'failed'
       checkFailures(address)
-      if (bcryptInFlight >= BCRYPT_IN_FLIGHT) {
-        throw new RegistryError('TOOMANYREQUESTS', 'too many password checks in progress', { headers: { 'retry-after': '1' } })
-      }
       // The attempt is charged before the check, so concurrent guesses cannot all slip under the limit.
       failures.failed(address)
-      bcryptInFlight++
       let ok: boolean
       try {
-        ok = await bcrypt.compare(decoded.slice(colon + 1), hash)
-      } finally {
-        bcryptInFlight--
+        ok = await compare(decoded.slice(colon + 1), hash)
+      } catch (err) {
+        failures.refund(address) // refused as busy: no password was checked
+        throw err
       }
       if (!ok) return 'counted'
       failures.refund(address)

@@ -1,7 +1,8 @@
 // A password flood against the real CLI (`node src/cli/main.ts serve`): bcrypt runs off the event
 // loop, and an address out of failed attempts is answered 429 before any bcrypt runs. The lag is
 // read from the process's own nodejs_eventloop_lag_p99_seconds (prom-client resets it at each
-// scrape, so the second scrape covers exactly the flood).
+// scrape, so the second scrape covers exactly the flood), against the same flood without
+// credentials on the same process, which carries the machine's load and the sampling resolution.
 import t from 'tap'
 import bcrypt from 'bcrypt'
 import { writeFile } from 'node:fs/promises'
@@ -13,7 +14,7 @@ import { freePort, REPO_ROOT, startDaemon, tempDir } from '../helpers/proc.ts'
 import { scrape } from '../helpers/prometheus.ts'
 import { startRegistry } from '../helpers/registry.ts'
 
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 const BURST = 10
 
 t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, the loop stays responsive, good credentials still work', async (t) => {
@@ -36,8 +37,8 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
   )
   await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000 })
   const url = `http://127.0.0.1:${port}`
-  const manifest = async (auth: string) => {
-    const res = await request(`${url}/v2/library/app/manifests/1`, { headers: { authorization: auth } })
+  const manifest = async (auth: string | undefined) => {
+    const res = await request(`${url}/v2/library/app/manifests/1`, { headers: auth ? { authorization: auth } : {} })
     await res.body.dump()
     return res
   }
@@ -56,19 +57,25 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
   t.equal(good.statusCode, 200, 'alice pulls before the flood')
   t.equal(good.headers['docker-content-digest'], image.digest)
 
-  await scrape(url) // resets the event-loop histogram: the next scrape covers the flood only
-  const statuses: number[] = []
-  const retryAfter: string[] = []
-  for (let round = 0; round < 10; round++) {
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => manifest(basic('alice', `wrong-${round}-${i}`))))
-    for (const a of answers) {
-      statuses.push(a.statusCode)
-      if (a.statusCode === 429) retryAfter.push(String(a.headers['retry-after']))
+  /** 10 rounds of 20 requests at once; the event-loop lag p99 over them, from the process's /metrics. */
+  const flood = async (auth: (round: number, i: number) => string | undefined) => {
+    await scrape(url) // resets the event-loop histogram: the next scrape covers this flood only
+    const answers: Awaited<ReturnType<typeof manifest>>[] = []
+    for (let round = 0; round < 10; round++) {
+      answers.push(...(await Promise.all(Array.from({ length: 20 }, (_, i) => manifest(auth(round, i))))))
     }
+    return { answers, p99: (await scrape(url)).value('nodejs_eventloop_lag_p99_seconds') ?? NaN }
   }
-  const lag = await scrape(url)
-  const p99 = lag.value('nodejs_eventloop_lag_p99_seconds')
-  t.comment(`event-loop lag p99 during the flood: ${((p99 ?? NaN) * 1000).toFixed(1)} ms`)
+  // The same flood without credentials (401 at once, no bcrypt): what the machine's own load and
+  // the 10 ms sampling resolution put into the figure, so the bound measures bcrypt's share only.
+  await flood(() => undefined) // warm-up (JIT, connections), not measured
+  const baseline = await flood(() => undefined)
+  t.ok(baseline.answers.every((a) => a.statusCode === 401), 'anonymous: 401, nothing counted against the address')
+  const bad = await flood((round, i) => basic('alice', `wrong-${round}-${i}`))
+  const statuses = bad.answers.map((a) => a.statusCode)
+  const retryAfter = bad.answers.filter((a) => a.statusCode === 429).map((a) => String(a.headers['retry-after']))
+  const p99 = bad.p99
+  t.comment(`event-loop lag p99: ${(p99 * 1000).toFixed(1)} ms during the bad-password flood, ${(baseline.p99 * 1000).toFixed(1)} ms during the same flood without credentials`)
 
   const count = (s: number) => statuses.filter((x) => x === s).length
   t.equal(statuses.length, 200)
@@ -76,7 +83,7 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
   t.ok(count(401) >= 1 && count(401) <= BURST + 1, `at most the burst (${BURST}, plus one refilled) reached bcrypt: ${count(401)}`)
   t.ok(count(429) >= 200 - BURST - 1, `the rest were limited before bcrypt: ${count(429)}`)
   t.ok(retryAfter.every((r) => /^\d+$/.test(r) && Number(r) >= 1), 'every 429 says when to come back')
-  t.ok(p99 !== undefined && p99 < 0.02, `event-loop lag p99 under 20 ms (${p99})`)
+  t.ok(p99 - baseline.p99 < 0.02, `the password checks add under 20 ms to the event-loop lag p99 (${p99} s against ${baseline.p99} s)`)
 
   const again = await manifest(basic('alice', 'alice-password'))
   t.equal(again.statusCode, 200, 'alice, already verified, still pulls from the flooded address')
