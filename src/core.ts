@@ -6,6 +6,7 @@
 import type { Dispatcher } from 'undici'
 import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
+import { readSecret } from './config/secret.ts'
 import { loadPolicies } from './policy/load.ts'
 import type { PolicySet, SignatureLocation } from './policy/types.ts'
 import { StoreContentIndex } from './pull/content-index.ts'
@@ -140,6 +141,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
   const store = new TieredStore({
     memoryEntries: 200_000,
     redisUrl: config.cache.url,
+    redisPassword: config.cache.password ? readSecret(config.cache.password, 'cache.password') : undefined,
     onEvent: ({ tier, result }) => metrics.cacheRequests.add(1, { tier, result }),
     onRedisStateChange: (up, error) => {
       metrics.setRedisUp(up)
