@@ -22,6 +22,7 @@ import { createRegistryClient, type UpstreamRegistryClient } from './upstream/cl
 import { UpstreamRouter } from './upstream/router.ts'
 import type { RegistryClient } from './upstream/types.ts'
 import { verifyCandidate } from './verify/candidate.ts'
+import { notationArtifact, verifyNotationCandidate } from './verify/notation/candidate.ts'
 import { loadTrustRoots } from './verify/trust-root.ts'
 import { ContentStore } from './store/content-store.ts'
 import { FilesystemDriver } from './store/filesystem.ts'
@@ -146,6 +147,12 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
       verify: (candidate, material, digest) =>
         spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
           const evidence = verifyCandidate(candidate, material, digest)
+          s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
+          return evidence
+        }),
+      verifyNotation: (candidate, material, digest, image) =>
+        spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
+          const evidence = verifyNotationCandidate(candidate, material, notationArtifact(image, digest))
           s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
           return evidence
         }),
