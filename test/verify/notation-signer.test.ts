@@ -5,7 +5,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { decode, Tag } from 'cbor2'
+import { decode, type Tag } from 'cbor2'
 import { verifyNotation } from '../../src/verify/notation/verify.ts'
 import { coseProtected, identityFor, jwsProtected, notaryPayload, signCose, signJws, TestPki } from '../helpers/notation.ts'
 import { tempDir } from '../helpers/proc.ts'
