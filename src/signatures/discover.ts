@@ -43,7 +43,6 @@ const SIGNATURE_ARTIFACT_TYPES: ReadonlySet<string> = new Set([
   MediaType.dsseEnvelope,
   MediaType.inTotoLayer,
   MediaType.cosignSimpleSigning,
-  MediaType.notationSignature,
 ])
 
 /** Discovers the candidates for `imageDigest` in `repository`. Rejects only when `signal` aborts. */
@@ -374,12 +373,16 @@ function layerKind(mediaType: string): 'simple-signing' | 'dsse' | 'bundle' | un
   return undefined
 }
 
-/** 0: a Sigstore bundle; 1: another signature type; 2: untyped or empty (must be read); -1: skip. */
+/**
+ * 0: a Sigstore bundle; 1: another Cosign signature type; 2: a Notation signature (after Cosign's,
+ * so they never crowd them out of maxReferrers); 3: untyped or empty (must be read); -1: skip.
+ */
 function referrerRank(d: Descriptor): number {
   if (d.mediaType !== MediaType.ociManifest) return -1
   const type = d.artifactType
-  if (type === undefined || type === '' || type === MediaType.ociEmpty) return 2
+  if (type === undefined || type === '' || type === MediaType.ociEmpty) return 3
   if (BUNDLE_TYPE.test(type)) return 0
   if (SIGNATURE_ARTIFACT_TYPES.has(type)) return 1
+  if (type === MediaType.notationSignature) return 2
   return -1
 }

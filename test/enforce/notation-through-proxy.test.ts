@@ -12,7 +12,8 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { verifyCommand } from '../../src/cli/verify.ts'
-import { pushImage } from '../helpers/images.ts'
+import { request } from 'undici'
+import { ACCEPT_ANY_MANIFEST, pushImage } from '../helpers/images.ts'
 import { identityFor, notaryPayload, pushNotationSignature, signCose, signJws, TestPki, type Pem } from '../helpers/notation.ts'
 import { tempDir } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
@@ -131,6 +132,10 @@ t.test('level audit serves a signature from a wrong CA with a warning naming the
   t.equal(v?.result, 'warn')
   t.match(v?.reasons[0], /notation level audit logged authenticity failure NOTATION_UNTRUSTED_CHAIN/)
   t.match(v?.signers, [{ subject: /CN=Intruder/, level: 'audit', logged: ['NOTATION_UNTRUSTED_CHAIN'] }])
+  const res = await request(`${proxy.url}/v2/app/audit/manifests/v1`, { headers: { accept: ACCEPT_ANY_MANIFEST } })
+  await res.body.dump()
+  t.equal(res.statusCode, 200)
+  t.match(res.headers.warning, /299 trustpull "served under a Notation trust policy that logs failures: .*NOTATION_UNTRUSTED_CHAIN/, 'the client is told')
 })
 
 t.test('level skip serves an unsigned image unverified, with a warning', async (t) => {
