@@ -8,7 +8,7 @@ import { INDEX_TYPES, MANIFEST_TYPES } from '../oci/media-types.ts'
 import type { Manifest } from '../oci/manifest.ts'
 import { statementFor, type NotationMaterial } from '../verify/notation/authority.ts'
 import { NotationFailure } from '../verify/notation/codes.ts'
-import type { AuthorityMaterial, Candidate, Discovery, Evidence, NotationCandidate } from '../verify/types.ts'
+import type { AuthorityMaterial, Candidate, Discovery, Evidence, NotationCandidate, VerifyCode } from '../verify/types.ts'
 import { globsMatch, imageNames } from './glob.ts'
 import type {
   AuthorityOutcome,
@@ -78,7 +78,7 @@ export async function evaluatePolicies(image: ImageUnderEvaluation, policySet: P
   return summarise(base, outcomes, session)
 }
 
-type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; signer?: Evidence['signer'] & { level?: string; logged?: string[] }; warnings?: string[] }
+type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; code?: VerifyCode; signer?: Evidence['signer'] & { level?: string; logged?: string[] }; warnings?: string[] }
 
 /** One evaluation: discovery is done at most once per (repository, digest) and shared by all policies. */
 class Session {
@@ -144,6 +144,7 @@ class Session {
     const evidence: Evidence[] = []
     const reasons: string[] = []
     const statuses: AuthorityStatus[] = []
+    let code: VerifyCode | undefined
     const signers: NonNullable<AuthorityCheck['signer']>[] = []
     const warnings: string[] = []
     for (const subject of subjects) {
@@ -152,6 +153,7 @@ class Session {
       const prefix = subject.label ? `platform ${subject.label}: ` : ''
       reasons.push(...check.reasons.map((r) => prefix + r))
       warnings.push(...(check.warnings ?? []).map((r) => prefix + r))
+      code ??= check.code
       statuses.push(check.status)
       if (check.signer) signers.push(check.signer)
       if (check.status === 'fail') break // one unsigned platform decides it
@@ -160,7 +162,7 @@ class Session {
     if (status === 'pass') {
       for (const signer of signers) this.recordSigner({ policy: policy.name, authority: authority.name, ...signer })
     }
-    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons, ...(status === 'pass' && warnings.length > 0 ? { warnings } : {}) }
+    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons, ...(status === 'pass' && warnings.length > 0 ? { warnings } : {}), ...(status !== 'pass' && code && { code }) }
   }
 
   private recordSigner(signer: SignerIdentity): void {
@@ -292,7 +294,7 @@ class Session {
     }
     // Signatures that could not be looked up might have passed: undecided, not a deny.
     if (failures.length > 0) return { status: 'error', evidence, reasons: [...failures, ...reasons] }
-    return { status: 'fail', evidence, reasons }
+    return { status: 'fail', evidence, reasons, ...(needsSignature && signatures.length === 0 && { code: 'NO_SIGNATURES' as const }) }
   }
 
   private runVerify(candidate: Candidate, authority: VerifyingAuthority, digest: string): Evidence {

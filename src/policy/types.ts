@@ -1,7 +1,7 @@
 // Compiled policies (built once at start-up) and the verdicts evaluation produces.
 import type { ErrorCode } from '../errors.ts'
 import type { NotationMaterial } from '../verify/notation/authority.ts'
-import type { AuthorityMaterial, Evidence } from '../verify/types.ts'
+import type { AuthorityMaterial, Evidence, VerifyCode } from '../verify/types.ts'
 import type { CompiledCondition } from './cel.ts'
 import type { ImageGlob } from './glob.ts'
 
@@ -82,6 +82,8 @@ export interface AuthorityOutcome {
   reasons: string[]
   /** Passed, with failures its Notation trust policy level logs instead of enforcing. */
   warnings?: string[]
+  /** The failure's code when it has one of its own (NO_SIGNATURES: nothing was found to verify); each attempt's code is in `evidence`. */
+  code?: VerifyCode
 }
 
 export interface PolicyOutcome {
