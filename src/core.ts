@@ -24,6 +24,7 @@ import { createRegistryClient, type UpstreamRegistryClient } from './upstream/cl
 import { UpstreamRouter } from './upstream/router.ts'
 import type { RegistryClient } from './upstream/types.ts'
 import { verifyCandidate } from './verify/candidate.ts'
+import { notationArtifact, verifyNotationCandidate } from './verify/notation/candidate.ts'
 import { loadTrustRoots } from './verify/trust-root.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
 
@@ -99,6 +100,12 @@ export function signatureEvaluator(router: UpstreamRouter, limits: Config['limit
     verify: (candidate, material, digest) =>
       spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
         const evidence = verifyCandidate(candidate, material, digest)
+        s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
+        return evidence
+      }),
+    verifyNotation: (candidate, material, digest, image) =>
+      spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
+        const evidence = verifyNotationCandidate(candidate, material, notationArtifact(image, digest))
         s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
         return evidence
       }),

@@ -216,6 +216,8 @@ function decide(verdict: Verdict, vouch: Vouchers): GateDecision {
     case 'allow':
       return { allow: true, warnings: [], vouch }
     case 'warn':
+      // Every policy passed: the warning is a Notation level (audit, permissive, skip) that logs instead of enforcing.
+      if (verdict.policies.length > 0 && verdict.policies.every((p) => p.result === 'pass')) return { allow: true, warnings: [`served under a Notation trust policy that logs failures: ${first}`], vouch }
       return { allow: true, warnings: [`not verified (warn mode): ${first}`], vouch }
     case 'deny':
       return {

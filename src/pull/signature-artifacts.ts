@@ -8,6 +8,9 @@
 // COSE layer in any other manifest is judged as an image.
 import type { Manifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
+import { isNotationSignature } from '../oci/notation-signature.ts'
+
+export { isNotationSignature }
 
 const ARTIFACT_LAYER_TYPES: ReadonlySet<string> = new Set([
   MediaType.cosignSimpleSigning,
@@ -28,8 +31,6 @@ const ARTIFACT_LAYER_TYPES: ReadonlySet<string> = new Set([
 /** Tags cosign and the referrers fallback use: `sha256-<hex>`, `.sig`, `.att`, `.sbom`. */
 const ARTIFACT_TAG = /^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$/
 
-const NOTATION_LAYER_TYPES: ReadonlySet<string> = new Set([MediaType.notationJws, MediaType.notationCose])
-
 export function isSignatureArtifact(manifest: Manifest): boolean {
   if (manifest.kind !== 'manifest') return false
   if (manifest.layers.length === 0) return false
@@ -37,14 +38,6 @@ export function isSignatureArtifact(manifest: Manifest): boolean {
   return manifest.layers.every((l) => ARTIFACT_LAYER_TYPES.has(l.mediaType))
 }
 
-/** A Notation signature manifest: notary artifact type and a single JWS or COSE envelope. */
-export function isNotationSignature(manifest: Manifest): boolean {
-  if (manifest.kind !== 'manifest') return false
-  const type = manifest.artifactType ?? manifest.config.mediaType
-  if (type !== MediaType.notationSignature) return false
-  if (manifest.artifactType !== undefined && manifest.config.mediaType !== MediaType.ociEmpty && manifest.config.mediaType !== MediaType.notationSignature) return false
-  return manifest.layers.length === 1 && NOTATION_LAYER_TYPES.has(manifest.layers[0]!.mediaType)
-}
 
 /**
  * The referrers fallback index (tag `sha256-<hex>`) lists signature artifacts; it is metadata,

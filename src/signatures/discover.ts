@@ -2,6 +2,7 @@
 // is verified here). Sources, all consulted:
 // - the OCI 1.1 referrers API, or the fallback tag `sha256-<hex>` when it answers 404;
 // - the legacy cosign tags `sha256-<hex>.sig` and `sha256-<hex>.att`.
+// Notation signature manifests among the referrers yield their envelope as a NotationCandidate.
 // Upstream answers are hostile input: every fetch is bounded by the configured limits, and whatever
 // cannot be used becomes a DiscoveryProblem with a code, never an exception for the others.
 import type { SerializedBundle } from '@sigstore/bundle'
@@ -13,7 +14,8 @@ import { MediaType } from '../oci/media-types.ts'
 import type { RegistryClient } from '../upstream/types.ts'
 import { parseBundle } from '../verify/bundle.ts'
 import { COSIGN_SIGN_PREDICATE } from '../verify/payload.ts'
-import type { Candidate, CandidateOrigin, Discovery, DiscoveryProblem, VerifyCode } from '../verify/types.ts'
+import { isNotationSignature } from '../oci/notation-signature.ts'
+import type { Candidate, CandidateOrigin, Discovery, DiscoveryProblem, NotationCandidate, VerifyCode } from '../verify/types.ts'
 import { CosignAnnotation, envelopePredicateType, legacyAttestationBundles, legacySignatureBundle } from './legacy.ts'
 
 export type DiscoveryLimits = Pick<
@@ -55,7 +57,7 @@ export async function discoverSignatures(
   const walk = new Walk(client, repository, imageDigest, limits, options)
   const [referrers, sig, att] = await Promise.all([walk.referrers(), walk.legacyTag('.sig', 'sig-tag'), walk.legacyTag('.att', 'att-tag')])
   options.signal?.throwIfAborted()
-  return { candidates: [...referrers, ...sig, ...att], problems: walk.problems }
+  return { candidates: [...referrers, ...sig, ...att], ...(walk.notation.length > 0 ? { notation: walk.notation } : {}), problems: walk.problems }
 }
 
 /** Runs at most `n` tasks at once. */
@@ -76,6 +78,7 @@ function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
 
 class Walk {
   readonly problems: DiscoveryProblem[] = []
+  readonly notation: NotationCandidate[] = []
   readonly #client: RegistryClient
   readonly #repository: string
   readonly #digest: string
@@ -186,7 +189,26 @@ class Walk {
       this.#problem('MALFORMED', `referrer is about ${manifest.subject.digest.slice(0, 80)}, not this image`, origin)
       return []
     }
+    if (isNotationSignature(manifest)) {
+      await this.#notationEnvelope(manifest, origin)
+      return []
+    }
     return this.#layersOf(manifest, origin)
+  }
+
+  /** The one JWS or COSE envelope layer of a Notation signature manifest. */
+  async #notationEnvelope(manifest: ImageManifest, origin: CandidateOrigin): Promise<void> {
+    const layer = manifest.layers[0]!
+    if (this.#layers >= this.#limits.maxSignatures) {
+      if (!this.#reportedSignatureLimit) {
+        this.#reportedSignatureLimit = true
+        this.#problem('LIMIT_EXCEEDED', `more than ${this.#limits.maxSignatures} signatures and attestations; the rest were not read`, origin)
+      }
+      return
+    }
+    this.#layers++
+    const bytes = await this.#blob(layer, this.#limits.signatureLayerBytes, `Notation envelope ${layer.digest}`, origin)
+    if (bytes) this.notation.push({ kind: 'signature', format: 'notation', origin, envelope: bytes, envelopeType: layer.mediaType as NotationCandidate['envelopeType'] })
   }
 
   // -------------------------------------------------------------------------------------------
@@ -243,26 +265,9 @@ class Walk {
 
   async #layer(layer: Descriptor, kind: 'simple-signing' | 'dsse' | 'bundle', origin: CandidateOrigin): Promise<Candidate[]> {
     const limit = kind === 'bundle' ? this.#limits.bundleBytes : this.#limits.signatureLayerBytes
+    const bytes = await this.#blob(layer, limit, `${kind} layer ${layer.digest}`, origin)
+    if (bytes === undefined) return []
     const what = `${kind} layer ${layer.digest}`
-    if (layer.size > limit) {
-      this.#problem('LIMIT_EXCEEDED', `${what} is ${layer.size} bytes, over the ${limit}-byte limit`, origin)
-      return []
-    }
-    let bytes: Buffer | undefined
-    try {
-      bytes = await this.#run(() => this.#client.getBlobBytes(this.#repository, layer.digest, { maxBytes: limit, signal: this.#options.signal }))
-    } catch (err) {
-      this.#failed(err, `reading ${what}`, origin)
-      return []
-    }
-    if (bytes === undefined) {
-      this.#problem('DISCOVERY_FAILED', `${what} is missing`, origin)
-      return []
-    }
-    if (bytes.length !== layer.size) {
-      this.#problem('MALFORMED', `${what} is ${bytes.length} bytes but its descriptor says ${layer.size}`, origin)
-      return []
-    }
     const annotations = layer.annotations ?? {}
     try {
       switch (kind) {
@@ -287,6 +292,30 @@ class Walk {
       this.#problem('MALFORMED', `${what}: ${err instanceof Error ? err.message : String(err)}`, origin)
       return []
     }
+  }
+
+  /** A signature layer's bytes, within `limit` and as long as its descriptor says; undefined (a problem recorded) otherwise. */
+  async #blob(layer: Descriptor, limit: number, what: string, origin: CandidateOrigin): Promise<Buffer | undefined> {
+    if (layer.size > limit) {
+      this.#problem('LIMIT_EXCEEDED', `${what} is ${layer.size} bytes, over the ${limit}-byte limit`, origin)
+      return undefined
+    }
+    let bytes: Buffer | undefined
+    try {
+      bytes = await this.#run(() => this.#client.getBlobBytes(this.#repository, layer.digest, { maxBytes: limit, signal: this.#options.signal }))
+    } catch (err) {
+      this.#failed(err, `reading ${what}`, origin)
+      return undefined
+    }
+    if (bytes === undefined) {
+      this.#problem('DISCOVERY_FAILED', `${what} is missing`, origin)
+      return undefined
+    }
+    if (bytes.length !== layer.size) {
+      this.#problem('MALFORMED', `${what} is ${bytes.length} bytes but its descriptor says ${layer.size}`, origin)
+      return undefined
+    }
+    return bytes
   }
 
   async #bundleCandidate(bytes: Buffer, origin: CandidateOrigin): Promise<Candidate> {
@@ -343,12 +372,16 @@ function layerKind(mediaType: string): 'simple-signing' | 'dsse' | 'bundle' | un
   return undefined
 }
 
-/** 0: a Sigstore bundle; 1: another signature type; 2: untyped or empty (must be read); -1: skip. */
+/**
+ * 0: a Sigstore bundle; 1: another Cosign signature type; 2: a Notation signature (after Cosign's,
+ * so they never crowd them out of maxReferrers); 3: untyped or empty (must be read); -1: skip.
+ */
 function referrerRank(d: Descriptor): number {
   if (d.mediaType !== MediaType.ociManifest) return -1
   const type = d.artifactType
-  if (type === undefined || type === '' || type === MediaType.ociEmpty) return 2
+  if (type === undefined || type === '' || type === MediaType.ociEmpty) return 3
   if (BUNDLE_TYPE.test(type)) return 0
   if (SIGNATURE_ARTIFACT_TYPES.has(type)) return 1
+  if (type === MediaType.notationSignature) return 2
   return -1
 }
