@@ -8,6 +8,7 @@ import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { isSafeKey, type StorageDriver, type StoredObject } from './driver.ts'
+import { FileBody } from './file-body.ts'
 
 const SPOOL = '_spool'
 /** A read marks an object used at most this often (a utimes per read would cost a syscall each). */
@@ -59,8 +60,19 @@ export class FilesystemDriver implements StorageDriver {
       throw err
     }
     this.touch(key)
-    // The stream owns the handle and closes it when it ends or is destroyed.
-    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1024 * 1024, autoClose: true })
+    let size: number
+    try {
+      size = (await handle.stat()).size
+    } catch (err) {
+      await handle.close()
+      throw err
+    }
+    // The body owns the handle and closes it when it ends or is destroyed.
+    return new FileBody(
+      { fd: handle.fd, available: () => size, state: () => 'done', wait: () => {}, release: () => void handle.close().catch(() => {}) },
+      range?.start ?? 0,
+      range ? range.end + 1 : size,
+    )
   }
 
   async readBytes(key: string, maxBytes: number): Promise<Buffer | undefined> {
