@@ -328,7 +328,7 @@ async function openContentStore(config: Config, logger: Logger): Promise<Content
       throw new ConfigError(`storage.path: ${config.storage.path} cannot be used for the content store (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix its permissions, or set storage.enabled: false`)
     }
   }
-  const store = await ContentStore.open({ driver, maxSize: config.storage.maxSize, logger: logger.child({ component: 'store' }) })
+  const store = await ContentStore.open({ driver, maxSize: config.storage.maxSize, scrubRate: config.storage.scrubRate, logger: logger.child({ component: 'store' }) })
   logger.info({ path: config.storage.path, bucket: s3?.bucket, bytes: store.bytes, objects: store.objects, maxSize: config.storage.maxSize }, 'content store opened')
   return store
 }

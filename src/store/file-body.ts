@@ -5,7 +5,7 @@
 // Threat: as verifyingStream's. With a digest to check, one chunk is always held back until the
 // whole body hashed to it, so a wrong file is cut short and never served whole; a body that follows
 // a fill never reads past what the fill has released; any failure cuts the client's connection.
-import { read as readFd } from 'node:fs'
+import { read as readFd, type BigIntStats } from 'node:fs'
 import { Readable, type Writable } from 'node:stream'
 import { hasherFor } from '../oci/digest.ts'
 import { DigestMismatchError, type PumpOptions } from '../proxy/verifying-stream.ts'
@@ -30,6 +30,14 @@ export interface FileSource {
   release(): void
 }
 
+/**
+ * Identifies a file's bytes as far as its metadata can: any write to it, and any change of its
+ * times, changes its ctime; a file replaced by another has another inode.
+ */
+export function fileFingerprint(stat: BigIntStats): string {
+  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
+}
+
 export class FileBody extends Readable {
   readonly #source: FileSource
   #position: number
@@ -41,8 +49,12 @@ export class FileBody extends Readable {
   /** When a send started waiting for a whole chunk to arrive (see #batching). */
   #batchSince: number | undefined
 
-  constructor(source: FileSource, start = 0, end?: number) {
+  /** For a stored file: what the file was when it was opened (see fileFingerprint). */
+  readonly file: { size: number; fingerprint: string } | undefined
+
+  constructor(source: FileSource, start = 0, end?: number, file?: { size: number; fingerprint: string }) {
     super({ highWaterMark: READ_CHUNK })
+    this.file = file
     this.#source = source
     this.#position = start
     this.#end = end
