@@ -26,6 +26,11 @@ export interface FileSource {
   state(): undefined | 'done' | Error
   /** Calls `next` once, when available() or state() may have changed. */
   wait(next: () => void): void
+  /**
+   * Bytes from `position` (at most `max`) still held in memory, if the source keeps what it
+   * wrote last (a fill does): a send that keeps up takes them from there, not from the file.
+   */
+  recent?(position: number, max: number): Buffer | undefined
   /** Called once when the body is done with the descriptor. */
   release(): void
 }
@@ -149,7 +154,9 @@ export class FileBody extends Readable {
     const free: Buffer[] = []
     let allocated = 0
     /** The chunk held back until the digest is confirmed, and the pool buffer it lies in. */
-    let held: { chunk: Buffer; buffer: Buffer } | undefined
+    let held: { chunk: Buffer; buffer: Buffer | undefined } | undefined
+    /** Bytes of the source's memory handed to the socket and not yet taken by it. */
+    let lent = 0
     let sent = 0
     let reading = false
     let waiting = false
@@ -162,13 +169,25 @@ export class FileBody extends Readable {
       this.destroy()
       options.done(sent, error)
     }
-    const write = (chunk: Buffer, buffer: Buffer) => {
+    /** Writes a chunk; `buffer` is the pool buffer it lies in (none: the source's memory). */
+    const write = (chunk: Buffer, buffer: Buffer | undefined) => {
       sent += chunk.length
+      if (!buffer) lent += chunk.length
       out.write(chunk, (err) => {
         if (err || settled) return
-        free.push(buffer)
+        if (buffer) free.push(buffer)
+        else lent -= chunk.length
         pump()
       })
+    }
+    const take = (chunk: Buffer, buffer: Buffer | undefined) => {
+      this.#position += chunk.length
+      if (!hash) return write(chunk, buffer)
+      hash.update(chunk)
+      // Hold this chunk back; the previous one may go.
+      const previous = held
+      held = { chunk, buffer }
+      if (previous) write(previous.chunk, previous.buffer)
     }
     const finish = () => {
       ended = true
@@ -185,7 +204,13 @@ export class FileBody extends Readable {
     }
     const pump = (): void => {
       if (settled || reading || waiting || ended) return
-      const available = this.#available()
+      let available = this.#available()
+      // What a fill still holds in memory goes out from there, as it lands (bounded by READ_CHUNK lent at a time).
+      for (let recent; typeof available === 'number' && available > 0 && lent < READ_CHUNK && (recent = this.#source.recent?.(this.#position, available)); ) {
+        take(recent, undefined)
+        available = this.#available()
+      }
+      if (lent >= READ_CHUNK) return
       if (available instanceof Error) return settle(available)
       if (available === undefined) return finish()
       if (available === 0 || (available < READ_CHUNK && this.#batching())) {
@@ -209,17 +234,7 @@ export class FileBody extends Readable {
         if (settled) return
         if (err) return settle(err)
         if (n === 0) return settle(new Error('the file ended before its expected size'))
-        this.#position += n
-        const chunk = n === target.length ? target : target.subarray(0, n)
-        if (hash) {
-          hash.update(chunk)
-          // Hold this chunk back; the previous one may go.
-          const previous = held
-          held = { chunk, buffer: target }
-          if (previous) write(previous.chunk, previous.buffer)
-        } else {
-          write(chunk, target)
-        }
+        take(n === target.length ? target : target.subarray(0, n), target)
         pump()
       })
     }

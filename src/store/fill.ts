@@ -12,6 +12,9 @@ import type { Readable } from 'node:stream'
 import { DigestMismatchError } from '../proxy/verifying-stream.ts'
 import { FileBody } from './file-body.ts'
 
+/** How much of what a fill wrote last it keeps in memory for readers that keep up. */
+const RECENT_BYTES = 8 * 1024 * 1024
+
 export type FillState = 'filling' | 'verified' | 'failed'
 
 export class Fill extends EventEmitter {
@@ -22,6 +25,9 @@ export class Fill extends EventEmitter {
   state: FillState = 'filling'
   error: Error | undefined
   #written = 0
+  /** The last bytes written, by file position (chunks as the upstream sent them, shared by readers). */
+  readonly #recent: { start: number; chunk: Buffer }[] = []
+  #recentBytes = 0
   #readFd: number
   #readers = 0
   #settled = false
@@ -87,6 +93,7 @@ export class Fill extends EventEmitter {
         received += chunk.length
         const ok = out.write(chunk, (err) => {
           if (err) return
+          this.#remember(this.#written, chunk)
           this.#written += chunk.length
           this.emit('progress')
           verify()
@@ -108,6 +115,22 @@ export class Fill extends EventEmitter {
     })
     // Nobody need listen to `done` for a failure to be handled.
     this.done.catch(() => {})
+  }
+
+  /** Keeps the last RECENT_BYTES written in memory, for readers that keep up (see FileSource.recent). */
+  #remember(start: number, chunk: Buffer): void {
+    this.#recent.push({ start, chunk })
+    this.#recentBytes += chunk.length
+    while (this.#recentBytes - this.#recent[0]!.chunk.length >= RECENT_BYTES) this.#recentBytes -= this.#recent.shift()!.chunk.length
+  }
+
+  #recentAt(position: number, max: number): Buffer | undefined {
+    for (let i = this.#recent.length - 1; i >= 0; i--) {
+      const { start, chunk } = this.#recent[i]!
+      if (position >= start + chunk.length) return undefined
+      if (position >= start) return chunk.subarray(position - start, Math.min(chunk.length, position - start + max))
+    }
+    return undefined
   }
 
   /** Bytes readers may have: all of them once verified, one short of what is written until then. */
@@ -133,6 +156,7 @@ export class Fill extends EventEmitter {
       available: () => this.readable,
       state: () => (this.state === 'failed' ? (this.error ?? new Error('blob fetch failed')) : this.state === 'verified' ? 'done' : undefined),
       wait: (next) => this.once('progress', next),
+      recent: (position, max) => this.#recentAt(position, max),
       release: () => {
         if (released) return
         released = true
@@ -147,6 +171,8 @@ export class Fill extends EventEmitter {
     if (!this.#finished || this.#readers > 0 || this.#readFd < 0) return
     const fd = this.#readFd
     this.#readFd = -1
+    this.#recent.length = 0
+    this.#recentBytes = 0
     closeFd(fd, () => {})
   }
 
