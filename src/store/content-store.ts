@@ -175,7 +175,6 @@ export class ContentStore {
   async corrupt(digest: string): Promise<void> {
     this.#logger.error({ digest }, 'a stored blob does not match its digest (bit rot or an edit): removed, it will be fetched again')
     const key = blobKey(digest)
-    this.#scrub?.forget(key)
     this.#remove(key)
     await this.#guard(() => this.driver.delete(key), undefined)
   }
@@ -408,6 +407,7 @@ export class ContentStore {
   }
 
   #remove(key: string): void {
+    this.#scrub?.forget(key)
     const entry = this.#index.get(key)
     if (!entry) return
     this.#index.delete(key)
