@@ -99,6 +99,11 @@ const storage = z
     maxSize: size.default(20 * 1024 ** 3),
     /** How long a tag may be answered from its last verified digest while the upstream is down. */
     staleIfError: duration.default(24 * 3_600_000),
+    /**
+     * Bytes per second the scrub re-hashes stored files (a pass at start-up, then daily); reads of
+     * a file that hashed right and is unchanged since skip hashing. 0: every whole read is hashed.
+     */
+    scrubRate: size.default(32 * 1024 * 1024),
     s3: z
       .strictObject({
         bucket: z.string().min(1),
