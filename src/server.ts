@@ -14,6 +14,7 @@ import { StoreContentIndex } from './proxy/content-index.ts'
 import { ManifestCache } from './proxy/manifest-cache.ts'
 import { ManifestService } from './proxy/manifests.ts'
 import { PolicyGate } from './proxy/policy-gate.ts'
+import { ReferrerService } from './proxy/referrers.ts'
 import { discoverSignatures } from './signatures/discover.ts'
 import { createLogger, type Logger } from './telemetry/logger.ts'
 import { Metrics } from './telemetry/metrics.ts'
@@ -170,9 +171,11 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   }
 
   let lastReadiness: { at: number; reachable: string[] } | undefined
+  const referrers = new ReferrerService({ manifests, limits: config.limits, listingTTL: config.cache.tagTTL, logger })
   const app = createApp({
     router,
     manifests,
+    referrers,
     contentIndex,
     requireAllowedManifest: config.blobs.requireAllowedManifest,
     artifactBlobBytes: config.limits.signatureLayerBytes,
