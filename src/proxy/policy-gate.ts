@@ -210,13 +210,17 @@ function isVerdictFor(value: unknown, digest: string, fingerprint: string): valu
   )
 }
 
-function decide(verdict: Verdict, vouch: Vouchers): GateDecision {
+function decide(verdict: Verdict, referenced: Vouchers): GateDecision {
   const first = verdict.reasons[0] ?? verdict.result
+  // servePassingPlatforms: the index is served without vouching for the platforms it refused.
+  const refused = new Set((verdict.refusedPlatforms ?? []).map((p) => p.digest))
+  const vouch = refused.size ? { ...referenced, manifests: referenced.manifests.filter((d) => !refused.has(d)) } : referenced
+  const partial = (verdict.refusedPlatforms ?? []).map((p) => `platform ${p.platform} (${p.digest}) refused: ${p.reason}`.slice(0, 300))
   switch (verdict.result) {
     case 'allow':
-      return { allow: true, warnings: [], vouch }
+      return { allow: true, warnings: partial, vouch }
     case 'warn':
-      return { allow: true, warnings: [`not verified (warn mode): ${first}`], vouch }
+      return { allow: true, warnings: [`not verified (warn mode): ${first}`, ...partial], vouch }
     case 'deny':
       return {
         allow: false,
