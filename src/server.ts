@@ -127,6 +127,8 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     ttl: { allow: config.cache.allowTTL, deny: config.cache.denyTTL },
     concurrentVerifications: config.limits.concurrentVerifications,
     logger,
+    // `manifests` is built below, before any request can arrive.
+    subjectServed: (upstream, repository, digest): Promise<boolean> => manifests.serves(router.byName(upstream), repository, digest),
     onVerdict: (verdict, { cached, durationMs }) => {
       const [upstream] = verdict.image.split('/', 1)
       metrics.verdicts.add(1, { result: verdict.result, policy: verdict.policies.map((p) => p.name).join(',') || 'none', upstream: upstream ?? '' })
@@ -152,7 +154,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
         }),
     },
   })
-  const manifests = new ManifestService({
+  const manifests: ManifestService = new ManifestService({
     gate,
     contentIndex,
     cache: new ManifestCache(config.cache.manifestBytes),

@@ -1,6 +1,7 @@
 // The gate that enforces policy: signature artifacts pass through, children of an allowed index
 // are served on its word, everything else is evaluated (once per key: cache + single flight),
 // audited, and allowed or refused.
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LRUCache } from 'lru-cache'
@@ -13,7 +14,7 @@ import type { Logger } from '../telemetry/logger.ts'
 import { span } from '../telemetry/tracing.ts'
 import { referencedContent, type ContentIndex, type Vouchers } from './content-index.ts'
 import type { GateDecision, GateRequest, ManifestGate } from './gate.ts'
-import { isReferrersFallbackIndex, isSignatureArtifact } from './signature-artifacts.ts'
+import { isReferrersFallbackIndex, isSignatureArtifact, isSubjectArtifact } from './signature-artifacts.ts'
 
 export interface PolicyGateOptions {
   /** The policies in force; a function so a reload takes effect for new requests. */
@@ -31,7 +32,16 @@ export interface PolicyGateOptions {
    * long, the others wait for its verdict (at most this long, then verify themselves).
    */
   replicaLockMs?: number
+  /**
+   * Whether the proxy serves `digest` (the subject of an artifact): true when it passes the gate,
+   * false when it is refused or missing. Without it, artifacts are judged as images.
+   */
+  subjectServed?: (upstream: string, repository: string, digest: string) => Promise<boolean>
 }
+
+/** How deep an artifact's subject is followed (an SBOM's signature's ...); beyond, judged as an image. */
+const MAX_SUBJECT_DEPTH = 4
+const subjectDepth = new AsyncLocalStorage<number>()
 
 const VERDICT_RESULTS = new Set(['allow', 'deny', 'warn'])
 const DEFAULT_REPLICA_LOCK_MS = 5_000
@@ -57,6 +67,7 @@ export class PolicyGate implements ManifestGate {
     const { manifest } = request
     if (isSignatureArtifact(manifest)) return { allow: true, warnings: [], vouch: this.#artifactBlobs(request) }
     if (isReferrersFallbackIndex(manifest, request.reference)) return { allow: true, warnings: [], vouch: { blobs: [], manifests: [] } }
+    if (await this.#subjectServed(request)) return { allow: true, warnings: [], vouch: this.#artifactBlobs(request) }
 
     const { contentIndex, logger } = this.#options
     if (manifest.kind === 'manifest') {
@@ -178,6 +189,18 @@ export class PolicyGate implements ManifestGate {
       },
       `verdict ${verdict.result}`,
     )
+  }
+
+  /** A non-runnable artifact whose subject the proxy serves (followed at most MAX_SUBJECT_DEPTH deep). */
+  async #subjectServed(request: GateRequest): Promise<boolean> {
+    const { manifest } = request
+    const check = this.#options.subjectServed
+    if (!check || !isSubjectArtifact(manifest) || manifest.kind !== 'manifest' || !manifest.subject) return false
+    const depth = subjectDepth.getStore() ?? 0
+    if (depth >= MAX_SUBJECT_DEPTH) return false
+    const subject = manifest.subject.digest
+    if (subject === request.digest) return false
+    return subjectDepth.run(depth + 1, () => check(request.upstream, request.repository, subject))
   }
 
   /** A signature artifact vouches for its config and layers as artifact documents only, never for manifests. */
