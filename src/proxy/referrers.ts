@@ -8,6 +8,7 @@
 import { LRUCache } from 'lru-cache'
 import { SingleFlight } from '../cache/single-flight.ts'
 import type { Config } from '../config/schema.ts'
+import { RegistryError } from '../errors.ts'
 import { DEFAULT_MANIFEST_ACCEPT } from '../oci/media-types.ts'
 import { listReferrers, type ListedReferrer, type ReferrerMemo } from '../signatures/discover.ts'
 import type { Logger } from '../telemetry/logger.ts'
@@ -53,6 +54,10 @@ export class ReferrerService {
       const listing = await listReferrers(upstream.client, repository, digest, { ...this.#deps.limits, indexBytes: this.#deps.limits.manifestBytes }, { memo: this.#memo(key) })
       if (listing.problems.length > 0) {
         this.#deps.logger.info({ image: `${upstream.config.name}/${repository}`, digest, problems: listing.problems.slice(0, 10).map((p) => `${p.code}: ${p.message}`) }, 'referrers left out of the listing')
+      }
+      if (listing.unreadable) {
+        const why = listing.problems[0]?.message ?? 'unreadable'
+        throw new RegistryError('UPSTREAM_ERROR', `the referrers of ${upstream.config.name}/${repository}@${digest} could not be listed: ${why.slice(0, 300)}`)
       }
       const result = { referrers: listing.referrers, upstreamApi: listing.upstreamApi, truncated: listing.truncated }
       // A listing read while upstream failed is not kept: the next request asks again.

@@ -72,6 +72,8 @@ export interface ListedReferrer {
 export interface ReferrerListing {
   /** Whether the upstream answered the referrers API itself (else: fallback tag and cosign tags). */
   upstreamApi: boolean
+  /** The listing itself (API answer or fallback index) could not be read: what is listed may be incomplete. */
+  unreadable: boolean
   referrers: ListedReferrer[]
   /** Entries left out: unreadable, about another digest, or over maxReferrers. */
   problems: DiscoveryProblem[]
@@ -125,7 +127,7 @@ export async function listReferrers(
   const referrers = [...read, ...legacy].filter(
     (r): r is ListedReferrer => r !== undefined && r.descriptor !== undefined && !seen.has(r.descriptor.digest) && seen.add(r.descriptor.digest) !== undefined,
   )
-  return { upstreamApi: found?.via === 'referrers', referrers, problems: walk.problems, truncated }
+  return { upstreamApi: found?.via === 'referrers', unreadable: found === null, referrers, problems: walk.problems, truncated }
 }
 
 /** Immutable per-digest knowledge of referrer manifests: a descriptor, or null for one that is left out. */
@@ -213,8 +215,8 @@ class Walk {
   // -------------------------------------------------------------------------------------------
   // Referrers API, or the fallback tag
 
-  /** The referrers API's answer, or the fallback tag's index; undefined when neither exists (or it is unusable). */
-  async referrerIndex(maxBytes: number): Promise<{ via: ReferrerVia; index: ImageIndex } | undefined> {
+  /** The referrers API's answer, or the fallback tag's index; undefined when neither exists, null when it could not be read (a problem says why). */
+  async referrerIndex(maxBytes: number): Promise<{ via: ReferrerVia; index: ImageIndex } | undefined | null> {
     let via: ReferrerVia = 'referrers'
     try {
       const opts = { maxBytes, signal: this.#options.signal }
@@ -228,12 +230,12 @@ class Walk {
       const parsed = parseManifest(fetched.bytes, fetched.mediaType)
       if (parsed.kind !== 'index') {
         this.#problem('MALFORMED', `the ${via} answer is not an image index`, { repository: this.#repository, via })
-        return undefined
+        return null
       }
       return { via, index: parsed }
     } catch (err) {
       this.#failed(err, `listing referrers of ${this.#digest}`, { repository: this.#repository, via })
-      return undefined
+      return null
     }
   }
 

@@ -194,6 +194,13 @@ t.test('referrers for an upstream with the API, and hostile listings', async (t)
     const reads = front.requests.filter((q) => q.path.includes('/manifests/sha256:'))
     t.ok(reads.length <= 16 + 1, `${reads.length} manifests read upstream`)
   })
+
+  t.test('a listing that cannot be read (over 10,000 entries) is a 502, never an empty answer', async (t) => {
+    listing = Array.from({ length: 10_001 }, (_, i) => entry({ digest: sha256(`m${i}`), size: 100 }, 'x/y'))
+    const r = await referrers(proxy.url, 'library/api', image.digest)
+    t.equal(r.status, 502)
+    t.match(r.text, 'could not be listed')
+  })
 })
 
 async function pushArtifact(registryUrl: string, repo: string, manifest: object) {
