@@ -106,6 +106,19 @@ t.test('artifacts with a subject', async (t) => {
     })
   }
 
+  t.test('a chain of artifacts is followed 4 deep: the 5th above the image is judged as an image', async (t) => {
+    const chain: { digest: string; size: number }[] = []
+    let subject: { digest: string; size: number } = app
+    for (let i = 0; i < 5; i++) {
+      subject = await push({ artifactType: 'application/vnd.example.review', config: emptyConfig, layers: [reviewLayer], subject: subjectOf(subject), annotations: { n: String(i) } })
+      chain.push(subject)
+    }
+    const fifth = await manifest(chain[4]!.digest)
+    t.equal(fifth.status, 403, 'the 5th: its subjects are not followed to the image')
+    t.match(fifth.body, 'no signatures found')
+    t.equal((await manifest(chain[3]!.digest)).status, 200, 'the 4th is served')
+  })
+
   t.test('the layer of the refused image is not reachable through the posing artifact', async (t) => {
     t.equal((await manifest(plain.digest)).status, 403)
     t.equal((await blob(plain.layers[0]!.digest)).status, 403)

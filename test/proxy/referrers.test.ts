@@ -176,6 +176,14 @@ t.test('referrers for an upstream with the API, and hostile listings', async (t)
     t.notOk(front.requests.some((q) => q.path.endsWith(`/manifests/${image.digest.replace(':', '-')}`)), 'the fallback tag was not')
   })
 
+  t.test('asked again: the listing is asked upstream again, the referrer manifests are not read again', async (t) => {
+    front.clearRequests()
+    const r = await referrers(proxy.url, 'library/api', image.digest)
+    t.equal(r.body!.manifests.length, 2)
+    t.ok(front.requests.some((q) => q.path.includes('/referrers/')), 'a listing changes like a tag: asked again')
+    t.notOk(front.requests.some((q) => q.path.endsWith(`/manifests/${sbom.digest}`) || q.path.endsWith(`/manifests/${untyped.digest}`)), 'manifests by digest are remembered')
+  })
+
   t.test('a hostile listing: the subject itself, duplicates, an entry about another image, an unknown digest', async (t) => {
     listing = [entry(image, 'x/cycle'), entry(sbom, 'lie/type'), entry(sbom, 'lie/type'), entry(elsewhere, 'application/spdx+json'), entry({ digest: sha256('gone'), size: 10 }, 'x/y')]
     const r = await referrers(proxy.url, 'library/api', image.digest)
