@@ -5,10 +5,12 @@
 // --experimental-oci11`, `verify-attestation --new-bundle-format` and `tree` run through trustpull.
 // Hostile listings (the subject listing itself, 10,000 entries, entries about another digest) are
 // bounded; a refused subject and an unconfigured upstream get no listing at all.
+import type { SerializedBundle } from '@sigstore/bundle'
 import t from 'tap'
 import { request } from 'undici'
 import { attest, cosign, generateKeyPair, signImage, verifyAttestation, verifyImage, writeSlsaPredicate } from '../helpers/cosign.ts'
 import { startFaultProxy } from '../helpers/fault-proxy.ts'
+import { pushBundleReferrer } from '../helpers/mock-sigstore.ts'
 import { getManifest, MediaTypes, pushBlob, pushImage, pushManifest, sha256, type Descriptor } from '../helpers/images.ts'
 import { tempDir } from '../helpers/proc.ts'
 import { startRegistry } from '../helpers/registry.ts'
@@ -72,6 +74,22 @@ t.test('referrers for an upstream without the API: built from the fallback tag a
       t.equal(m.size, listed?.size)
     }
     t.equal(r.headers['oci-filters-applied'], undefined, 'no filter asked, none applied')
+  })
+
+  t.test("the test fixture's v0.3 bundle referrer has the layout real cosign writes (test/helpers/mock-sigstore.ts)", async (t) => {
+    const real = fallback.manifests.find((m) => m.artifactType === EMPTY)!
+    const realBytes = Buffer.from((await getManifest(registry.url, 'library/app', real.digest, MediaTypes.ociManifest)).bytes).toString()
+    const bundleDigest = (JSON.parse(realBytes) as { layers: Descriptor[] }).layers[0]!.digest
+    const bundle = JSON.parse(await (await request(`${registry.url}/v2/library/app/blobs/${bundleDigest}`)).body.text()) as SerializedBundle
+    const mine = await pushBundleReferrer(registry.url, 'library/app', { mediaType: MediaTypes.ociManifest, digest: image.digest, size: image.size }, bundle)
+    const mineBytes = Buffer.from((await getManifest(registry.url, 'library/app', mine, MediaTypes.ociManifest)).bytes).toString()
+    // Only the bundle blob's own bytes (protojson's spacing) and the creation time may differ.
+    const normal = (text: string) => text.replace(/"size":\d+,"digest":"sha256:[0-9a-f]{64}"}\],"annotations"/, 'LAYER').replace(/"org.opencontainers.image.created":"[^"]+"/, 'CREATED')
+    t.equal(normal(mineBytes), normal(realBytes))
+    const index = JSON.parse(Buffer.from((await getManifest(registry.url, 'library/app', fallbackTag, MediaTypes.ociIndex)).bytes).toString()) as Index
+    t.same(Object.keys(index.manifests.at(-1)!), Object.keys(real), 'its fallback index entry too')
+    // Back as it was for the other subtests: the fixture's entry is removed from the fallback index.
+    await pushManifest(registry.url, 'library/app', fallbackTag, fallback, MediaTypes.ociIndex)
   })
 
   t.test('the artifactType filter, and OCI-Filters-Applied', async (t) => {
