@@ -1,12 +1,12 @@
 // GET /v2/<name>/referrers/<digest>: an OCI image index of the subject's referrers, for every
-// upstream (see src/proxy/referrers.ts for where they come from and when they are answered), with
+// upstream (see src/pull/referrers.ts for where they come from and when they are answered), with
 // the distribution spec's `artifactType` filter. The index is built here, never the upstream's
 // bytes passed on: every entry in it was read and checked.
 import type { Context } from 'hono'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { Header, MediaType } from '../oci/media-types.ts'
-import type { ReferrerService } from '../proxy/referrers.ts'
+import type { ReferrerService } from '../pull/referrers.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
 import { remoteAddress } from './request.ts'
 
