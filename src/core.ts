@@ -14,6 +14,7 @@ import { ManifestCache } from './cache/manifest-cache.ts'
 import { ManifestService } from './pull/manifests.ts'
 import type { EvaluateDeps } from './policy/evaluate.ts'
 import { PolicyGate } from './pull/policy-gate.ts'
+import { ReferrerService } from './pull/referrers.ts'
 import { discoverSignatures } from './signatures/discover.ts'
 import type { ContentStore } from './store/content-store.ts'
 import { MirrorClient } from './store/mirror-client.ts'
@@ -59,6 +60,8 @@ export interface Core {
   store: TieredStore
   gate: PolicyGate
   manifests: ManifestService
+  /** The referrers endpoint's listings, for every upstream. */
+  referrers: ReferrerService
   contentIndex: StoreContentIndex
   /** The mirror's content store, when the proxy has one. */
   contentStore?: ContentStore
@@ -167,6 +170,8 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     ttl: { allow: config.cache.allowTTL, deny: config.cache.denyTTL },
     concurrentVerifications: config.limits.concurrentVerifications,
     logger,
+    // `manifests` is built below, before any request can arrive.
+    subjectServed: (upstream, repository, digest): Promise<boolean> => manifests.serves(router.byName(upstream), repository, digest),
     onVerdict: (verdict, { cached, durationMs }) => {
       const [upstream] = verdict.image.split('/', 1)
       metrics.verdicts.add(1, { result: verdict.result, policy: verdict.policies.map((p) => p.name).join(',') || 'none', upstream: upstream ?? '' })
@@ -174,7 +179,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     },
     evaluate: signatureEvaluator(router, config.limits, options.signatureClient),
   })
-  const manifests = new ManifestService({
+  const manifests: ManifestService = new ManifestService({
     gate,
     contentIndex,
     cache: new ManifestCache(config.cache.manifestBytes),
@@ -190,6 +195,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     store,
     gate,
     manifests,
+    referrers: new ReferrerService({ manifests, limits: config.limits, listingTTL: config.cache.tagTTL, logger }),
     contentIndex,
     contentStore,
     policySet: () => policySet,

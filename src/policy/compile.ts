@@ -52,6 +52,9 @@ export function compilePolicy(name: string, origin: string, spec: PolicySpec, ct
     return glob
   })
   const authorities = spec.authorities.map((a, i) => compileAuthority(a, i, ctx, errors, warnings))
+  if (spec.servePassingPlatforms && !spec.requirePlatformSignatures) {
+    errors.push({ path: ['servePassingPlatforms'], message: 'servePassingPlatforms needs requirePlatformSignatures: true (it decides per platform, which only that does)' })
+  }
   if (errors.length > 0) return { errors, warnings }
   return {
     policy: {
@@ -60,6 +63,7 @@ export function compilePolicy(name: string, origin: string, spec: PolicySpec, ct
       mode: spec.mode ?? 'enforce',
       globs,
       requirePlatformSignatures: spec.requirePlatformSignatures ?? false,
+      servePassingPlatforms: spec.servePassingPlatforms ?? false,
       authorities: authorities as CompiledAuthority[],
     },
     errors,

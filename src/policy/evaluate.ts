@@ -105,6 +105,7 @@ class Session {
 
   async evaluatePolicy(policy: CompiledPolicy): Promise<PolicyOutcome> {
     const digests = this.subjectDigests(policy)
+    if (policy.servePassingPlatforms && digests.length > 0 && digests.some((d) => d.digest !== this.image.digest)) return this.evaluatePerPlatform(policy, digests)
     const authorities: AuthorityOutcome[] = []
     for (const authority of policy.authorities) {
       const outcome = await this.evaluateAuthority(policy, authority, digests)
@@ -113,6 +114,32 @@ class Session {
     }
     const result: AuthorityStatus = authorities.some((a) => a.ok) ? 'pass' : authorities.some((a) => a.status === 'error') ? 'error' : 'fail'
     return { name: policy.name, origin: policy.origin, mode: policy.mode, result, authorities }
+  }
+
+  /**
+   * servePassingPlatforms: each platform passes when any one authority passes it; the index passes
+   * when at least one platform does, and the others are listed as refused. A platform that could
+   * not be decided leaves the whole index undecided (error), never partly served.
+   */
+  private async evaluatePerPlatform(policy: CompiledPolicy, subjects: { digest: string; label?: string }[]): Promise<PolicyOutcome> {
+    const authorities: AuthorityOutcome[] = []
+    const refusedPlatforms: NonNullable<PolicyOutcome['refusedPlatforms']> = []
+    let passed = 0
+    let undecided = false
+    for (const subject of subjects) {
+      const tried: AuthorityOutcome[] = []
+      for (const authority of policy.authorities) {
+        const outcome = await this.evaluateAuthority(policy, authority, [subject])
+        tried.push(outcome)
+        if (outcome.ok) break
+      }
+      authorities.push(...tried)
+      if (tried.some((a) => a.ok)) passed++
+      else if (tried.some((a) => a.status === 'error')) undecided = true
+      else refusedPlatforms.push({ digest: subject.digest, platform: subject.label ?? subject.digest, reason: tried[0]?.reasons[0] ?? 'refused' })
+    }
+    const result: AuthorityStatus = undecided ? 'error' : passed > 0 ? 'pass' : 'fail'
+    return { name: policy.name, origin: policy.origin, mode: policy.mode, result, authorities, ...(result === 'pass' && refusedPlatforms.length ? { refusedPlatforms } : {}) }
   }
 
   /**
@@ -341,13 +368,21 @@ function summarise(base: Pick<Verdict, 'image' | 'digest' | 'fingerprint'>, outc
   }
   const warned = [...failed('warn', 'fail'), ...failed('warn', 'error')]
   if (warned.length > 0) {
-    return { ...common, result: 'warn', reasons: [oneLine(warned[0]!), ...details], transient: warned.some((o) => o.result === 'error') }
+    const refused = refusedPlatformsOf(outcomes)
+    return { ...common, result: 'warn', reasons: [oneLine(warned[0]!), ...details], transient: warned.some((o) => o.result === 'error'), ...(refused.length ? { refusedPlatforms: refused } : {}) }
   }
   // A Notation level that logs instead of enforcing (audit, permissive) serves the image with a warning.
   const logged = outcomes.flatMap((o) => o.authorities.filter((a) => a.ok).flatMap((a) => (a.warnings ?? []).map((w) => `policy "${o.name}", authority "${a.name}": ${w}`)))
   if (logged.length > 0) return { ...common, result: 'warn', reasons: logged, transient: false }
   const names = outcomes.map((o) => `"${o.name}"`).join(', ')
-  return { ...common, result: 'allow', reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`], transient: false }
+  const refused = refusedPlatformsOf(outcomes)
+  return { ...common, result: 'allow', reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`], transient: false, ...(refused.length ? { refusedPlatforms: refused } : {}) }
+}
+
+/** Every platform some policy refused (once each). */
+function refusedPlatformsOf(outcomes: PolicyOutcome[]): NonNullable<Verdict['refusedPlatforms']> {
+  const seen = new Set<string>()
+  return outcomes.flatMap((o) => o.refusedPlatforms ?? []).filter((p) => !seen.has(p.digest) && seen.add(p.digest))
 }
 
 /** `policy "x": <why>`, short enough for a client's error line (the caller adds the image). */

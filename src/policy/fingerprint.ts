@@ -20,6 +20,7 @@ function describePolicy(p: CompiledPolicy) {
     mode: p.mode,
     globs: p.globs.map((g) => g.source).sort(),
     requirePlatformSignatures: p.requirePlatformSignatures,
+    servePassingPlatforms: p.servePassingPlatforms,
     authorities: p.authorities.map(describeAuthority),
   }
 }

@@ -274,6 +274,11 @@ export const policySpecShape = {
   mode: optional(z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' })),
   /** trustpull: an image index passes only when every platform manifest it lists passes on its own. */
   requirePlatformSignatures: optional(z.boolean()),
+  /**
+   * trustpull, with requirePlatformSignatures: an index is served when at least one platform passes;
+   * the platforms that fail are left out of what it vouches for, so each is refused when fetched.
+   */
+  servePassingPlatforms: optional(z.boolean()),
   policy: refused,
   match: refused,
 }

@@ -57,6 +57,8 @@ export interface CompiledPolicy {
   mode: PolicyMode
   globs: ImageGlob[]
   requirePlatformSignatures: boolean
+  /** With requirePlatformSignatures: an index passes when one platform does; the others are refused alone. */
+  servePassingPlatforms: boolean
   authorities: CompiledAuthority[]
 }
 
@@ -92,6 +94,15 @@ export interface PolicyOutcome {
   mode: PolicyMode
   result: AuthorityStatus
   authorities: AuthorityOutcome[]
+  /** Under servePassingPlatforms: the platform manifests of a passing index that did not pass. */
+  refusedPlatforms?: RefusedPlatform[]
+}
+
+export interface RefusedPlatform {
+  digest: string
+  /** `os/architecture[/variant]` */
+  platform: string
+  reason: string
 }
 
 export interface SignerIdentity {
@@ -128,4 +139,9 @@ export interface Verdict {
    * briefly, if at all. Always true for `error`.
    */
   transient: boolean
+  /**
+   * Platform manifests of an allowed index that its policies refused (servePassingPlatforms): the
+   * index does not vouch for them, so each is judged, and refused, on its own when fetched.
+   */
+  refusedPlatforms?: RefusedPlatform[]
 }

@@ -6,11 +6,13 @@
 // artifactType (or, in the older image-manifest form, config media type)
 // `application/vnd.cncf.notary.signature` and exactly one JWS or COSE envelope layer. A JWS or
 // COSE layer in any other manifest is judged as an image.
+// Other artifacts (SBOMs, vulnerability reports, other tools' attestations) pass when they name a
+// `subject` the proxy serves and nothing in them is runnable: no image config, no filesystem layer
+// (see isSubjectArtifact; the gate checks the subject).
 import type { Manifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
 import { isNotationSignature } from '../oci/notation-signature.ts'
 
-export { isNotationSignature }
 
 const ARTIFACT_LAYER_TYPES: ReadonlySet<string> = new Set([
   MediaType.cosignSimpleSigning,
@@ -36,6 +38,20 @@ export function isSignatureArtifact(manifest: Manifest): boolean {
   if (manifest.layers.length === 0) return false
   if (isNotationSignature(manifest)) return true
   return manifest.layers.every((l) => ARTIFACT_LAYER_TYPES.has(l.mediaType))
+}
+
+/** Filesystem layers a runtime unpacks: OCI and Docker layer types, compressed or not, foreign included. */
+const RUNNABLE_LAYER = /^application\/vnd\.(oci\.image\.layer\.|docker\.image\.rootfs\.)/
+const IMAGE_CONFIG_TYPES: ReadonlySet<string> = new Set([MediaType.ociImageConfig, MediaType.dockerImageConfig])
+
+/**
+ * An artifact about another manifest (OCI 1.1 `subject`) that no runtime can run: its config is no
+ * image config and none of its layers is a filesystem layer. It passes when its subject is served.
+ */
+export function isSubjectArtifact(manifest: Manifest): boolean {
+  if (manifest.kind !== 'manifest' || manifest.subject === undefined) return false
+  if (IMAGE_CONFIG_TYPES.has(manifest.config.mediaType)) return false
+  return manifest.layers.every((l) => !RUNNABLE_LAYER.test(l.mediaType))
 }
 
 
