@@ -13,7 +13,6 @@ import type { Manifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
 import { isNotationSignature } from '../oci/notation-signature.ts'
 
-
 const ARTIFACT_LAYER_TYPES: ReadonlySet<string> = new Set([
   MediaType.cosignSimpleSigning,
   MediaType.dsseEnvelope,
