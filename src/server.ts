@@ -4,6 +4,9 @@ import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
+import { adminAccess } from './admin/access.ts'
+import { mountAdmin, openAdmin, type AdminState } from './admin/index.ts'
+import { trustRootsOf } from './admin/views.ts'
 import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
 import { createApp } from './http/app.ts'
@@ -43,6 +46,8 @@ export interface RuntimeOptions {
   signatureClient?: (location: SignatureLocation, image: { upstream: string; repository: string; digest: string }) => RegistryClient | undefined
   /** The mirror's content store: upstream clients answer from it and fill it (the proxy only; copy and verify go upstream). */
   contentStore?: ContentStore
+  /** Verdict history, denylist, /api/v1 and /ui/ (the proxy only; verify and copy have none). */
+  admin?: boolean
 }
 
 export interface Runtime {
@@ -55,6 +60,8 @@ export interface Runtime {
   /** The mirror's content store, when the proxy has one. */
   contentStore?: ContentStore
   app: ReturnType<typeof createApp>
+  /** The operator surface (history, denylist), when the runtime serves it. */
+  admin?: AdminState
   policySet(): PolicySet
   /** Applies new policies and trust roots to new requests; throws (keeping the old ones) when they are invalid. */
   reload(config: Config): Promise<void>
@@ -76,7 +83,7 @@ export async function loadPolicyState(config: Config, options: { configDir?: str
 export async function buildRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
-  let { policySet } = await loadPolicyState(config, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })
+  let { policySet, trustRoots } = await loadPolicyState(config, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })
 
   const clients: UpstreamRegistryClient[] = config.upstreams.map((u) =>
     createRegistryClient(u, {
@@ -117,6 +124,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   })
   if (config.cache.url) metrics.setRedisUp(false)
   await store.connected()
+  const admin = options.admin ? await openAdmin(config, logger) : undefined
   const contentIndex = new StoreContentIndex(store, config.cache.allowTTL, () => policySet.fingerprint)
 
   const gate = new PolicyGate({
@@ -126,7 +134,10 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     ttl: { allow: config.cache.allowTTL, deny: config.cache.denyTTL },
     concurrentVerifications: config.limits.concurrentVerifications,
     logger,
-    onVerdict: (verdict, { cached, durationMs }) => {
+    screen: admin && ((digest, signers) => admin.denylist.screen(digest, signers)),
+    denyLink: admin?.link,
+    onVerdict: (verdict, { cached, durationMs, client, reference }) => {
+      admin?.history.record({ verdict, reference, client, cached, durationMs, trustRoots: trustRootsOf(policySet, verdict.policies.map((p) => p.name)) })
       const [upstream] = verdict.image.split('/', 1)
       metrics.verdicts.add(1, { result: verdict.result, policy: verdict.policies.map((p) => p.name).join(',') || 'none', upstream: upstream ?? '' })
       if (!cached) metrics.verificationDuration.record(durationMs / 1000)
@@ -170,6 +181,19 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   }
 
   let lastReadiness: { at: number; reachable: string[] } | undefined
+  const ready = async () => {
+    if (!lastReadiness || Date.now() - lastReadiness.at > 10_000) {
+      const answers = await Promise.all(clients.map(async (c) => ((await c.ping()) ? c.name : undefined)))
+      lastReadiness = { at: Date.now(), reachable: answers.filter((n): n is string => n !== undefined) }
+    }
+    const redis = store.redisConfigured ? (store.redisUp ? 'up' : 'down') : 'not configured'
+    const stored = contentStore ? (contentStore.unwritable ? `read-only, serving pass-through (${contentStore.unwritable})` : 'writable') : 'off'
+    return {
+      // With a store, a node can pull what it holds while every upstream is down.
+      ready: lastReadiness.reachable.length > 0 || (contentStore !== undefined && contentStore.objects > 0),
+      checks: { config: 'loaded', policies: policySet.policies.length, upstreamsReachable: lastReadiness.reachable, redis, store: stored },
+    }
+  }
   const app = createApp({
     router,
     manifests,
@@ -181,20 +205,12 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     clients: clientAccess,
     clientRate: { requestsPerSecond: config.clients.requestsPerSecond, burst: config.clients.burst },
     serveMetrics: config.telemetry.metrics.enabled && !config.telemetry.metrics.listen,
-    ready: async () => {
-      if (!lastReadiness || Date.now() - lastReadiness.at > 10_000) {
-        const answers = await Promise.all(clients.map(async (c) => ((await c.ping()) ? c.name : undefined)))
-        lastReadiness = { at: Date.now(), reachable: answers.filter((n): n is string => n !== undefined) }
-      }
-      const redis = store.redisConfigured ? (store.redisUp ? 'up' : 'down') : 'not configured'
-      const stored = contentStore ? (contentStore.unwritable ? `read-only, serving pass-through (${contentStore.unwritable})` : 'writable') : 'off'
-      return {
-        // With a store, a node can pull what it holds while every upstream is down.
-        ready: lastReadiness.reachable.length > 0 || (contentStore !== undefined && contentStore.objects > 0),
-        checks: { config: 'loaded', policies: policySet.policies.length, upstreamsReachable: lastReadiness.reachable, redis, store: stored },
-      }
-    },
+    ready,
   })
+  let admins = new Set(config.clients.admins)
+  if (admin) {
+    mountAdmin(app, { history: admin.history, denylist: admin.denylist, policySet: () => policySet, trustRoots: () => trustRoots, health: ready, access: adminAccess(clientAccess, () => admins) })
+  }
   return {
     config,
     logger,
@@ -204,19 +220,22 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     gate,
     contentStore,
     app,
+    admin,
     policySet: () => policySet,
     async reload(next: Config) {
       const loaded = await loadPolicyState(next, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })
       const nextClients = createClientAuthenticator(next.clients)
       policySet = loaded.policySet
+      trustRoots = loaded.trustRoots
       clientAuth = nextClients
+      admins = new Set(next.clients.admins)
       const unchanged = RELOADABLE_KEYS
       const restartNeeded = (Object.keys(next) as (keyof Config)[]).filter((k) => !unchanged.includes(k) && JSON.stringify(next[k]) !== JSON.stringify(config[k]))
       if (restartNeeded.length) logger.warn({ keys: restartNeeded }, 'these config changes take effect only after a restart')
       logger.info({ policies: policySet.policies.length, fingerprint: policySet.fingerprint }, 'policies reloaded')
     },
     async close() {
-      await Promise.allSettled([...clients.map((c) => c.close()), store.close(), metrics.shutdown(), contentStore?.close()])
+      await Promise.allSettled([...clients.map((c) => c.close()), store.close(), metrics.shutdown(), contentStore?.close(), admin?.close()])
     },
   }
 }
@@ -244,7 +263,7 @@ export function splitHostPort(listen: string): { host: string; port: number } {
 
 export async function startServer(config: Config, options: RuntimeOptions = {}): Promise<RunningServer> {
   const contentStore = options.contentStore ?? (config.storage.enabled ? await openContentStore(config, options.logger ?? createLogger(config.log.level)) : undefined)
-  const runtime = await buildRuntime(config, { ...options, contentStore })
+  const runtime = await buildRuntime(config, { admin: true, ...options, contentStore })
   const metricsServer = config.telemetry.metrics.enabled && config.telemetry.metrics.listen ? await startMetricsServer(config.telemetry.metrics.listen, runtime.metrics) : undefined
   const { host, port } = splitHostPort(config.listen)
   const tls = config.tls
