@@ -51,6 +51,9 @@ async function api(proxy: TestProxy, path: string, token: string | null = ADMIN_
   return { status: res.statusCode, body: (text.startsWith('{') ? JSON.parse(text) : {}) as ApiBody }
 }
 
+// Each CLI run and browser start costs seconds of start-up on a loaded 2-core machine.
+t.setTimeout(480_000)
+
 t.test('kill switch across two replicas sharing Redis', async (t) => {
   const registry = await startRegistry(t)
   const redis = await startRedis(t)

@@ -26,6 +26,9 @@ async function launch(t: Teardown): Promise<Browser> {
   return browser
 }
 
+// Each CLI run and browser start costs seconds of start-up on a loaded 2-core machine.
+t.setTimeout(480_000)
+
 t.test('the page, in Chromium, over real pulls', async (t) => {
   await mkdir(SHOTS, { recursive: true })
   const registry = await startRegistry(t)
