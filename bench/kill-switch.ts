@@ -40,7 +40,8 @@ await scenario(async (scope) => {
   const keys = await benchKeys(scope)
   const [image] = await pushSigned(registry, keys, 'bench/kill/app', 1)
   const config = proxyConfig(registry.url, { cache: { url: redis.url }, policies: [keyPolicy(keys)] })
-  const [a, b] = await Promise.all([startTrustpull(scope, 'replica-a', config), startTrustpull(scope, 'replica-b', config)])
+  const a = await startTrustpull(scope, 'replica-a', config)
+  const b = await startTrustpull(scope, 'replica-b', config)
   const path = `/v2/${image!.repo}/manifests/${image!.digest}`
   for (const r of [a, b]) if ((await status(`${r.url}${path}`)) !== 200) throw new Error('the signed image is not served before the deny')
 
