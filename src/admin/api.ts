@@ -4,6 +4,7 @@
 // proxy do unbounded work (limits are capped, bodies are small) or changes the denylist unaudited.
 import type { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { duration } from '../config/units.ts'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { compileGlob, GlobError, imageNames } from '../policy/glob.ts'
@@ -21,6 +22,8 @@ export interface VerdictQuery {
   result?: string
   image?: string
   limit?: string
+  /** Only verdicts served within this long (a duration: 24h, 90m). */
+  since?: string
 }
 
 /** The verdict list a query asks for; shared with the page. Throws BAD_REQUEST naming the parameter. */
@@ -40,7 +43,13 @@ export async function listVerdicts(deps: AdminDeps, query: VerdictQuery) {
       throw err
     }
   }
-  const records = await deps.history.list({ result: result as VerdictResult | undefined, image, limit })
+  let since: number | undefined
+  if (query.since) {
+    const parsed = duration.safeParse(query.since)
+    if (!parsed.success) throw new RegistryError('BAD_REQUEST', `since: "${query.since}" is not a duration (e.g. 24h)`)
+    since = Date.now() - parsed.data
+  }
+  const records = await deps.history.list({ result: result as VerdictResult | undefined, image, limit, since })
   return records.map(verdictSummary)
 }
 

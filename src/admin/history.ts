@@ -39,6 +39,8 @@ export interface ListQuery {
   /** A policy-style glob over `<upstream>/<repository>`. */
   image?: (upstream: string, repository: string) => boolean
   limit: number
+  /** Served at or after this time (ms since the epoch). */
+  since?: number
 }
 
 const INDEX = `${ADMIN_PREFIX}history:index`
@@ -100,7 +102,7 @@ export class VerdictHistory {
   async list(query: ListQuery): Promise<VerdictRecord[]> {
     const records = (await this.#shared()) ?? [...this.#memory.values()]
     return records
-      .filter((r) => (query.result === undefined || r.result === query.result) && (query.image === undefined || matchesImage(r.image, query.image)))
+      .filter((r) => (query.result === undefined || r.result === query.result) && (query.image === undefined || matchesImage(r.image, query.image)) && (query.since === undefined || Date.parse(r.at) >= query.since))
       .sort((a, b) => RESULT_ORDER[a.result] - RESULT_ORDER[b.result] || b.at.localeCompare(a.at))
       .slice(0, query.limit)
   }

@@ -4,13 +4,7 @@
 // flag's value, so they stay out of shell history and process lists.
 // Exit codes: 0 done, 1 refused (401/403, or nothing to remove), 2 usage, 3 any other failure.
 import { readFileSync } from 'node:fs'
-import { request } from 'undici'
-
-export interface ServerOptions {
-  server: string
-  tokenFile?: string
-  user?: string
-}
+import { call, refusal, run, UsageError, type ServerOptions } from './api-client.ts'
 
 export interface DenyTargetOptions {
   digest?: string
@@ -19,13 +13,10 @@ export interface DenyTargetOptions {
   id?: string
 }
 
-type Io = { out: (s: string) => void; err: (s: string) => void }
-const stdio: Io = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) }
-
-class UsageError extends Error {}
+const stdio = { out: (s: string) => void process.stdout.write(s), err: (s: string) => void process.stderr.write(s) }
 
 export async function denyAdd(options: ServerOptions & DenyTargetOptions & { reason?: string; json?: boolean }, io = stdio): Promise<number> {
-  return run(io, async () => {
+  return run(io, 'deny', async () => {
     const body = { ...target(options), ...(options.reason !== undefined ? { reason: options.reason } : {}) }
     const answer = await call(options, 'POST', '/api/v1/denylist', body)
     if (answer.status !== 201) return refusal(io, answer)
@@ -36,7 +27,7 @@ export async function denyAdd(options: ServerOptions & DenyTargetOptions & { rea
 }
 
 export async function denyList(options: ServerOptions & { json?: boolean }, io = stdio): Promise<number> {
-  return run(io, async () => {
+  return run(io, 'deny', async () => {
     const answer = await call(options, 'GET', '/api/v1/denylist')
     if (answer.status !== 200) return refusal(io, answer)
     const entries = (answer.body as { entries: Entry[] }).entries
@@ -48,7 +39,7 @@ export async function denyList(options: ServerOptions & { json?: boolean }, io =
 }
 
 export async function denyRemove(options: ServerOptions & DenyTargetOptions, io = stdio): Promise<number> {
-  return run(io, async () => {
+  return run(io, 'deny', async () => {
     const answer = options.id
       ? await call(options, 'DELETE', `/api/v1/denylist/${encodeURIComponent(options.id)}`, {})
       : await call(options, 'DELETE', '/api/v1/denylist', target(options))
@@ -86,67 +77,5 @@ function target(options: DenyTargetOptions): Record<string, string> {
     return { key: readFileSync(options.key!, 'utf8') }
   } catch (err) {
     throw new UsageError(`--key: cannot read ${options.key} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-  }
-}
-
-async function call(options: ServerOptions, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  let base: URL
-  try {
-    base = new URL(options.server)
-  } catch {
-    throw new UsageError(`--server: not a URL: ${options.server}`)
-  }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new UsageError('--server: expected an http:// or https:// URL')
-  const headers: Record<string, string> = { accept: 'application/json' }
-  const authorization = credentials(options)
-  if (authorization) headers.authorization = authorization
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  const res = await request(new URL(path, base), { method: method as 'GET', headers, body: body === undefined ? undefined : JSON.stringify(body), headersTimeout: 30_000, bodyTimeout: 30_000 })
-  const text = await res.body.text()
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    parsed = { errors: [{ code: 'UNKNOWN', message: text.slice(0, 200) }] }
-  }
-  return { status: res.statusCode, body: parsed }
-}
-
-function credentials(options: ServerOptions): string | undefined {
-  if (options.user) {
-    const password = process.env.TRUSTPULL_PASSWORD
-    if (password === undefined) throw new UsageError('--user needs the password in TRUSTPULL_PASSWORD')
-    return `Basic ${Buffer.from(`${options.user}:${password}`).toString('base64')}`
-  }
-  let token = process.env.TRUSTPULL_TOKEN
-  if (options.tokenFile) {
-    try {
-      token = readFileSync(options.tokenFile, 'utf8').trim()
-    } catch (err) {
-      throw new UsageError(`--token-file: cannot read ${options.tokenFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-    }
-  }
-  return token ? `Bearer ${token}` : undefined
-}
-
-/** 401/403/404 are refusals (1), 400 a usage error (2), anything else a failure (3). */
-function refusal(io: Io, answer: { status: number; body: unknown }): number {
-  const error = (answer.body as { errors?: { code?: string; message?: string }[] } | null)?.errors?.[0]
-  io.err(`trustpull deny: ${answer.status} ${error?.code ?? ''}: ${error?.message ?? 'no message'}\n`)
-  if (answer.status === 401 || answer.status === 403 || answer.status === 404) return 1
-  return answer.status === 400 ? 2 : 3
-}
-
-async function run(io: Io, work: () => Promise<number>): Promise<number> {
-  try {
-    return await work()
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.err(`trustpull deny: ${err.message}\n`)
-      return 2
-    }
-    const code = (err as NodeJS.ErrnoException).code
-    io.err(`trustpull deny: cannot reach the server: ${code ? `${code} ` : ''}${(err as Error).message}\n`)
-    return 3
   }
 }

@@ -112,6 +112,15 @@ withDenyTarget(withServerOptions(deny.command('remove').description('remove an e
     process.exitCode = await (await import('./deny.ts')).denyRemove(options)
   })
 
+const policy = program.command('policy').description('policies against what was actually pulled')
+withServerOptions(policy.command('test').description('judge the digests a running proxy served again under a candidate config; print what would change (exit 0 when nothing does)'))
+  .requiredOption('-c, --config <file>', 'the candidate configuration (its policies, trust roots, upstreams)')
+  .option('--since <duration>', 'the window of the verdict history to replay', '24h')
+  .option('--json', 'print the changes as JSON')
+  .action(async (options) => {
+    process.exitCode = await (await import('./policy-test.ts')).policyTest(options)
+  })
+
 process.on('uncaughtException', (err) => fail(err))
 process.on('unhandledRejection', (err) => fail(err))
 
