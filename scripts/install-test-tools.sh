@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives for real, when it is absent: Debian's docker-registry,
-# skopeo, containerd (ctr), umoci, redis-server, apache2-utils (ab), nginx (blob baseline),
+# skopeo, containerd (ctr), umoci, redis-server, apache2-utils (ab), nginx (blob baseline), chromium (the operator page test),
 # docker.io (dockerd 20.10 and the docker CLI; tests start their own daemon) and trixie's
 # cosign 2.5 (bookworm has none), unpacked into .tools/ without touching apt's own setup.
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in docker-registry:docker-registry skopeo:skopeo ctr:containerd umoci:umoci \
-            redis-server:redis-server ab:apache2-utils nginx:nginx dockerd:docker.io docker:docker.io openssl:openssl; do
+            redis-server:redis-server ab:apache2-utils nginx:nginx dockerd:docker.io docker:docker.io openssl:openssl chromium:chromium; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -13,7 +13,7 @@ import { StoreContentIndex } from './pull/content-index.ts'
 import { ManifestCache } from './cache/manifest-cache.ts'
 import { ManifestService } from './pull/manifests.ts'
 import type { EvaluateDeps } from './policy/evaluate.ts'
-import { PolicyGate } from './pull/policy-gate.ts'
+import { PolicyGate, type PolicyGateOptions } from './pull/policy-gate.ts'
 import { ReferrerService } from './pull/referrers.ts'
 import { discoverSignatures } from './signatures/discover.ts'
 import type { ContentStore } from './store/content-store.ts'
@@ -44,6 +44,8 @@ export interface CoreOptions {
   contentStore?: ContentStore
   /** Every upstream request through this dispatcher (`verify --allow-insecure-registry`). */
   upstreamDispatcher?: Dispatcher
+  /** What the proxy's operator surface adds to the gate: the denylist, deny links, verdict history. */
+  gateHooks?: Pick<PolicyGateOptions, 'screen' | 'denyLink' | 'onVerdict'>
 }
 
 /** The signature source of an image: a registry client to discover its signatures in, or undefined for the configured upstream. */
@@ -66,6 +68,8 @@ export interface Core {
   /** The mirror's content store, when the proxy has one. */
   contentStore?: ContentStore
   policySet(): PolicySet
+  /** The trust roots the policies in force were loaded with (by name). */
+  trustRoots(): ReadonlyMap<string, LoadedTrustRoot>
   /** Applies new policies and trust roots to new decisions; throws (keeping the old ones) when they are invalid. */
   reloadPolicies(config: Config): Promise<void>
   close(): Promise<void>
@@ -118,7 +122,7 @@ export function signatureEvaluator(router: UpstreamRouter, limits: Config['limit
 export async function buildCore(config: Config, options: CoreOptions = {}): Promise<Core> {
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
-  let { policySet } = await loadPolicyState(config, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })
+  let { policySet, trustRoots } = await loadPolicyState(config, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })
 
   const clients: UpstreamRegistryClient[] = config.upstreams.map((u) =>
     createRegistryClient(u, {
@@ -172,10 +176,13 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     logger,
     // `manifests` is built below, before any request can arrive.
     subjectServed: (upstream, repository, digest): Promise<boolean> => manifests.serves(router.byName(upstream), repository, digest),
-    onVerdict: (verdict, { cached, durationMs }) => {
+    screen: options.gateHooks?.screen,
+    denyLink: options.gateHooks?.denyLink,
+    onVerdict: (verdict, info) => {
       const [upstream] = verdict.image.split('/', 1)
       metrics.verdicts.add(1, { result: verdict.result, policy: verdict.policies.map((p) => p.name).join(',') || 'none', upstream: upstream ?? '' })
-      if (!cached) metrics.verificationDuration.record(durationMs / 1000)
+      if (!info.cached) metrics.verificationDuration.record(info.durationMs / 1000)
+      options.gateHooks?.onVerdict?.(verdict, info)
     },
     evaluate: signatureEvaluator(router, config.limits, options.signatureClient),
   })
@@ -199,8 +206,9 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     contentIndex,
     contentStore,
     policySet: () => policySet,
+    trustRoots: () => trustRoots,
     async reloadPolicies(next: Config) {
-      policySet = (await loadPolicyState(next, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger })).policySet
+      ;({ policySet, trustRoots } = await loadPolicyState(next, { configDir: options.configDir, trustedRoot: options.trustedRoot, logger }))
     },
     async close() {
       await Promise.allSettled([...clients.map((c) => c.close()), store.close(), metrics.shutdown(), contentStore?.close()])

@@ -8,6 +8,9 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net'
 import { splitHostPort } from './config/listen.ts'
 import type { Config } from './config/schema.ts'
+import { adminAccess } from './admin/access.ts'
+import { mountAdmin, openAdmin, type AdminState } from './admin/index.ts'
+import { trustRootsOf } from './admin/views.ts'
 import { buildCore, type Core, type CoreOptions } from './core.ts'
 import { createApp } from './http/app.ts'
 import { createClientAuthenticator, type ClientAuthenticator } from './http/client-auth.ts'
@@ -15,18 +18,42 @@ import { openContentStore } from './store/open.ts'
 import { createLogger } from './telemetry/logger.ts'
 import { startMetricsServer } from './telemetry/metrics-server.ts'
 
-export type RuntimeOptions = CoreOptions
+export interface RuntimeOptions extends CoreOptions {
+  /** Verdict history, denylist, /api/v1 and /ui/ (the proxy only; verify and copy have none). */
+  admin?: boolean
+}
 
 /** The core plus the HTTP app that serves it. */
 export interface Runtime extends Core {
   app: ReturnType<typeof createApp>
+  /** The operator surface (history, denylist), when the runtime serves it. */
+  admin?: AdminState
   /** Applies new policies, trust roots and client credentials to new requests; throws (keeping the old ones) when they are invalid. */
   reload(config: Config): Promise<void>
 }
 
 export async function buildRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
-  const core = await buildCore(config, options)
-  const { logger, contentStore, store } = core
+  const logger = options.logger ?? createLogger(config.log.level)
+  const admin = options.admin ? await openAdmin(config, logger) : undefined
+  // The history notes the trust roots of the policies a verdict was made under; the core holding
+  // them is built next, and no verdict is made before it is.
+  let policiesInForce = (): ReturnType<Core['policySet']> => {
+    throw new Error('no verdict before the core is built')
+  }
+  const core = await buildCore(config, {
+    ...options,
+    logger,
+    ...(admin && {
+      gateHooks: {
+        screen: (digest, signers) => admin.denylist.screen(digest, signers),
+        denyLink: admin.link,
+        onVerdict: (verdict, { cached, durationMs, client, reference }) =>
+          admin.history.record({ verdict, reference, client, cached, durationMs, trustRoots: trustRootsOf(policiesInForce(), verdict.policies.map((p) => p.name)) }),
+      },
+    }),
+  })
+  policiesInForce = core.policySet
+  const { contentStore, store } = core
 
   // Replaced whole on reload (a rotated htpasswd or token file); requests read the one in force.
   let clientAuth = createClientAuthenticator(config.clients)
@@ -51,31 +78,41 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     clients: clientAccess,
     clientRate: { requestsPerSecond: config.clients.requestsPerSecond, burst: config.clients.burst },
     serveMetrics: config.telemetry.metrics.enabled && !config.telemetry.metrics.listen,
-    ready: async () => {
-      if (!lastReadiness || Date.now() - lastReadiness.at > 10_000) {
-        const answers = await Promise.all(core.upstreamClients.map(async (c) => ((await c.ping()) ? c.name : undefined)))
-        lastReadiness = { at: Date.now(), reachable: answers.filter((n): n is string => n !== undefined) }
-      }
-      const redis = store.redisConfigured ? (store.redisUp ? 'up' : 'down') : 'not configured'
-      const stored = contentStore ? (contentStore.unwritable ? `read-only, serving pass-through (${contentStore.unwritable})` : 'writable') : 'off'
-      return {
-        // With a store, a node can pull what it holds while every upstream is down.
-        ready: lastReadiness.reachable.length > 0 || (contentStore !== undefined && contentStore.objects > 0),
-        checks: { config: 'loaded', policies: core.policySet().policies.length, upstreamsReachable: lastReadiness.reachable, redis, store: stored },
-      }
-    },
+    ready: () => ready(),
   })
+  const ready = async () => {
+    if (!lastReadiness || Date.now() - lastReadiness.at > 10_000) {
+      const answers = await Promise.all(core.upstreamClients.map(async (c) => ((await c.ping()) ? c.name : undefined)))
+      lastReadiness = { at: Date.now(), reachable: answers.filter((n): n is string => n !== undefined) }
+    }
+    const redis = store.redisConfigured ? (store.redisUp ? 'up' : 'down') : 'not configured'
+    const stored = contentStore ? (contentStore.unwritable ? `read-only, serving pass-through (${contentStore.unwritable})` : 'writable') : 'off'
+    return {
+      // With a store, a node can pull what it holds while every upstream is down.
+      ready: lastReadiness.reachable.length > 0 || (contentStore !== undefined && contentStore.objects > 0),
+      checks: { config: 'loaded', policies: core.policySet().policies.length, upstreamsReachable: lastReadiness.reachable, redis, store: stored },
+    }
+  }
+  let admins = new Set(config.clients.admins)
+  if (admin) {
+    mountAdmin(app, { history: admin.history, denylist: admin.denylist, policySet: core.policySet, trustRoots: core.trustRoots, health: ready, access: adminAccess(clientAccess, () => admins) })
+  }
   return {
     ...core,
     app,
+    admin,
     async reload(next: Config) {
       const nextClients = createClientAuthenticator(next.clients)
       await core.reloadPolicies(next)
       clientAuth = nextClients
+      admins = new Set(next.clients.admins)
       const restartNeeded = (Object.keys(next) as (keyof Config)[]).filter((k) => !RELOADABLE_KEYS.includes(k) && JSON.stringify(next[k]) !== JSON.stringify(config[k]))
       if (restartNeeded.length) logger.warn({ keys: restartNeeded }, 'these config changes take effect only after a restart')
       const policySet = core.policySet()
       logger.info({ policies: policySet.policies.length, fingerprint: policySet.fingerprint }, 'policies reloaded')
+    },
+    async close() {
+      await Promise.allSettled([core.close(), admin?.close()])
     },
   }
 }
@@ -99,7 +136,7 @@ export interface RunningServer {
 
 export async function startServer(config: Config, options: RuntimeOptions = {}): Promise<RunningServer> {
   const contentStore = options.contentStore ?? (config.storage.enabled ? await openContentStore(config, options.logger ?? createLogger(config.log.level)) : undefined)
-  const runtime = await buildRuntime(config, { ...options, contentStore })
+  const runtime = await buildRuntime(config, { admin: true, ...options, contentStore })
   const metricsServer = config.telemetry.metrics.enabled && config.telemetry.metrics.listen ? await startMetricsServer(config.telemetry.metrics.listen, runtime.metrics) : undefined
   const { host, port } = splitHostPort(config.listen)
   const tls = config.tls

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The trustpull command: serve, verify, verify-bundle, copy, explain. One exit-code contract for all of them,
+// The trustpull command: serve, verify, verify-bundle, copy, deny, policy test, explain. One exit-code contract for all of them,
 // so a CI gate can tell a typo from a deny:
 //   0 allowed / done, 1 refused or denied, 2 usage or configuration error (nothing ran), 3 any other failure.
 // An unexpected error is printed as one line (TRUSTPULL_DEBUG=1 adds the stack), never a trace that
@@ -7,11 +7,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { ConfigError } from '../errors.ts'
 import { VERSION } from '../version.ts'
-import { copyCommand } from './copy.ts'
-import { explainCommand } from './explain.ts'
-import { serveCommand } from './serve.ts'
-import { verifyCommand } from './verify.ts'
-import { runVerifyBundle } from './verify-bundle.ts'
+// Each command's module is imported when it runs: `deny` should not wait for sigstore and the S3 SDK to load.
 
 export const EXIT = { OK: 0, REFUSED: 1, USAGE: 2, FAILURE: 3 } as const
 
@@ -31,7 +27,7 @@ program
   .description('run the proxy (embedded defaults without --config: 127.0.0.1:5000, Docker Hub upstream, in-memory cache)')
   .option('-c, --config <file>', 'YAML configuration file')
   .option('-l, --listen <host:port>', 'address to listen on (overrides the config)')
-  .action(serveCommand)
+  .action(async (options) => (await import('./serve.ts')).serveCommand(options))
 
 /** The config and the one-off authority (`--key` or `--certificate-*`) that verify and copy both take. */
 function withVerificationOptions(command: Command): Command {
@@ -54,7 +50,7 @@ withVerificationOptions(verify)
   .option('--allow-http-registry', 'without --config: plain HTTP to the registry if HTTPS fails (loopback and private addresses always may, as cosign)')
   .option('--allow-insecure-registry', 'without --config: skip TLS certificate checks (self-signed or expired), and allow plain HTTP')
   .action(async (image: string, options) => {
-    process.exitCode = await verifyCommand(image, options)
+    process.exitCode = await (await import('./verify.ts')).verifyCommand(image, options)
   })
 
 const copy = program
@@ -71,7 +67,7 @@ withVerificationOptions(copy)
   .option('--no-progress', 'no progress on stderr')
   .option('--json', 'print the results as JSON')
   .action(async (args: string[], options) => {
-    process.exitCode = await copyCommand(args, options)
+    process.exitCode = await (await import('./copy.ts')).copyCommand(args, options)
   })
 
 program
@@ -81,7 +77,50 @@ program
   .helpOption(false)
   .argument('[args...]')
   .action(async (args: string[]) => {
-    process.exitCode = await runVerifyBundle(args)
+    process.exitCode = await (await import('./verify-bundle.ts')).runVerifyBundle(args)
+  })
+
+/** `--server` and the credentials every command against a running proxy's API takes. */
+function withServerOptions(command: Command): Command {
+  return command
+    .requiredOption('--server <url>', 'the trustpull proxy (its /api/v1), e.g. https://trustpull.example.com:5000')
+    .option('--token-file <file>', 'bearer token from this file (default: $TRUSTPULL_TOKEN)')
+    .option('--user <name>', 'basic auth as this htpasswd user; the password from $TRUSTPULL_PASSWORD')
+}
+
+/** What a denylist entry names: exactly one of these. */
+function withDenyTarget(command: Command): Command {
+  return command
+    .option('--digest <digest>', 'an image (manifest or index) digest, sha256:...')
+    .option('--identity <issuer-and-subject...>', 'a keyless signer: OIDC ISSUER and certificate SUBJECT (two values)')
+    .option('--key <pemfile>', 'a signing key: its PEM public key file (cosign.pub)')
+}
+
+const deny = program.command('deny').description('the kill switch: refuse a digest, signer identity or key on every replica, whatever the policies say')
+withDenyTarget(withServerOptions(deny.command('add').description('add an entry to the denylist')))
+  .option('--reason <text>', 'why (shown in 403 messages, the page and the audit log)')
+  .option('--json', 'print the entry as JSON')
+  .action(async (options) => {
+    process.exitCode = await (await import('./deny.ts')).denyAdd(options)
+  })
+withServerOptions(deny.command('list').description('print the denylist'))
+  .option('--json', 'print the entries as JSON')
+  .action(async (options) => {
+    process.exitCode = await (await import('./deny.ts')).denyList(options)
+  })
+withDenyTarget(withServerOptions(deny.command('remove').description('remove an entry (by its target, or --id)')))
+  .option('--id <id>', 'the entry id `deny list` prints')
+  .action(async (options) => {
+    process.exitCode = await (await import('./deny.ts')).denyRemove(options)
+  })
+
+const policy = program.command('policy').description('policies against what was actually pulled')
+withServerOptions(policy.command('test').description('judge the digests a running proxy served again under a candidate config; print what would change (exit 0 when nothing does)'))
+  .requiredOption('-c, --config <file>', 'the candidate configuration (its policies, trust roots, upstreams)')
+  .option('--since <duration>', 'the window of the verdict history to replay', '24h')
+  .option('--json', 'print the changes as JSON')
+  .action(async (options) => {
+    process.exitCode = await (await import('./policy-test.ts')).policyTest(options)
   })
 
 program
@@ -89,8 +128,8 @@ program
   .description('what a reason code (an error body, a DENIED detail, an audit line, a copy report) means and its usual fix: exit 0 for a known code, 2 for an unknown one')
   .argument('<code>', 'e.g. DENIED, IDENTITY_MISMATCH, TLOG_MISSING (any case)')
   .option('--json', 'print {code, seen, meaning, fix} as JSON')
-  .action((code: string, options: { json?: boolean }) => {
-    process.exitCode = explainCommand(code, options)
+  .action(async (code: string, options: { json?: boolean }) => {
+    process.exitCode = (await import('./explain.ts')).explainCommand(code, options)
   })
 
 process.on('uncaughtException', (err) => fail(err))

@@ -49,6 +49,9 @@ function checkClients(config: Config): void {
   if (clients.rules.length > 0 && clients.tokens.length === 0 && !clients.htpasswd && !clients.mtls) {
     throw new ConfigError('clients.rules: rules name clients, but no client authentication (tokens, htpasswd or mtls) is configured')
   }
+  if (clients.admins.length > 0 && clients.tokens.length === 0 && !clients.htpasswd && !clients.mtls) {
+    throw new ConfigError('clients.admins: names clients, but no client authentication (tokens, htpasswd or mtls) is configured')
+  }
 }
 
 function checkUpstreams(config: Config): void {

@@ -146,6 +146,8 @@ export const configSchema = z.strictObject({
        * any password is checked (bcrypt is costly by design), one more allowed every 60/perMinute s.
        */
       failedAuth: z.strictObject({ burst: z.number().int().positive().default(10), perMinute: z.number().positive().default(10) }).prefault({}),
+      /** Clients (token names, htpasswd users, certificate CNs) that may use /api/v1, /ui/ and the denylist. */
+      admins: z.array(z.string().min(1)).default([]),
     })
     .prefault({}),
   trustRoots: z.array(trustRoot).default([]),
@@ -165,6 +167,17 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Files the config names (policies, trust roots, TLS, htpasswd, tokens) are re-read when they change. */
   reload: z.strictObject({ watch: z.boolean().default(true), interval: duration.default(2_000) }).prefault({}),
+  /** The operator surface (src/admin/): verdict history, the API and page, the denylist. */
+  admin: z
+    .strictObject({
+      /** Where operators reach this proxy (https://trustpull.example.com): 403 DENIED messages end with the digest's page there. */
+      publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+      /** Verdicts kept (one per digest, the latest), in Redis when cache.url is set, else in process. */
+      historySize: z.number().int().positive().max(100_000).default(1_000),
+      /** The denylist file when there is no Redis (default: denylist.json under storage.path). */
+      denylistPath: z.string().min(1).optional(),
+    })
+    .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
 })
 

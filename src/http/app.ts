@@ -42,7 +42,7 @@ const READ_METHODS = new Set(['GET', 'HEAD'])
 declare module 'hono' {
   interface ContextVariableMap {
     /** Which distribution endpoint answered: the `route` label of request metrics. */
-    route: Route['kind'] | 'health' | 'metrics' | 'unknown'
+    route: Route['kind'] | 'health' | 'metrics' | 'admin' | 'unknown'
   }
 }
 

@@ -9,7 +9,7 @@ import { SingleFlight } from '../cache/single-flight.ts'
 import type { ReplicaLock, TieredStore } from '../cache/tiered-store.ts'
 import { RegistryError } from '../errors.ts'
 import { evaluatePolicies, type EvaluateDeps } from '../policy/evaluate.ts'
-import type { PolicySet, Verdict } from '../policy/types.ts'
+import type { PolicySet, SignerIdentity, Verdict } from '../policy/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import { span } from '../telemetry/tracing.ts'
 import { referencedContent, type ContentIndex, type Vouchers } from './content-index.ts'
@@ -26,7 +26,14 @@ export interface PolicyGateOptions {
   /** Evaluations running at once; one more is refused with 429 rather than queued without bound. */
   concurrentVerifications?: number
   logger: Logger
-  onVerdict?: (verdict: Verdict, info: { cached: boolean; durationMs: number }) => void
+  onVerdict?: (verdict: Verdict, info: { cached: boolean; durationMs: number; client?: string; reference: string }) => void
+  /**
+   * The operator's denylist (src/admin/denylist.ts): asked on every pull, before and after the
+   * verdict (cached or not); a reason refuses the manifest whatever the policies say.
+   */
+  screen?: (digest: string, signers?: readonly SignerIdentity[]) => { reason: string } | undefined
+  /** Appended to every DENIED message: where an operator reads this digest's verdict (admin.publicUrl). */
+  denyLink?: (digest: string) => string
   /**
    * Replicas sharing Redis verify a digest once between them: the first takes a lock for this
    * long, the others wait for its verdict (at most this long, then verify themselves).
@@ -69,9 +76,13 @@ export class PolicyGate implements ManifestGate {
     if (isReferrersFallbackIndex(manifest, request.reference)) return { allow: true, warnings: [], vouch: { blobs: [], manifests: [] } }
     if (await this.#subjectServed(request)) return { allow: true, warnings: [], vouch: this.#artifactBlobs(request) }
 
-    const { contentIndex, logger } = this.#options
+    const { contentIndex, logger, screen } = this.#options
+    const listed = screen?.(request.digest)
+    if (listed) return this.#refuse(request, listed.reason)
     if (manifest.kind === 'manifest') {
       const index = await contentIndex.voucher(request.upstream, request.repository, 'manifests', request.digest)
+      const indexListed = index ? screen?.(index) : undefined
+      if (indexListed) return this.#refuse(request, `its index ${index}: ${indexListed.reason}`)
       if (index) {
         logger.debug({ image: `${request.upstream}/${request.repository}`, digest: request.digest, index }, 'platform manifest served on its allowed index')
         return { allow: true, warnings: [] }
@@ -79,7 +90,25 @@ export class PolicyGate implements ManifestGate {
     }
 
     const verdict = await this.verdict(request)
-    return decide(verdict, referencedContent(manifest))
+    const signerListed = verdict.result === 'allow' || verdict.result === 'warn' ? screen?.(request.digest, verdict.signers) : undefined
+    if (signerListed) return this.#refuse(request, signerListed.reason, verdict)
+    return decide(verdict, referencedContent(manifest), this.#options.denyLink)
+  }
+
+  /** A denylist refusal: audited and answered as a deny verdict, never cached. */
+  #refuse(request: GateRequest, reason: string, evaluated?: Verdict): GateDecision {
+    const verdict: Verdict = {
+      result: 'deny',
+      image: `${request.upstream}/${request.repository}`,
+      digest: request.digest,
+      policies: evaluated?.policies ?? [],
+      reasons: [`denylisted: ${reason}`],
+      signers: evaluated?.signers ?? [],
+      fingerprint: evaluated?.fingerprint ?? this.#options.policySet().fingerprint,
+      transient: true,
+    }
+    this.#audit(verdict, request, false, 0)
+    return decide(verdict, { blobs: [], manifests: [] }, this.#options.denyLink)
   }
 
   /** The full verdict for one manifest (cached, single-flighted, audited): what `evaluate` decides on and `trustpull verify` prints. */
@@ -170,7 +199,7 @@ export class PolicyGate implements ManifestGate {
   }
 
   #audit(verdict: Verdict, request: GateRequest, cached: boolean, durationMs: number): void {
-    this.#options.onVerdict?.(verdict, { cached, durationMs })
+    this.#options.onVerdict?.(verdict, { cached, durationMs, client: request.client?.name, reference: request.reference })
     const level = verdict.result === 'allow' ? 'info' : 'warn'
     this.#auditLog[level](
       {
@@ -233,7 +262,7 @@ function isVerdictFor(value: unknown, digest: string, fingerprint: string): valu
   )
 }
 
-function decide(verdict: Verdict, referenced: Vouchers): GateDecision {
+function decide(verdict: Verdict, referenced: Vouchers, denyLink?: (digest: string) => string): GateDecision {
   const first = verdict.reasons[0] ?? verdict.result
   // servePassingPlatforms: the index is served without vouching for the platforms it refused.
   const refused = new Set((verdict.refusedPlatforms ?? []).map((p) => p.digest))
@@ -249,7 +278,7 @@ function decide(verdict: Verdict, referenced: Vouchers): GateDecision {
     case 'deny':
       return {
         allow: false,
-        message: `${verdict.image}@${verdict.digest} denied: ${first}`,
+        message: `${verdict.image}@${verdict.digest} denied: ${first}${denyLink ? ` (details: ${denyLink(verdict.digest)})` : ''}`,
         detail: {
           image: verdict.image,
           digest: verdict.digest,

@@ -1,0 +1,61 @@
+// The operator surface's own Redis connections (cache.url): one for commands, one subscribed to the
+// denylist's change channel. Threat: a Redis outage failing pulls or start-up; commands fail at
+// once while disconnected (no queue), and both connections reconnect by themselves.
+import { createClient } from '@keyv/redis'
+import type { Logger } from '../telemetry/logger.ts'
+
+function newClient(options: { url: string; disableOfflineQueue: boolean; socket: { connectTimeout: number; reconnectStrategy: (retries: number) => number } }) {
+  return createClient(options)
+}
+
+export type RedisCommands = ReturnType<typeof newClient>
+
+/** Keys and channels live under the verdict cache's namespace, so one prefix covers a deployment. */
+export const ADMIN_PREFIX = 'trustpull::admin:'
+
+export interface AdminRedis {
+  client: RedisCommands
+  /** Calls `onMessage` for every message on `channel`, and `onReady` on each (re)connection. */
+  subscribe(channel: string, onMessage: (message: string) => void, onReady: () => void): Promise<void>
+  close(): Promise<void>
+}
+
+export async function connectAdminRedis(url: string, logger: Logger, password?: string): Promise<AdminRedis> {
+  const options = {
+    url,
+    ...(password !== undefined && { password }),
+    disableOfflineQueue: true,
+    socket: { connectTimeout: 2_000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000) },
+  }
+  const client = newClient(options)
+  // The subscriber sends nothing but SUBSCRIBE: it may wait in the offline queue for a connection.
+  const subscriber = newClient({ ...options, disableOfflineQueue: false })
+  // node-redis emits 'error' on every failed reconnect; the verdict cache already reports outages.
+  const quiet = (err: Error): void => logger.debug({ err: err.message }, 'admin redis connection trouble')
+  client.on('error', quiet)
+  subscriber.on('error', quiet)
+  await Promise.allSettled([withTimeout(client.connect(), 3_000), withTimeout(subscriber.connect(), 3_000)])
+  return {
+    client,
+    async subscribe(channel, onMessage, onReady) {
+      subscriber.on('ready', onReady)
+      // Queued until Redis answers; node-redis subscribes again by itself after a reconnect.
+      const subscribed = subscriber.subscribe(channel, onMessage)
+      subscribed.catch((err: Error) => logger.warn({ err: err.message }, 'admin redis: subscription failed'))
+      await withTimeout(subscribed, 3_000).catch(() => logger.warn('admin redis: subscription pending until redis answers'))
+    },
+    async close() {
+      await Promise.allSettled([client.close(), subscriber.close()])
+    },
+  }
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`redis did not answer within ${ms} ms`)), ms)
+    }),
+  ]).finally(() => clearTimeout(timer))
+}
