@@ -29,6 +29,8 @@ import { S3Driver } from './store/s3.ts'
 import { MirrorClient } from './store/mirror-client.ts'
 import { ConfigError } from './config/load.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
+import { startAdmissionListener, type AdmissionListener } from './admission/listener.ts'
+import { createWebhookApp } from './admission/webhook.ts'
 
 export interface RuntimeOptions {
   logger?: Logger
@@ -52,6 +54,8 @@ export interface Runtime {
   metrics: Metrics
   store: TieredStore
   gate: PolicyGate
+  /** Tags resolved and manifests judged as a pull does: the admission webhook decides through it. */
+  manifests: ManifestService
   /** The mirror's content store, when the proxy has one. */
   contentStore?: ContentStore
   app: ReturnType<typeof createApp>
@@ -202,6 +206,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
     metrics,
     store,
     gate,
+    manifests,
     contentStore,
     app,
     policySet: () => policySet,
@@ -231,6 +236,8 @@ export interface RunningServer {
   url: string
   /** Where /metrics is served when it has an address of its own. */
   metricsUrl?: string
+  /** The admission webhook's HTTPS address, when `admission` is configured. */
+  admissionUrl?: string
   /** Re-reads the TLS certificate, key and client CA (a cert-manager rotation); throws, keeping the old ones, when they do not load. */
   reloadTls(config: Config): void
   /** Graceful: stops accepting, lets in-flight requests finish (cut off after `deadlineMs`), then releases everything. */
@@ -245,6 +252,7 @@ export function splitHostPort(listen: string): { host: string; port: number } {
 export async function startServer(config: Config, options: RuntimeOptions = {}): Promise<RunningServer> {
   const contentStore = options.contentStore ?? (config.storage.enabled ? await openContentStore(config, options.logger ?? createLogger(config.log.level)) : undefined)
   const runtime = await buildRuntime(config, { ...options, contentStore })
+  const admission = config.admission ? await startAdmission(config, runtime) : undefined
   const metricsServer = config.telemetry.metrics.enabled && config.telemetry.metrics.listen ? await startMetricsServer(config.telemetry.metrics.listen, runtime.metrics) : undefined
   const { host, port } = splitHostPort(config.listen)
   const tls = config.tls
@@ -282,7 +290,9 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
     server,
     url,
     metricsUrl: metricsServer?.url,
+    admissionUrl: admission?.url,
     reloadTls(next: Config) {
+      if (admission && next.admission) admission.reloadTls(next.admission.tls)
       if (!tls || !next.tls) return
       ;(server as HttpsServer).setSecureContext(secureContextOptions(next.tls))
     },
@@ -296,11 +306,33 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
         metricsServer ? new Promise<void>((resolve) => metricsServer.server.close(() => resolve())) : undefined,
+        admission?.close(deadlineMs),
       ])
       clearTimeout(deadline)
       clearInterval(sweep)
       await runtime.close()
     },
+  }
+}
+
+/** The admission webhook beside the registry, deciding through the runtime's own gate and caches. */
+async function startAdmission(config: Config, runtime: Runtime): Promise<AdmissionListener> {
+  const admission = config.admission!
+  const { host, port } = splitHostPort(admission.listen)
+  const app = createWebhookApp({
+    router: runtime.router,
+    manifests: runtime.manifests,
+    policySet: runtime.policySet,
+    logger: runtime.logger.child({ component: 'admission' }),
+    metrics: runtime.metrics,
+    budgetMs: admission.budget,
+    maxBodyBytes: admission.maxBodyBytes,
+  })
+  try {
+    return await startAdmissionListener(app, { host, port, tls: admission.tls, headersTimeoutMs: config.timeouts.clientHeaders, requestTimeoutMs: config.timeouts.clientRequest })
+  } catch (err) {
+    await runtime.close()
+    throw new ConfigError(`admission: cannot listen on ${admission.listen} with admission.tls (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
 }
 
