@@ -43,6 +43,25 @@ export interface AdmissionResponse {
   patch?: string
 }
 
+/**
+ * The body, at most `maxBytes` of it. A larger one is read on (and dropped) up to a few times the
+ * limit so the caller gets its 400 rather than a reset connection; beyond that the read stops.
+ */
+export async function readBody(body: ReadableStream<Uint8Array> | null, maxBytes: number): Promise<Uint8Array> {
+  if (!body) return new Uint8Array()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += chunk.byteLength
+    if (size <= maxBytes) chunks.push(chunk)
+    else if (size > DRAIN_FACTOR * maxBytes) break
+  }
+  if (size > maxBytes) throw new AdmissionError('ADMISSION_BODY_TOO_LARGE', `the body is over admission.maxBodyBytes (${maxBytes} bytes)`)
+  return Buffer.concat(chunks)
+}
+
+const DRAIN_FACTOR = 8
+
 /** The request of a v1 AdmissionReview; throws AdmissionError for anything else. */
 export function parseReview(body: Uint8Array): AdmissionRequest {
   let value: unknown
@@ -52,7 +71,7 @@ export function parseReview(body: Uint8Array): AdmissionRequest {
     throw new AdmissionError('ADMISSION_NOT_JSON', 'the body is not JSON')
   }
   const apiVersion = (value as { apiVersion?: unknown } | null)?.apiVersion
-  if (typeof value === 'object' && value !== null && apiVersion !== ADMISSION_API_VERSION) {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && apiVersion !== ADMISSION_API_VERSION) {
     throw new AdmissionError('ADMISSION_VERSION', `apiVersion must be ${ADMISSION_API_VERSION} (admissionReviewVersions: [v1]), got ${JSON.stringify(apiVersion)?.slice(0, 100) ?? 'none'}`)
   }
   const parsed = admissionReview.safeParse(value)

@@ -5,14 +5,13 @@
 // pins tags of images that pass to the digest they were judged by. A body that is not a v1
 // AdmissionReview is a 400; nothing a caller sends can take the listener down.
 import { Hono, type Context } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { remoteAddress } from '../http/request.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { Metrics } from '../telemetry/metrics.ts'
 import { requestSpan, span } from '../telemetry/tracing.ts'
 import { judgeImage, type ImageJudgement, type JudgeDeps } from './decide.ts'
 import { containerImages, judgesKind, type ContainerImage } from './pod-spec.ts'
-import { AdmissionError, parseReview, reviewResponse, type AdmissionRequest, type AdmissionResponse } from './review.ts'
+import { AdmissionError, parseReview, readBody, reviewResponse, type AdmissionRequest, type AdmissionResponse } from './review.ts'
 
 export interface WebhookDeps extends JudgeDeps {
   logger: Logger
@@ -37,16 +36,12 @@ export function createWebhookApp(deps: WebhookDeps): Hono {
     deps.logger.warn({ code: err.code, address: remoteAddress(c), err: err.message }, 'admission review refused')
     return c.json({ error: { code: err.code, message: err.message } }, 400)
   }
-  app.use(
-    '*',
-    bodyLimit({ maxSize: deps.maxBodyBytes, onError: (c) => invalid(c, new AdmissionError('ADMISSION_BODY_TOO_LARGE', `the body is over admission.maxBodyBytes (${deps.maxBodyBytes} bytes)`)) }),
-  )
   for (const endpoint of ['validate', 'mutate'] as const) {
     app.post(`/${endpoint}`, async (c) => {
       const started = performance.now()
       let request: AdmissionRequest
       try {
-        request = parseReview(new Uint8Array(await c.req.arrayBuffer()))
+        request = parseReview(await readBody(c.req.raw.body, deps.maxBodyBytes))
       } catch (err) {
         if (err instanceof AdmissionError) return invalid(c, err)
         throw err
