@@ -13,6 +13,7 @@ import type { Config } from './schema.ts'
 export function watchedPaths(config: Config, configFile: string | undefined): string[] {
   const paths: (string | undefined)[] = [configFile, ...config.policyDirs, ...config.trustRoots.map((r) => r.file ?? r.tuf?.root)]
   if (config.tls) paths.push(config.tls.cert, config.tls.key, config.tls.clientCA)
+  if (config.admission) paths.push(config.admission.tls.cert, config.admission.tls.key)
   paths.push(config.clients.htpasswd, ...config.clients.tokens.map((t) => t.tokenFile))
   for (const u of config.upstreams) paths.push(u.auth?.passwordFile)
   for (const p of config.policies) for (const a of p.authorities ?? []) paths.push((a as { key?: { file?: string } }).key?.file)
