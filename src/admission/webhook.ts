@@ -113,9 +113,10 @@ async function review(deps: WebhookDeps, endpoint: Endpoint, request: AdmissionR
   }
   const decided = await withinBudget(Promise.all(distinct.values()), deps.budgetMs)
   if (decided === 'timeout') {
-    const message = `verification timed out after ${deps.budgetMs / 1000} s (admission.budget); it goes on, and a retry is answered from its verdict`
-    if (endpoint === 'mutate') return { response: { uid, allowed: true, warnings: [`trustpull: images not pinned: ${message}`] }, result: 'timeout', images: [] }
-    return { response: { uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `trustpull: ${message}` } }, result: 'timeout', images: [] }
+    const pending = [...distinct.keys()].map((image) => ({ image: String(image).slice(0, 300), allowed: false, reason: 'verification timed out', warnings: [] }))
+    const message = bounded(`verification timed out after ${deps.budgetMs / 1000} s (admission.budget) for ${pending.map((p) => p.image).join(', ')}; it goes on, and a retry is answered from its verdict`, MAX_MESSAGE)
+    if (endpoint === 'mutate') return { response: { uid, allowed: true, warnings: [`trustpull: images not pinned: ${message}`] }, result: 'timeout', images: pending }
+    return { response: { uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `trustpull: ${message}` } }, result: 'timeout', images: pending }
   }
   const byImage = new Map([...distinct.keys()].map((image, i) => [image, decided[i]!]))
   const judged = containers.map((c) => ({ container: c, judgement: byImage.get(c.image)! }))
