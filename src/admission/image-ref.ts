@@ -4,6 +4,7 @@
 // one segment under docker.io is library/; no tag is :latest; with tag and digest the digest
 // wins), and the repository grammar is the distribution spec's.
 import { isDigest } from '../oci/digest.ts'
+import { isHostLike } from '../policy/glob.ts'
 import { isValidRepositoryName, isValidTag, type Reference } from '../oci/reference.ts'
 
 export interface ImageReference {
@@ -21,10 +22,6 @@ export interface ImageReference {
 }
 
 const MAX_IMAGE_LENGTH = 4096
-
-function looksLikeRegistry(segment: string): boolean {
-  return segment.includes('.') || segment.includes(':') || segment === 'localhost'
-}
 
 /** The reference, or undefined when the kubelet could not pull it either. */
 export function parseImageReference(image: string): ImageReference | undefined {
@@ -47,7 +44,7 @@ export function parseImageReference(image: string): ImageReference | undefined {
   }
   const slash = rest.indexOf('/')
   const first = slash === -1 ? '' : rest.slice(0, slash)
-  const hasRegistry = slash !== -1 && looksLikeRegistry(first)
+  const hasRegistry = slash !== -1 && isHostLike(first)
   const registry = hasRegistry ? first.toLowerCase() : 'docker.io'
   const path = hasRegistry ? rest.slice(slash + 1) : rest
   if (!isValidRepositoryName(path)) return undefined

@@ -104,11 +104,11 @@ export interface WebhookAnswer {
 export function webhookClient(t: Teardown, url: string, ca: string) {
   const dispatcher = new Agent({ connect: { ca } })
   t.teardown(() => dispatcher.close())
-  return async (endpoint: 'validate' | 'mutate', body: unknown): Promise<WebhookAnswer> => {
+  return async (endpoint: 'validate' | 'mutate', body: unknown, headers: Record<string, string> = {}): Promise<WebhookAnswer> => {
     const res = await request(`${url}/${endpoint}`, {
       method: 'POST',
       dispatcher,
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...headers },
       body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
     })
     const parsed = (await res.body.json()) as WebhookAnswer['body']
