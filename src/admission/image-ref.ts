@@ -4,7 +4,7 @@
 // one segment under docker.io is library/; no tag is :latest; with tag and digest the digest
 // wins), and the repository grammar is the distribution spec's.
 import { isDigest } from '../oci/digest.ts'
-import { isHostLike } from '../policy/glob.ts'
+import { isHostLike } from '../oci/image-name.ts'
 import { isValidRepositoryName, isValidTag, type Reference } from '../oci/reference.ts'
 
 export interface ImageReference {

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { Keyv } from 'keyv'
 import KeyvRedis from '@keyv/redis'
 import { LRUCache } from 'lru-cache'
+import { codedError } from '../errors.ts'
 
 export type CacheTier = 'memory' | 'redis'
 export type CacheEvent = { tier: CacheTier; result: 'hit' | 'miss' | 'error'; error?: string }
@@ -23,9 +24,7 @@ export interface TieredStoreOptions {
 
 const DEFAULT_REDIS_TIMEOUT_MS = 250
 
-class RedisTimeoutError extends Error {
-  override name = 'RedisTimeoutError'
-}
+class RedisTimeoutError extends codedError('REDIS_TIMEOUT', 'RedisTimeoutError') {}
 
 /** A lock held in Redis; releasing it twice, or after it expired, is harmless. */
 export interface ReplicaLock {

@@ -1,3 +1,5 @@
+// `trustpull serve`: loads the config, starts the proxy, reloads on SIGHUP or file changes, and
+// shuts down gracefully on SIGTERM/SIGINT within a deadline.
 import { dirname, resolve } from 'node:path'
 import { EMBEDDED_DEFAULTS, EMBEDDED_HINT } from '../config/embedded.ts'
 import { loadConfig } from '../config/load.ts'

@@ -1,12 +1,10 @@
+// Reads and validates the configuration (YAML file or embedded defaults) into one Config, and
+// refuses, naming the key, what cannot be served safely or is ambiguous.
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import { configSchema, type Config } from './schema.ts'
-
-/** Raised for any configuration that cannot be served safely; start-up stops with its message. */
-export class ConfigError extends Error {
-  override name = 'ConfigError'
-}
+import { ConfigError } from '../errors.ts'
 
 /** Validates a parsed config object; every problem is reported with the key path it concerns. */
 export function parseConfig(raw: unknown, source = 'config'): Config {

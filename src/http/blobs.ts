@@ -2,11 +2,11 @@ import type { Context } from 'hono'
 import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
-import { RegistryError } from '../errors.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { Header } from '../oci/media-types.ts'
-import type { ContentIndex } from '../proxy/content-index.ts'
-import { pumpVerified, verifyingStream } from '../proxy/verifying-stream.ts'
+import type { ContentIndex } from '../pull/content-index.ts'
+import { pumpVerified, verifyingStream } from '../pull/verifying-stream.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
 import { rangeHeader } from './request.ts'
 import { parseCoseSign1 } from '../verify/notation/cose-sign1.ts'
@@ -37,7 +37,7 @@ async function serveArtifactDocument(c: Context, options: BlobOptions, target: R
   try {
     bytes = await target.upstream.client.getBlobBytes(target.repository, digest, { maxBytes: options.artifactBlobBytes, signal: c.req.raw.signal })
   } catch (err) {
-    if (err instanceof RegistryError && (err.detail as { code?: string } | undefined)?.code === 'LIMIT_EXCEEDED') {
+    if (err instanceof LimitExceededError) {
       throw refuse(`it is larger than the ${options.artifactBlobBytes}-byte limit for signature documents`)
     }
     throw err

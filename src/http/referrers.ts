@@ -1,3 +1,4 @@
+// The referrers handler (OCI 1.1). Threat: a referrers answer for a repository the proxy does not serve.
 import type { Context } from 'hono'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'

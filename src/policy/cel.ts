@@ -2,6 +2,7 @@
 // @marcbachmann/cel-js: maintained, dependency-free, with parse-time type checking and limits.
 import { Environment, type ParseResult } from '@marcbachmann/cel-js'
 import type { InTotoStatement } from '../verify/types.ts'
+import { codedError } from '../errors.ts'
 
 export interface CompiledCondition {
   /** The expression as written. */
@@ -10,9 +11,7 @@ export interface CompiledCondition {
   test(statement: InTotoStatement): { ok: true } | { ok: false; reason: string }
 }
 
-export class ConditionError extends Error {
-  override name = 'ConditionError'
-}
+export class ConditionError extends codedError('CONDITION_INVALID', 'ConditionError') {}
 
 // The variables are the statement's fields, so conditions read as in cosign/CIP policies:
 // `predicate.builder.id == "..."`, `subject.exists(s, s.name == "...")`.

@@ -2,10 +2,11 @@
 // (trust roots, upstreams, key files and environment) and the material `verify` is handed.
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { isValidRepositoryName, normaliseDockerHubRepository } from '../oci/reference.ts'
+import { isDockerHub, isHostLike, normaliseDockerHubRepository } from '../oci/image-name.ts'
+import { isValidRepositoryName } from '../oci/reference.ts'
 import type { AuthorityMaterial, LoadedTrustRoot } from '../verify/types.ts'
 import { compileCondition } from './cel.ts'
-import { compileGlob, isDockerHub, isHostLike } from './glob.ts'
+import { compileGlob } from './glob.ts'
 import { parsePublicKeys, type PublicKey } from '../verify/keys.ts'
 import { resolvePredicateType } from './predicate-types.ts'
 import type { AuthoritySpec, PolicySpec } from './schema.ts'

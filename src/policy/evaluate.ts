@@ -6,7 +6,7 @@
 import { RegistryError, type ErrorCode } from '../errors.ts'
 import { INDEX_TYPES, MANIFEST_TYPES } from '../oci/media-types.ts'
 import type { Manifest } from '../oci/manifest.ts'
-import type { AuthorityMaterial, Candidate, Discovery, Evidence } from '../verify/types.ts'
+import type { AuthorityMaterial, Candidate, Discovery, Evidence, VerifyCode } from '../verify/types.ts'
 import { globsMatch, imageNames } from './glob.ts'
 import type {
   AuthorityOutcome,
@@ -70,7 +70,7 @@ export async function evaluatePolicies(image: ImageUnderEvaluation, policySet: P
   return summarise(base, outcomes, session)
 }
 
-type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; signer?: Evidence['signer'] }
+type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; code?: VerifyCode; signer?: Evidence['signer'] }
 
 /** One evaluation: discovery is done at most once per (repository, digest) and shared by all policies. */
 class Session {
@@ -136,12 +136,14 @@ class Session {
     const evidence: Evidence[] = []
     const reasons: string[] = []
     const statuses: AuthorityStatus[] = []
+    let code: VerifyCode | undefined
     const signers: NonNullable<Evidence['signer']>[] = []
     for (const subject of subjects) {
       const check = await this.checkDigest(authority, subject.digest)
       evidence.push(...check.evidence)
       const prefix = subject.label ? `platform ${subject.label}: ` : ''
       reasons.push(...check.reasons.map((r) => prefix + r))
+      code ??= check.code
       statuses.push(check.status)
       if (check.signer) signers.push(check.signer)
       if (check.status === 'fail') break // one unsigned platform decides it
@@ -150,7 +152,7 @@ class Session {
     if (status === 'pass') {
       for (const signer of signers) this.recordSigner({ policy: policy.name, authority: authority.name, ...signer })
     }
-    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons }
+    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons, ...(status !== 'pass' && code && { code }) }
   }
 
   private recordSigner(signer: SignerIdentity): void {
@@ -233,7 +235,7 @@ class Session {
     }
     // Signatures that could not be looked up might have passed: undecided, not a deny.
     if (failures.length > 0) return { status: 'error', evidence, reasons: [...failures, ...reasons] }
-    return { status: 'fail', evidence, reasons }
+    return { status: 'fail', evidence, reasons, ...(needsSignature && signatures.length === 0 && { code: 'NO_SIGNATURES' as const }) }
   }
 
   private runVerify(candidate: Candidate, authority: VerifyingAuthority, digest: string): Evidence {

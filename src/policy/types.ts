@@ -1,6 +1,6 @@
 // Compiled policies (built once at start-up) and the verdicts evaluation produces.
 import type { ErrorCode } from '../errors.ts'
-import type { AuthorityMaterial, Evidence } from '../verify/types.ts'
+import type { AuthorityMaterial, Evidence, VerifyCode } from '../verify/types.ts'
 import type { CompiledCondition } from './cel.ts'
 import type { ImageGlob } from './glob.ts'
 
@@ -70,6 +70,8 @@ export interface AuthorityOutcome {
   evidence: Evidence[]
   /** Why it failed (empty when it passed). */
   reasons: string[]
+  /** The failure's code when it has one of its own (NO_SIGNATURES: nothing was found to verify); each attempt's code is in `evidence`. */
+  code?: VerifyCode
 }
 
 export interface PolicyOutcome {

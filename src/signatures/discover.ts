@@ -6,7 +6,7 @@
 // cannot be used becomes a DiscoveryProblem with a code, never an exception for the others.
 import type { SerializedBundle } from '@sigstore/bundle'
 import type { Config } from '../config/schema.ts'
-import { RegistryError } from '../errors.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 import { digestTag, parseDigest } from '../oci/digest.ts'
 import { ManifestError, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
@@ -104,8 +104,7 @@ class Walk {
   #failed(err: unknown, what: string, origin: Partial<CandidateOrigin>): void {
     this.#options.signal?.throwIfAborted()
     if (err instanceof RegistryError) {
-      const limit = (err.detail as { code?: unknown } | undefined)?.code === 'LIMIT_EXCEEDED'
-      this.#problem(limit ? 'LIMIT_EXCEEDED' : 'DISCOVERY_FAILED', `${what}: ${err.message}`, origin)
+      this.#problem(err instanceof LimitExceededError ? 'LIMIT_EXCEEDED' : 'DISCOVERY_FAILED', `${what}: ${err.message}`, origin)
       return
     }
     const message = err instanceof Error ? err.message : String(err)

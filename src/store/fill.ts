@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events'
 import { createWriteStream, read as readFd, close as closeFd, openSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { Readable } from 'node:stream'
-import { DigestMismatchError } from '../proxy/verifying-stream.ts'
+import { DigestMismatchError } from '../pull/verifying-stream.ts'
 
 const READ_CHUNK = 1024 * 1024
 

@@ -4,7 +4,7 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import type { Readable } from 'node:stream'
 import type { Config, UpstreamConfig } from '../config/schema.ts'
-import { RegistryError } from '../errors.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 import { digestOf, isDigest, parseDigest } from '../oci/digest.ts'
 import { baseMediaType, DEFAULT_MANIFEST_ACCEPT, Header, MediaType } from '../oci/media-types.ts'
 import { abandon, discard, readLimited } from './body.ts'
@@ -322,9 +322,7 @@ function checkDeclaredLength(res: Dispatcher.ResponseData, maxBytes: number, wha
   const declared = Number(headerValue(res.headers['content-length']) ?? NaN)
   if (declared > maxBytes) {
     abandon(res.body)
-    throw new RegistryError('UPSTREAM_ERROR', `${what} is ${declared} bytes, over the ${maxBytes}-byte limit`, {
-      detail: { code: 'LIMIT_EXCEEDED', limit: maxBytes },
-    })
+    throw new LimitExceededError(`${what} is ${declared} bytes, over the ${maxBytes}-byte limit`, maxBytes)
   }
 }
 

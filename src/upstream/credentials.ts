@@ -1,7 +1,7 @@
 // Upstream credentials are read once at start-up from the config, a file or the environment.
 // They live only inside the RegistryClient and are never logged.
 import { readFileSync } from 'node:fs'
-import { ConfigError } from '../config/load.ts'
+import { ConfigError } from '../errors.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
 
 export interface Credentials {

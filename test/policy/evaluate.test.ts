@@ -209,6 +209,8 @@ t.test('a signature by another key, an unsigned image, a signature about another
   const unsigned = await evaluatePolicies(image, set, new World().deps)
   t.equal(unsigned.result, 'deny')
   t.equal(unsigned.reasons[0], `policy "release": no signatures found for ${image.digest.slice(0, 19)}`)
+  t.equal(unsigned.policies[0]?.authorities[0]?.code, 'NO_SIGNATURES', 'nothing found to verify has its own code')
+  t.equal(denied.policies[0]?.authorities[0]?.code, undefined, 'a signature that failed verification: its code is in the evidence')
 
   const replayed = new World()
   replayed.sign(APP, image.digest, { keyHint: RELEASE.hint }, { about: imageOf(APP.upstream, APP.repository, 'old').digest })

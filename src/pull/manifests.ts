@@ -9,7 +9,7 @@ import type { Upstream } from '../upstream/router.ts'
 import type { FetchedManifest } from '../upstream/types.ts'
 import { referencedContent, type ContentIndex } from './content-index.ts'
 import type { ManifestGate, RequestClient } from './gate.ts'
-import type { CachedManifest, ManifestCache } from './manifest-cache.ts'
+import type { CachedManifest, ManifestCache } from '../cache/manifest-cache.ts'
 
 export interface ServedManifest extends FetchedManifest {
   manifest: Manifest

@@ -3,10 +3,9 @@
 // wrong blob (its connection is aborted instead).
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream'
 import { hasherFor } from '../oci/digest.ts'
+import { codedError } from '../errors.ts'
 
-export class DigestMismatchError extends Error {
-  override name = 'DigestMismatchError'
-}
+export class DigestMismatchError extends codedError('DIGEST_MISMATCH', 'DigestMismatchError') {}
 
 export function verifyingStream(digest: string, onMismatch?: (actual: string) => void): Transform {
   const hash = hasherFor(digest)
