@@ -9,7 +9,6 @@ import { matchingPolicies } from '../policy/evaluate.ts'
 import type { PolicySet } from '../policy/types.ts'
 import type { RequestClient } from '../pull/gate.ts'
 import type { ManifestService } from '../pull/manifests.ts'
-import { isDockerHub, normaliseDockerHubRepository } from '../oci/image-name.ts'
 import type { UpstreamRouter } from '../upstream/router.ts'
 import { parseImageReference } from './image-ref.ts'
 
@@ -41,7 +40,7 @@ export async function judgeImage(deps: JudgeDeps, image: unknown, client: Reques
   const ref = parseImageReference(image)
   if (!ref) return { image: shown, allowed: false, reason: 'not a valid image reference', warnings: [] }
   const upstream = deps.router.byName(ref.registry)
-  if (!upstream) return staticException(deps.policySet(), shown, ref.registry, isDockerHub(ref.registry) ? normaliseDockerHubRepository(ref.path) : ref.path)
+  if (!upstream) return staticException(deps.policySet(), shown, ref.registry, ref.path)
   const { repository } = deps.router.resolve(upstream.config.name, ref.path)
   try {
     const served = await deps.manifests.get(upstream, repository, ref.reference, ACCEPT, client)

@@ -1,16 +1,16 @@
 // Kubernetes image references: what a kubelet would pull for the string in a pod spec. A name
-// read differently here than on the node would judge one image and run another, so the rules
-// are Docker's (a first segment with "." or ":" or "localhost" is a registry, else docker.io;
-// one segment under docker.io is library/; no tag is :latest; with tag and digest the digest
-// wins), and the repository grammar is the distribution spec's.
+// read differently here than on the node would judge one image and run another, so the split is
+// oci/image-name.ts's (Docker's rules, the one reading the router and policies use), the grammar
+// the distribution spec's, and Kubernetes adds: no tag and no digest is :latest; with both, the
+// digest wins.
 import { isDigest } from '../oci/digest.ts'
-import { isHostLike } from '../oci/image-name.ts'
+import { parseImageName } from '../oci/image-name.ts'
 import { isValidRepositoryName, isValidTag, type Reference } from '../oci/reference.ts'
 
 export interface ImageReference {
   /** The registry host as written (docker.io when none is). */
   registry: string
-  /** The path on that registry as written (Docker Hub's library/ prefix is the router's business). */
+  /** The repository on that registry (Docker Hub's normalised: `nginx` → `library/nginx`). */
   path: string
   /** The tag as written. */
   tag?: string
@@ -26,32 +26,17 @@ const MAX_IMAGE_LENGTH = 4096
 /** The reference, or undefined when the kubelet could not pull it either. */
 export function parseImageReference(image: string): ImageReference | undefined {
   if (image.length === 0 || image.length > MAX_IMAGE_LENGTH || image !== image.trim()) return undefined
-  let rest = image
-  let digest: string | undefined
-  const at = rest.indexOf('@')
-  if (at !== -1) {
-    digest = rest.slice(at + 1)
-    rest = rest.slice(0, at)
-    if (!isDigest(digest)) return undefined
-  }
-  let tag: string | undefined
-  const lastSlash = rest.lastIndexOf('/')
-  const colon = rest.indexOf(':', lastSlash + 1)
-  if (colon !== -1) {
-    tag = rest.slice(colon + 1)
-    rest = rest.slice(0, colon)
-    if (!isValidTag(tag)) return undefined
-  }
-  const slash = rest.indexOf('/')
-  const first = slash === -1 ? '' : rest.slice(0, slash)
-  const hasRegistry = slash !== -1 && isHostLike(first)
-  const registry = hasRegistry ? first.toLowerCase() : 'docker.io'
-  const path = hasRegistry ? rest.slice(slash + 1) : rest
-  if (!isValidRepositoryName(path)) return undefined
-  const name = image.slice(0, colon !== -1 ? colon : at !== -1 ? at : image.length)
+  const { registry, repository, tag, digest } = parseImageName(image)
+  if (digest !== undefined && !isDigest(digest)) return undefined
+  if (tag !== undefined && !isValidTag(tag)) return undefined
+  if (!isValidRepositoryName(repository)) return undefined
+  // What precedes the tag or digest, as written: what a pinned reference keeps.
+  const at = image.indexOf('@')
+  const named = at === -1 ? image : image.slice(0, at)
+  const name = tag !== undefined ? named.slice(0, named.length - tag.length - 1) : named
   return {
     registry,
-    path,
+    path: repository,
     ...(tag !== undefined ? { tag } : {}),
     ...(digest !== undefined ? { digest } : {}),
     reference: digest !== undefined ? { kind: 'digest', digest } : { kind: 'tag', tag: tag ?? 'latest' },
