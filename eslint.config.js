@@ -19,7 +19,8 @@ const mayImport = {
   http: ['pull', 'store', 'upstream', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   'core.ts': ['cache', 'pull', 'store', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   copy: ['core.ts', 'pull', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
-  'server.ts': ['core.ts', 'http', 'store', 'config', 'telemetry', 'errors.ts'],
+  admission: ['http', 'pull', 'upstream', 'policy', 'oci', 'telemetry', 'errors.ts'],
+  'server.ts': ['core.ts', 'http', 'admission', 'store', 'config', 'telemetry', 'errors.ts'],
 }
 const zones = Object.entries(mayImport).map(([folder, allowed]) => ({
   target: `./src/${folder}`,

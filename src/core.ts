@@ -6,6 +6,7 @@
 import type { Dispatcher } from 'undici'
 import { TieredStore } from './cache/tiered-store.ts'
 import type { Config } from './config/schema.ts'
+import { readSecret } from './config/secret.ts'
 import { loadPolicies } from './policy/load.ts'
 import type { PolicySet, SignatureLocation } from './policy/types.ts'
 import { StoreContentIndex } from './pull/content-index.ts'
@@ -13,6 +14,7 @@ import { ManifestCache } from './cache/manifest-cache.ts'
 import { ManifestService } from './pull/manifests.ts'
 import type { EvaluateDeps } from './policy/evaluate.ts'
 import { PolicyGate } from './pull/policy-gate.ts'
+import { ReferrerService } from './pull/referrers.ts'
 import { discoverSignatures } from './signatures/discover.ts'
 import type { ContentStore } from './store/content-store.ts'
 import { MirrorClient } from './store/mirror-client.ts'
@@ -23,6 +25,7 @@ import { createRegistryClient, type UpstreamRegistryClient } from './upstream/cl
 import { UpstreamRouter } from './upstream/router.ts'
 import type { RegistryClient } from './upstream/types.ts'
 import { verifyCandidate } from './verify/candidate.ts'
+import { notationArtifact, verifyNotationCandidate } from './verify/notation/candidate.ts'
 import { loadTrustRoots } from './verify/trust-root.ts'
 import type { LoadedTrustRoot } from './verify/types.ts'
 
@@ -57,6 +60,8 @@ export interface Core {
   store: TieredStore
   gate: PolicyGate
   manifests: ManifestService
+  /** The referrers endpoint's listings, for every upstream. */
+  referrers: ReferrerService
   contentIndex: StoreContentIndex
   /** The mirror's content store, when the proxy has one. */
   contentStore?: ContentStore
@@ -101,6 +106,12 @@ export function signatureEvaluator(router: UpstreamRouter, limits: Config['limit
         s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
         return evidence
       }),
+    verifyNotation: (candidate, material, digest, image) =>
+      spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
+        const evidence = verifyNotationCandidate(candidate, material, notationArtifact(image, digest))
+        s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
+        return evidence
+      }),
   }
 }
 
@@ -140,6 +151,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
   const store = new TieredStore({
     memoryEntries: 200_000,
     redisUrl: config.cache.url,
+    redisPassword: config.cache.password ? readSecret(config.cache.password, 'cache.password') : undefined,
     onEvent: ({ tier, result }) => metrics.cacheRequests.add(1, { tier, result }),
     onRedisStateChange: (up, error) => {
       metrics.setRedisUp(up)
@@ -158,6 +170,8 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     ttl: { allow: config.cache.allowTTL, deny: config.cache.denyTTL },
     concurrentVerifications: config.limits.concurrentVerifications,
     logger,
+    // `manifests` is built below, before any request can arrive.
+    subjectServed: (upstream, repository, digest): Promise<boolean> => manifests.serves(router.byName(upstream), repository, digest),
     onVerdict: (verdict, { cached, durationMs }) => {
       const [upstream] = verdict.image.split('/', 1)
       metrics.verdicts.add(1, { result: verdict.result, policy: verdict.policies.map((p) => p.name).join(',') || 'none', upstream: upstream ?? '' })
@@ -165,7 +179,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     },
     evaluate: signatureEvaluator(router, config.limits, options.signatureClient),
   })
-  const manifests = new ManifestService({
+  const manifests: ManifestService = new ManifestService({
     gate,
     contentIndex,
     cache: new ManifestCache(config.cache.manifestBytes),
@@ -181,6 +195,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
     store,
     gate,
     manifests,
+    referrers: new ReferrerService({ manifests, limits: config.limits, listingTTL: config.cache.tagTTL, logger }),
     contentIndex,
     contentStore,
     policySet: () => policySet,

@@ -45,6 +45,7 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   const app = createApp({
     router: core.router,
     manifests: core.manifests,
+    referrers: core.referrers,
     contentIndex: core.contentIndex,
     requireAllowedManifest: config.blobs.requireAllowedManifest,
     artifactBlobBytes: config.limits.signatureLayerBytes,

@@ -14,6 +14,8 @@ export interface TieredStoreOptions {
   /** Entries kept in process. */
   memoryEntries: number
   redisUrl?: string
+  /** The Redis password when it is not in the URL (config `cache.password`). */
+  redisPassword?: string
   /** A Redis answer slower than this is treated as a miss. */
   redisTimeoutMs?: number
   /** Key prefix in Redis, so several deployments can share one server. */
@@ -56,6 +58,7 @@ export class TieredStore {
       const adapter = new KeyvRedis(
         {
           url: options.redisUrl,
+          ...(options.redisPassword !== undefined ? { password: options.redisPassword } : {}),
           // Commands fail at once while disconnected instead of piling up in memory.
           disableOfflineQueue: true,
           socket: { connectTimeout: 2_000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 5_000) },

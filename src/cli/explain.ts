@@ -234,6 +234,8 @@ export const REASONS = {
   NOTATION_CHAIN_INVALID: { seen: 'notation', meaning: 'The certificate chain is broken: a link not signed by the next, a non-CA intermediate, SHA-1, or a leaf without code-signing EKU.', fix: 'Fix the signing certificate chain (x5c / x5chain).' },
   NOTATION_UNTRUSTED_CHAIN: { seen: 'notation', meaning: 'No certificate of the chain is in the trust store.', fix: 'Add the signing CA to the trust store (`x509/<type>/<name>/`).' },
   NOTATION_UNTRUSTED_IDENTITY: { seen: 'notation', meaning: 'The signing certificate\'s subject is not a trusted identity.', fix: 'Add its `x509.subject:` to the trusted identities, or sign with the expected certificate.' },
+  NOTATION_NO_TRUST_POLICY: { seen: 'notation', meaning: 'The trust policy has no statement whose registryScopes cover the image (`<upstream name>/<repository>`), and no `*` statement.', fix: 'Add the repository to a statement\'s registryScopes, or add a `*` statement.' },
+  NOTATION_REVOCATION_UNCHECKED: { seen: 'notation', meaning: 'The signing chain names OCSP or CRL services, which trustpull never contacts, and the trust policy level enforces revocation.', fix: 'Set `notation.revocation: offline` on the authority (an explicit air-gap choice), or relax revocation in the trust policy (`override: {revocation: log}` or `skip`).' },
 
   // `trustpull copy` reports.
   BAD_ENDPOINT: { seen: 'copy', meaning: 'SRC or DST cannot be parsed, or cannot be used that way round.', fix: 'See `trustpull copy --help` for the accepted forms (`docker://`, `oci:`, `oci-archive:`).' },

@@ -104,9 +104,13 @@ export function renderVerdict(v: Verdict): string {
       lines.push(`    authority ${a.name} (${a.type}): ${a.ok ? 'pass' : 'fail'}${a.code ? ` ${a.code}` : ''}`)
       for (const e of a.evidence) lines.push(`      ${describeEvidence(e)}`)
       if (!a.ok) for (const r of a.reasons) lines.push(`      - ${r}`)
+      for (const w of a.warnings ?? []) lines.push(`      ! ${w}`)
     }
   }
-  for (const s of v.signers) lines.push(`  signed by ${s.subject ? `${s.subject} (${s.issuer})` : `key ${s.keyHint}`} [${s.policy}/${s.authority}]`)
+  for (const s of v.signers) {
+    const level = s.level ? `, notation level ${s.level}${s.logged?.length ? `, logged ${s.logged.join(' ')}` : ''}` : ''
+    lines.push(`  signed by ${s.subject ? `${s.subject} (${s.issuer})` : `key ${s.keyHint}`} [${s.policy}/${s.authority}${level}]`)
+  }
   return `${lines.join('\n')}\n`
 }
 
@@ -114,7 +118,9 @@ function describeEvidence(e: Evidence): string {
   const where = `${e.kind} ${e.format} via ${e.origin.via} ${e.origin.manifestDigest.slice(0, 19)}`
   if (e.ok) {
     const tlog = e.tlog ? `, tlog index ${e.tlog.logIndex}` : ''
-    return `✔ ${where}${e.predicateType ? ` (${e.predicateType})` : ''}${tlog}`
+    const n = e.notation
+    const notation = n ? `, ${e.signer?.subject ?? 'unverified'}, statement ${n.statement} level ${n.level}${n.logged.map((l) => `, logged ${l.code}`).join('')}` : ''
+    return `✔ ${where}${e.predicateType ? ` (${e.predicateType})` : ''}${tlog}${notation}`
   }
   return `✘ ${where}: ${e.code ?? 'FAILED'} ${e.reason ?? ''}`.trimEnd()
 }

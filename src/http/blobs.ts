@@ -86,7 +86,8 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
     res.body.resume()
     return new Response(null, { status: res.status, headers })
   }
-  // A store fill checked the digest already; a stored file is hashed again as it is read (bit rot).
+  // A store fill checked the digest already; a stored file is hashed again as it is read (bit rot),
+  // unless the scrub is on and this very file hashed right since start-up (see src/store/scrub.ts).
   const verify = res.status === 200 && !res.verified
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
   if (!outgoing) {
@@ -101,7 +102,10 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
   pumpVerified(res.body, outgoing, {
     digest: verify ? digest : undefined,
     onMismatch: (actual) => (res.onMismatch ? res.onMismatch(actual) : options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual })),
-    done: (bytes, err) => options.onSent?.(bytes, err, res.source ?? 'upstream'),
+    done: (bytes, err) => {
+      if (verify && !err) res.onVerified?.()
+      options.onSent?.(bytes, err, res.source ?? 'upstream')
+    },
   })
   return RESPONSE_ALREADY_SENT
 }

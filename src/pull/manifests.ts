@@ -4,6 +4,7 @@
 import { LRUCache } from 'lru-cache'
 import { RegistryError } from '../errors.ts'
 import { ManifestError, parseManifest, type Manifest } from '../oci/manifest.ts'
+import { DEFAULT_MANIFEST_ACCEPT } from '../oci/media-types.ts'
 import { referenceString, type Reference } from '../oci/reference.ts'
 import type { Upstream } from '../upstream/router.ts'
 import type { FetchedManifest } from '../upstream/types.ts'
@@ -49,6 +50,18 @@ export class ManifestService {
       return await this.#serve(upstream, repository, ref, await fetching, key, client)
     } finally {
       done()
+    }
+  }
+
+  /** Whether the manifest `digest` would be served (it passes the gate); a refused or missing one is false, upstream trouble throws. */
+  async serves(upstream: Upstream | undefined, repository: string, digest: string): Promise<boolean> {
+    if (!upstream) return false
+    try {
+      await this.get(upstream, repository, { kind: 'digest', digest }, DEFAULT_MANIFEST_ACCEPT)
+      return true
+    } catch (err) {
+      if (err instanceof RegistryError && (err.code === 'DENIED' || err.code === 'MANIFEST_UNKNOWN')) return false
+      throw err
     }
   }
 

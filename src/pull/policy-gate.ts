@@ -1,6 +1,7 @@
 // The gate that enforces policy: signature artifacts pass through, children of an allowed index
 // are served on its word, everything else is evaluated (once per key: cache + single flight),
 // audited, and allowed or refused.
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { LRUCache } from 'lru-cache'
@@ -13,7 +14,7 @@ import type { Logger } from '../telemetry/logger.ts'
 import { span } from '../telemetry/tracing.ts'
 import { referencedContent, type ContentIndex, type Vouchers } from './content-index.ts'
 import type { GateDecision, GateRequest, ManifestGate } from './gate.ts'
-import { isReferrersFallbackIndex, isSignatureArtifact } from './signature-artifacts.ts'
+import { isReferrersFallbackIndex, isSignatureArtifact, isSubjectArtifact } from './signature-artifacts.ts'
 
 export interface PolicyGateOptions {
   /** The policies in force; a function so a reload takes effect for new requests. */
@@ -31,7 +32,16 @@ export interface PolicyGateOptions {
    * long, the others wait for its verdict (at most this long, then verify themselves).
    */
   replicaLockMs?: number
+  /**
+   * Whether the proxy serves `digest` (the subject of an artifact): true when it passes the gate,
+   * false when it is refused or missing. Without it, artifacts are judged as images.
+   */
+  subjectServed?: (upstream: string, repository: string, digest: string) => Promise<boolean>
 }
+
+/** How deep an artifact's subject is followed (an SBOM's signature's ...); beyond, judged as an image. */
+const MAX_SUBJECT_DEPTH = 4
+const subjectDepth = new AsyncLocalStorage<number>()
 
 const VERDICT_RESULTS = new Set(['allow', 'deny', 'warn'])
 const DEFAULT_REPLICA_LOCK_MS = 5_000
@@ -57,6 +67,7 @@ export class PolicyGate implements ManifestGate {
     const { manifest } = request
     if (isSignatureArtifact(manifest)) return { allow: true, warnings: [], vouch: this.#artifactBlobs(request) }
     if (isReferrersFallbackIndex(manifest, request.reference)) return { allow: true, warnings: [], vouch: { blobs: [], manifests: [] } }
+    if (await this.#subjectServed(request)) return { allow: true, warnings: [], vouch: this.#artifactBlobs(request) }
 
     const { contentIndex, logger } = this.#options
     if (manifest.kind === 'manifest') {
@@ -180,6 +191,18 @@ export class PolicyGate implements ManifestGate {
     )
   }
 
+  /** A non-runnable artifact whose subject the proxy serves (followed at most MAX_SUBJECT_DEPTH deep). */
+  async #subjectServed(request: GateRequest): Promise<boolean> {
+    const { manifest } = request
+    const check = this.#options.subjectServed
+    if (!check || !isSubjectArtifact(manifest) || manifest.kind !== 'manifest' || !manifest.subject) return false
+    const depth = subjectDepth.getStore() ?? 0
+    if (depth >= MAX_SUBJECT_DEPTH) return false
+    const subject = manifest.subject.digest
+    if (subject === request.digest) return false
+    return subjectDepth.run(depth + 1, () => check(request.upstream, request.repository, subject))
+  }
+
   /** A signature artifact vouches for its config and layers as artifact documents only, never for manifests. */
   #artifactBlobs(request: GateRequest): Vouchers {
     const m = request.manifest
@@ -210,13 +233,19 @@ function isVerdictFor(value: unknown, digest: string, fingerprint: string): valu
   )
 }
 
-function decide(verdict: Verdict, vouch: Vouchers): GateDecision {
+function decide(verdict: Verdict, referenced: Vouchers): GateDecision {
   const first = verdict.reasons[0] ?? verdict.result
+  // servePassingPlatforms: the index is served without vouching for the platforms it refused.
+  const refused = new Set((verdict.refusedPlatforms ?? []).map((p) => p.digest))
+  const vouch = refused.size ? { ...referenced, manifests: referenced.manifests.filter((d) => !refused.has(d)) } : referenced
+  const partial = (verdict.refusedPlatforms ?? []).map((p) => `platform ${p.platform} (${p.digest}) refused: ${p.reason}`.slice(0, 300))
   switch (verdict.result) {
     case 'allow':
-      return { allow: true, warnings: [], vouch }
+      return { allow: true, warnings: partial, vouch }
     case 'warn':
-      return { allow: true, warnings: [`not verified (warn mode): ${first}`], vouch }
+      // Every policy passed: the warning is a Notation level (audit, permissive, skip) that logs instead of enforcing.
+      if (verdict.policies.length > 0 && verdict.policies.every((p) => p.result === 'pass')) return { allow: true, warnings: [`served under a Notation trust policy that logs failures: ${first}`, ...partial], vouch }
+      return { allow: true, warnings: [`not verified (warn mode): ${first}`, ...partial], vouch }
     case 'deny':
       return {
         allow: false,

@@ -6,8 +6,12 @@
 // artifactType (or, in the older image-manifest form, config media type)
 // `application/vnd.cncf.notary.signature` and exactly one JWS or COSE envelope layer. A JWS or
 // COSE layer in any other manifest is judged as an image.
+// Other artifacts (SBOMs, vulnerability reports, other tools' attestations) pass when they name a
+// `subject` the proxy serves and nothing in them is runnable: no image config, no filesystem layer
+// (see isSubjectArtifact; the gate checks the subject).
 import type { Manifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
+import { isNotationSignature } from '../oci/notation-signature.ts'
 
 const ARTIFACT_LAYER_TYPES: ReadonlySet<string> = new Set([
   MediaType.cosignSimpleSigning,
@@ -28,8 +32,6 @@ const ARTIFACT_LAYER_TYPES: ReadonlySet<string> = new Set([
 /** Tags cosign and the referrers fallback use: `sha256-<hex>`, `.sig`, `.att`, `.sbom`. */
 const ARTIFACT_TAG = /^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$/
 
-const NOTATION_LAYER_TYPES: ReadonlySet<string> = new Set([MediaType.notationJws, MediaType.notationCose])
-
 export function isSignatureArtifact(manifest: Manifest): boolean {
   if (manifest.kind !== 'manifest') return false
   if (manifest.layers.length === 0) return false
@@ -37,14 +39,20 @@ export function isSignatureArtifact(manifest: Manifest): boolean {
   return manifest.layers.every((l) => ARTIFACT_LAYER_TYPES.has(l.mediaType))
 }
 
-/** A Notation signature manifest: notary artifact type and a single JWS or COSE envelope. */
-export function isNotationSignature(manifest: Manifest): boolean {
-  if (manifest.kind !== 'manifest') return false
-  const type = manifest.artifactType ?? manifest.config.mediaType
-  if (type !== MediaType.notationSignature) return false
-  if (manifest.artifactType !== undefined && manifest.config.mediaType !== MediaType.ociEmpty && manifest.config.mediaType !== MediaType.notationSignature) return false
-  return manifest.layers.length === 1 && NOTATION_LAYER_TYPES.has(manifest.layers[0]!.mediaType)
+/** Filesystem layers a runtime unpacks: OCI and Docker layer types, compressed or not, foreign included. */
+const RUNNABLE_LAYER = /^application\/vnd\.(oci\.image\.layer\.|docker\.image\.rootfs\.)/
+const IMAGE_CONFIG_TYPES: ReadonlySet<string> = new Set([MediaType.ociImageConfig, MediaType.dockerImageConfig])
+
+/**
+ * An artifact about another manifest (OCI 1.1 `subject`) that no runtime can run: its config is no
+ * image config and none of its layers is a filesystem layer. It passes when its subject is served.
+ */
+export function isSubjectArtifact(manifest: Manifest): boolean {
+  if (manifest.kind !== 'manifest' || manifest.subject === undefined) return false
+  if (IMAGE_CONFIG_TYPES.has(manifest.config.mediaType)) return false
+  return manifest.layers.every((l) => !RUNNABLE_LAYER.test(l.mediaType))
 }
+
 
 /**
  * The referrers fallback index (tag `sha256-<hex>`) lists signature artifacts; it is metadata,

@@ -30,6 +30,15 @@ export function verifyingStream(digest: string, onMismatch?: (actual: string) =>
   })
 }
 
+/** A body that sends itself (a file read by position into reused buffers): see FileBody. */
+interface Sendable extends Readable {
+  sendTo(outgoing: Writable, options: PumpOptions): void
+}
+
+function isSendable(source: Readable): source is Sendable {
+  return typeof (source as Partial<Sendable>).sendTo === 'function'
+}
+
 export interface PumpOptions {
   /** Hash the bytes against this digest, holding back the last chunk until it is confirmed. */
   digest?: string
@@ -45,6 +54,7 @@ export interface PumpOptions {
  * destroys both sides, so the client's connection is cut, never ended cleanly.
  */
 export function pumpVerified(source: Readable, outgoing: Writable, options: PumpOptions): void {
+  if (isSendable(source)) return source.sendTo(outgoing, options)
   const hash = options.digest ? hasherFor(options.digest) : undefined
   let held: Buffer | undefined
   let sent = 0

@@ -301,7 +301,7 @@ t.test('config, policies and credentials reach the container where the config sa
   t.ok(secretVolume, 'the credentials Secret is mounted')
   const corp = config.upstreams.find((u) => u.name === 'registry.corp.example')!
   const key = Object.keys(secret.stringData as Obj)[0]
-  t.equal(corp.auth?.passwordFile, `${mountOf(secretVolume.name)}/${key}`, 'passwordFile is the mounted Secret key')
+  t.equal(corp.auth?.password.file, `${mountOf(secretVolume.name)}/${key}`, 'passwordFile is the mounted Secret key')
   t.notOk(configMapData('trustpull-config')['config.yaml']!.includes('password:'), 'no inline password in the ConfigMap')
 
   const tmp = volume((v) => v.emptyDir !== undefined)!

@@ -2,7 +2,8 @@
 // writes them; a JWS or COSE layer cannot turn a runnable image into a pass-through artifact.
 import t from 'tap'
 import type { Manifest } from '../../src/oci/manifest.ts'
-import { isNotationSignature, isReferrersFallbackIndex, isSignatureArtifact } from '../../src/pull/signature-artifacts.ts'
+import { isNotationSignature } from '../../src/oci/notation-signature.ts'
+import { isReferrersFallbackIndex, isSignatureArtifact } from '../../src/pull/signature-artifacts.ts'
 
 const D = (mediaType: string, n = 1) => ({ mediaType, digest: `sha256:${String(n).repeat(64).slice(0, 64)}`, size: 2 })
 const EMPTY = 'application/vnd.oci.empty.v1+json'

@@ -110,10 +110,11 @@ t.test('manifests, blobs, tags and referrers through the proxy', async (t) => {
     t.same(body.tags.sort(), ['a', 'b', 'c', 'd', 'e'])
   })
 
-  t.test('referrers: an upstream without the API still answers 404', async (t) => {
+  t.test('referrers: an upstream without the API gets an (empty) index built by trustpull, not its 404', async (t) => {
     const res = await request(`${proxy.url}/v2/library/app/referrers/${image.digest}`)
-    t.equal(res.statusCode, 404)
-    t.match(await res.body.json(), { errors: [{ code: 'NOT_FOUND' }] })
+    t.equal(res.statusCode, 200)
+    t.equal(res.headers['content-type'], 'application/vnd.oci.image.index.v1+json')
+    t.same(await res.body.json(), { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] })
   })
 
   t.test('unknown manifest and blob: 404 with OCI codes', async (t) => {
