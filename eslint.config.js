@@ -20,7 +20,8 @@ const mayImport = {
   'core.ts': ['cache', 'pull', 'store', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   copy: ['core.ts', 'pull', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   admin: ['http', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
-  'server.ts': ['core.ts', 'admin', 'http', 'store', 'config', 'telemetry', 'errors.ts'],
+  admission: ['http', 'pull', 'upstream', 'policy', 'oci', 'telemetry', 'errors.ts'],
+  'server.ts': ['core.ts', 'admin', 'admission', 'http', 'store', 'config', 'telemetry', 'errors.ts'],
 }
 const zones = Object.entries(mayImport).map(([folder, allowed]) => ({
   target: `./src/${folder}`,

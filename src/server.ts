@@ -17,6 +17,9 @@ import { createClientAuthenticator, type ClientAuthenticator } from './http/clie
 import { openContentStore } from './store/open.ts'
 import { createLogger } from './telemetry/logger.ts'
 import { startMetricsServer } from './telemetry/metrics-server.ts'
+import { startAdmissionListener, type AdmissionListener } from './admission/listener.ts'
+import { createWebhookApp } from './admission/webhook.ts'
+import { ConfigError } from './errors.ts'
 
 export interface RuntimeOptions extends CoreOptions {
   /** Verdict history, denylist, /api/v1 and /ui/ (the proxy only; verify and copy have none). */
@@ -127,6 +130,8 @@ export interface RunningServer {
   url: string
   /** Where /metrics is served when it has an address of its own. */
   metricsUrl?: string
+  /** The admission webhook's HTTPS address, when `admission` is configured. */
+  admissionUrl?: string
   /** Re-reads the TLS certificate, key and client CA (a cert-manager rotation); throws, keeping the old ones, when they do not load. */
   reloadTls(config: Config): void
   /** Graceful: stops accepting, lets in-flight requests finish (cut off after `deadlineMs`), then releases everything. */
@@ -137,6 +142,7 @@ export interface RunningServer {
 export async function startServer(config: Config, options: RuntimeOptions = {}): Promise<RunningServer> {
   const contentStore = options.contentStore ?? (config.storage.enabled ? await openContentStore(config, options.logger ?? createLogger(config.log.level)) : undefined)
   const runtime = await buildRuntime(config, { admin: true, ...options, contentStore })
+  const admission = config.admission ? await startAdmission(config, runtime) : undefined
   const metricsServer = config.telemetry.metrics.enabled && config.telemetry.metrics.listen ? await startMetricsServer(config.telemetry.metrics.listen, runtime.metrics) : undefined
   const { host, port } = splitHostPort(config.listen)
   const tls = config.tls
@@ -174,7 +180,9 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
     server,
     url,
     metricsUrl: metricsServer?.url,
+    admissionUrl: admission?.url,
     reloadTls(next: Config) {
+      if (admission && next.admission) admission.reloadTls(next.admission.tls)
       if (!tls || !next.tls) return
       ;(server as HttpsServer).setSecureContext(secureContextOptions(next.tls))
     },
@@ -188,11 +196,33 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
         metricsServer ? new Promise<void>((resolve) => metricsServer.server.close(() => resolve())) : undefined,
+        admission?.close(deadlineMs),
       ])
       clearTimeout(deadline)
       clearInterval(sweep)
       await runtime.close()
     },
+  }
+}
+
+/** The admission webhook beside the registry, deciding through the runtime's own gate and caches. */
+async function startAdmission(config: Config, runtime: Runtime): Promise<AdmissionListener> {
+  const admission = config.admission!
+  const { host, port } = splitHostPort(admission.listen)
+  const app = createWebhookApp({
+    router: runtime.router,
+    manifests: runtime.manifests,
+    policySet: runtime.policySet,
+    logger: runtime.logger.child({ component: 'admission' }),
+    metrics: runtime.metrics,
+    budgetMs: admission.budget,
+    maxBodyBytes: admission.maxBodyBytes,
+  })
+  try {
+    return await startAdmissionListener(app, { host, port, tls: admission.tls, headersTimeoutMs: config.timeouts.clientHeaders, requestTimeoutMs: config.timeouts.clientRequest })
+  } catch (err) {
+    await runtime.close()
+    throw new ConfigError(`admission: cannot listen on ${admission.listen} with admission.tls (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
 }
 

@@ -22,6 +22,7 @@ declare module 'autocannon' {
     headers?: Record<string, string>
     pipelining?: number
     timeout?: number
+    body?: string | Buffer
   }
   interface Result {
     requests: Histogram

@@ -21,7 +21,7 @@ export async function serveCommand(options: { config?: string; listen?: string }
   const running = await startServer(config, { logger, configDir })
   // Before the ready line: whoever waits for "listening" has seen everything start-up says.
   if (!options.config) logger.info(EMBEDDED_HINT)
-  logger.info({ url: running.url, metrics: running.metricsUrl, upstreams: config.upstreams.map((u) => u.name) }, 'trustpull listening')
+  logger.info({ url: running.url, metrics: running.metricsUrl, admission: running.admissionUrl, upstreams: config.upstreams.map((u) => u.name) }, 'trustpull listening')
   const { tokens, htpasswd, mtls } = config.clients
   const clientAuth = tokens.length > 0 || htpasswd !== undefined || mtls
   if (!isLoopback(config.listen) && !clientAuth) logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')

@@ -117,6 +117,22 @@ const storage = z
   })
   .prefault({})
 
+/**
+ * The admission webhook (src/admission/): its own HTTPS listener, since the API server calls
+ * webhooks over TLS only. `budget` stays under the webhook's timeoutSeconds (default 10 s): a
+ * decision not reached by then is a refusal, never a late answer the API server has stopped
+ * waiting for.
+ */
+const admission = z
+  .strictObject({
+    listen: hostPort,
+    tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }, { error: 'the API server calls admission webhooks over HTTPS only: give tls.cert and tls.key' }),
+    budget: duration.default(9_000),
+    /** An AdmissionReview carries the object and the old one: the API server caps each near 3 MiB. */
+    maxBodyBytes: size.default(7 * 1024 * 1024),
+  })
+  .refine((a) => a.budget > 0, { message: 'budget must be above 0', path: ['budget'] })
+
 export const configSchema = z.strictObject({
   listen: hostPort.default('127.0.0.1:5000'),
   tls: z.strictObject({ cert: z.string(), key: z.string(), clientCA: z.string().optional() }).optional(),
@@ -156,6 +172,7 @@ export const configSchema = z.strictObject({
   /** Inline policies: a name plus the fields of a ClusterImagePolicy spec (see src/policy/schema.ts). */
   policies: z.array(inlinePolicySchema).default([]),
   storage,
+  admission: admission.optional(),
   blobs: z.strictObject({ requireAllowedManifest: z.boolean().default(true) }).prefault({}),
   telemetry: z
     .strictObject({

@@ -14,6 +14,7 @@ import { secretFile } from './secret.ts'
 export function watchedPaths(config: Config, configFile: string | undefined): string[] {
   const paths: (string | undefined)[] = [configFile, ...config.policyDirs, ...config.trustRoots.map((r) => r.file ?? r.tuf?.root)]
   if (config.tls) paths.push(config.tls.cert, config.tls.key, config.tls.clientCA)
+  if (config.admission) paths.push(config.admission.tls.cert, config.admission.tls.key)
   paths.push(config.clients.htpasswd, ...config.clients.tokens.map((t) => secretFile(t.token)))
   for (const u of config.upstreams) paths.push(secretFile(u.auth?.password))
   for (const p of config.policies) for (const a of p.authorities ?? []) paths.push((a as { key?: { file?: string } }).key?.file)

@@ -61,6 +61,8 @@ export class Metrics {
   readonly httpRequests: HotCounter
   readonly storeLookups: HotCounter
   readonly storeEvictedBytes: HotCounter
+  readonly admissionDecisions: HotCounter
+  readonly admissionDuration: Histogram
   #storeRead: (() => { bytes: number; objects: number; writable: boolean }) | undefined
   #redisUp: number | undefined
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>
@@ -89,6 +91,12 @@ export class Metrics {
     this.httpRequests = new HotCounter(meter, 'trustpull_http_requests', 'Requests answered, by method, route and status', ['method', 'route', 'status'])
     this.storeLookups = new HotCounter(meter, 'trustpull_store_lookups', 'Content store look-ups by kind (blob, manifest, tag) and result (hit, miss); a hit is an upstream request saved', ['kind', 'result'])
     this.storeEvictedBytes = new HotCounter(meter, 'trustpull_store_evicted_bytes', 'Bytes evicted from the content store (least recently used, over storage.maxSize)', [], { unit: 'By' })
+    this.admissionDecisions = new HotCounter(meter, 'trustpull_admission_decisions', 'Admission reviews answered, by result (allowed, refused, timeout, skipped, invalid) and object kind', ['result', 'kind'])
+    this.admissionDuration = meter.createHistogram('trustpull_admission_duration_seconds', {
+      unit: 's',
+      description: 'Time to answer one admission review, by endpoint (validate, mutate)',
+      advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
+    })
     meter.createObservableGauge('trustpull_store_bytes', { unit: 'By', description: 'Bytes of blobs in the content store' }).addCallback((r) => this.#storeRead && r.observe(this.#storeRead().bytes))
     meter.createObservableGauge('trustpull_store_objects', { description: 'Blobs (and manifests) in the content store' }).addCallback((r) => this.#storeRead && r.observe(this.#storeRead().objects))
     meter

@@ -202,7 +202,7 @@ t.test('the base applies every manifest and generates the ConfigMaps from their 
   t.same(kustomization.resources.filter((r) => r.endsWith('.yaml')).sort(), files.sort(), 'resources lists every manifest file (and not the example Secret)')
   t.equal(kustomization.namespace, 'trustpull')
   for (const m of manifests) {
-    if (m.kind === 'Namespace' || m.kind === 'PriorityClass') continue
+    if (['Namespace', 'PriorityClass', 'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration'].includes(m.kind)) continue // cluster-scoped
     t.equal(m.metadata.namespace, 'trustpull', `${m.kind}/${m.metadata.name} is in the namespace`)
   }
   const generated = Object.fromEntries(kustomization.configMapGenerator.map((g) => [g.name, g.files]))
@@ -538,4 +538,52 @@ t.test('overlays/s3-store: the store in one bucket, credentials from a Secret, a
   const creds = config.storage.s3!.credentials!
   t.same([creds.accessKeyIdFile, creds.secretAccessKeyFile].sort(), keys, 'the credential files are the Secret\'s keys')
   t.notOk(/secretAccessKey:|accessKeyId:/.test(data['config.yaml']!), 'no inline key in the ConfigMap')
+})
+
+t.test('the admission webhooks: fail closed, opt-in namespaces, trustpull exempt, served by the proxy pods', async (t) => {
+  interface Webhook {
+    name: string
+    admissionReviewVersions: string[]
+    sideEffects: string
+    failurePolicy: string
+    timeoutSeconds: number
+    clientConfig: { service: { name: string; namespace: string; path: string; port: number } }
+    namespaceSelector: { matchExpressions: { key: string; operator: string; values: string[] }[] }
+    rules: { apiGroups: string[]; resources: string[]; operations: string[] }[]
+  }
+  const service = find('Service', 'trustpull').spec as { ports: { name: string; port: number; targetPort: string }[] }
+  const admissionPort = service.ports.find((p) => p.name === 'admission')!
+  const pod = deploymentSpec('trustpull').template.spec
+  const container = pod.containers[0]!
+  const tlsMount = container.volumeMounts!.find((m) => m.name === 'admission-tls')!
+  const configs = [configOf(configMapData('trustpull-config')['config.yaml']!, 'base ConfigMap'), ...OVERLAYS.map((o) => configFile(`overlays/${o}/config.yaml`))]
+  for (const [i, config] of configs.entries()) {
+    const build = ['base', ...OVERLAYS][i]
+    t.equal(config.admission?.listen, `0.0.0.0:${container.ports!.find((p) => p.name === 'admission')!.containerPort}`, `${build}: the admission listener is the container port`)
+    t.equal(config.admission?.tls.cert, `${tlsMount.mountPath}/tls.crt`, `${build}: the certificate comes from the mounted Secret`)
+    t.ok(config.admission!.budget < 10_000, `${build}: the budget fits timeoutSeconds`)
+  }
+  t.equal(admissionPort.targetPort, 'admission')
+  t.equal(pod.volumes.find((v) => v.name === 'admission-tls')?.secret?.secretName, 'trustpull-admission-tls')
+  const paths = { ValidatingWebhookConfiguration: '/validate', MutatingWebhookConfiguration: '/mutate' }
+  for (const [kind, path] of Object.entries(paths)) {
+    const m = find(kind, 'trustpull')
+    t.equal(m.metadata.namespace, undefined, `${kind} is cluster-scoped`)
+    t.match((m.metadata as { annotations?: Record<string, string> }).annotations, { 'cert-manager.io/inject-ca-from': 'trustpull/trustpull-admission' }, `${kind}: cert-manager injects the CA`)
+    const hooks = (m as unknown as { webhooks: Webhook[] }).webhooks
+    t.equal(hooks.length, 1)
+    const w = hooks[0]!
+    t.same(w.admissionReviewVersions, ['v1'])
+    t.equal(w.sideEffects, 'None')
+    t.equal(w.failurePolicy, 'Fail', `${kind}: fails closed`)
+    t.equal(w.timeoutSeconds, 10)
+    t.same(w.clientConfig.service, { name: 'trustpull', namespace: 'trustpull', path, port: admissionPort.port }, `${kind}: the Service's admission port`)
+    t.same(w.namespaceSelector.matchExpressions, [
+      { key: 'policy.sigstore.dev/include', operator: 'In', values: ['true'] },
+      { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['trustpull'] },
+    ], `${kind}: opted-in namespaces only, trustpull's own excluded`)
+    const resources = w.rules.flatMap((r) => r.resources).sort()
+    t.same(resources, ['cronjobs', 'daemonsets', 'deployments', 'jobs', 'pods', 'pods/ephemeralcontainers', 'replicasets', 'replicationcontrollers', 'statefulsets'], `${kind}: every kind that makes pods`)
+    t.ok(w.rules.every((r) => r.operations.join() === 'CREATE,UPDATE'))
+  }
 })
