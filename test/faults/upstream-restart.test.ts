@@ -72,6 +72,7 @@ await writeFile(
     upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
     policies: [{ name: 'signed', images: [{ glob: `${UPSTREAM}/**` }], authorities: [{ key: { data: keys.publicKeyPem } }] }],
     timeouts: { connect: '1s', headers: '2s', body: '2s' },
+    storage: { path: join(dir, 'store') },
     log: { level: 'warn' },
   }),
 )
