@@ -241,11 +241,13 @@ export class ContentStore {
   putBlobBytes(digest: string, bytes: Buffer): void {
     const key = blobKey(digest)
     if (this.#index.has(key) || !this.#canWrite()) return
+    // Writable again only once written: "no room" is no proof that the store writes.
     this.#background(async () => {
       if (!(await this.#roomFor(bytes.length))) return
       await this.driver.writeBytes(key, bytes)
       this.#add(key, bytes.length, Date.now())
-    })
+      this.#writable()
+    }, false)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -312,7 +314,9 @@ export class ContentStore {
     const text = JSON.stringify(value)
     if (this.#written.get(key) === text) return
     this.#written.set(key, text)
-    this.#background(() => this.driver.writeBytes(key, Buffer.from(text)))
+    // A record is tiny: writing one proves nothing about room for blobs (a disk too full for them
+    // still takes records), so only a blob written says the store writes again.
+    this.#background(() => this.driver.writeBytes(key, Buffer.from(text)), false)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -426,10 +430,10 @@ export class ContentStore {
     }
   }
 
-  #background(run: () => Promise<void>): void {
+  #background(run: () => Promise<void>, provesWritable = true): void {
     this.#track(
       run().then(
-        () => this.#writable(),
+        () => provesWritable && this.#writable(),
         (err: unknown) => this.#writeFailed(err),
       ),
     )
