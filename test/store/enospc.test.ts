@@ -39,9 +39,10 @@ async function tmpfs(t: Teardown, size: string, before: () => Promise<void>): Pr
 }
 
 async function proxyOn(t: Teardown, size: string): Promise<{ proxy: TestProxy; store: string }> {
-  let proxy: TestProxy | undefined
-  const store = await tmpfs(t, size, async () => proxy?.running.close())
-  proxy = await startProxy(t, { upstreams: [{ name: 'registry.test', url: upstream.url, default: true }], noMatchPolicy: 'allow', storage: { path: store } })
+  const started: { proxy?: TestProxy } = {}
+  const store = await tmpfs(t, size, async () => started.proxy?.running.close())
+  const proxy = await startProxy(t, { upstreams: [{ name: 'registry.test', url: upstream.url, default: true }], noMatchPolicy: 'allow', storage: { path: store } })
+  started.proxy = proxy
   return { proxy, store }
 }
 
