@@ -189,19 +189,24 @@ export class ContentStore {
     const upstream = await open()
     if (!upstream) return { kind: 'absent' }
     if (!(await this.#roomFor(upstream.size))) return { kind: 'direct', response: upstream }
-    const reserved = upstream.size ?? 0
+    let reserved = upstream.size ?? 0
     this.#reserved += reserved
+    // Once, when the blob is published (its bytes are counted then) or abandoned.
+    const unreserve = () => {
+      this.#reserved -= reserved
+      reserved = 0
+    }
     let fill: Fill
     try {
       fill = new Fill(digest, join(this.driver.spoolDir, `${digest.slice(digest.indexOf(':') + 1)}-${randomBytes(4).toString('hex')}.part`), upstream.body, upstream.size)
     } catch (err) {
-      this.#reserved -= reserved
+      unreserve()
       this.#writeFailed(err)
       return { kind: 'direct', response: upstream }
     }
     this.#pin(key)
     const finish = () => {
-      this.#reserved -= reserved
+      unreserve()
       this.#fills.delete(key)
       this.#unpin(key)
       fill.finished()
@@ -211,6 +216,7 @@ export class ContentStore {
         .then(async () => {
           await this.driver.publishFile(key, fill.spoolPath)
           this.#add(key, fill.written, Date.now())
+          unreserve()
           this.#writable()
           await this.#evictFor(0)
         })
