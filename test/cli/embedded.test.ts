@@ -3,10 +3,12 @@
 // the content store is on, under $XDG_DATA_HOME/trustpull.
 import t from 'tap'
 import { readdir } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { EMBEDDED_DEFAULTS } from '../../src/config/embedded.ts'
 import { parseConfig } from '../../src/config/load.ts'
+import { defaultStoragePath } from '../../src/config/schema.ts'
 import { globsMatch, imageNames } from '../../src/policy/glob.ts'
 import { loadPolicies } from '../../src/policy/load.ts'
 import { loadTrustRoots } from '../../src/verify/trust-root.ts'
@@ -29,6 +31,16 @@ t.test('the embedded policies compile against the public-good root and match onl
   for (const policy of policySet.policies) {
     for (const authority of policy.authorities) t.notOk('action' in authority && authority.action === 'pass', `${policy.name} is never a static pass`)
   }
+})
+
+t.test('the store is on by default, under $XDG_DATA_HOME/trustpull (absolute only), else ~/.local/share/trustpull', async (t) => {
+  const config = parseConfig({}, 'no config')
+  t.equal(config.storage.enabled, true)
+  t.equal(config.storage.path, defaultStoragePath())
+  t.equal(defaultStoragePath({ XDG_DATA_HOME: '/srv/data' }), '/srv/data/trustpull')
+  t.equal(defaultStoragePath({ XDG_DATA_HOME: 'relative/dir' }), join(homedir(), '.local', 'share', 'trustpull'), 'a relative XDG_DATA_HOME is ignored')
+  t.equal(defaultStoragePath({}), join(homedir(), '.local', 'share', 'trustpull'))
+  t.equal(parseConfig({ storage: { enabled: false } }, 'off').storage.enabled, false, 'storage.enabled: false turns it off')
 })
 
 t.test('serve without --config runs on the embedded defaults, stores under the data directory and says how to add a policy', async (t) => {
