@@ -40,6 +40,10 @@ async function manifest(url: string, reference: string): Promise<number> {
 t.test('killed while the blob fills: no object published, a partial spool file left behind', async (t) => {
   const first = await startTrustpullProcess(t, dir, config)
   t.equal(await manifest(first.url, '1'), 200)
+  // The manifest and its record reach the store in the background: wait for them, so the kill
+  // below interrupts the blob only.
+  const hex = image.digest.slice('sha256:'.length)
+  await waitFor(async () => (await Promise.all([join(store, 'blobs', 'sha256', hex), join(store, 'repositories', 'registry.test', 'app', '_manifests', 'sha256', hex)].map((f) => stat(f).then(() => true, () => false)))).every(Boolean), { what: 'the manifest to be stored' })
   // 64 KiB every 20 ms: the 4 MiB layer takes over a second to arrive.
   upstream.setFault((r) => (isLayerGet(r) ? { kind: 'drip', intervalMs: 20, bytesPerTick: 64 * 1024 } : undefined))
   const client = request(`${first.url}/v2/app/blobs/${layer.digest}`)
