@@ -48,8 +48,9 @@ try {
   const host = proxy.url.replace('http://', '')
   console.log(`   trustpull ${proxy.url}`)
 
+  let step = 3
   for (const image of ['acme/api:1.0', 'acme/worker:1.0']) {
-    say(`3. skopeo copy docker://${host}/${image} oci:...`)
+    say(`${step++}. skopeo copy docker://${host}/${image} oci:...`)
     const r = await skopeoCopy(`${host}/${image}`, join(dir, image.replace(/[/:]/g, '-')))
     console.log(r.code === 0 ? `   pulled ${r.digest}` : `   refused (skopeo exit ${r.code}):\n   ${r.stderr.trim().split('\n').join('\n   ')}`)
   }

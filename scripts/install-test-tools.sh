@@ -31,6 +31,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Not installable from Debian at a usable version (bookworm's kubernetes-client is 1.20).
+command -v kubectl >/dev/null 2>&1 || echo "kubectl is missing: test/deploy/kubernetes.test.ts needs kubectl >= 1.27 (kustomize v5) on PATH" >&2
+
 cosign=.tools/bin/cosign
 if [ ! -x "$cosign" ]; then
   echo "fetching cosign from Debian trixie into .tools/"
@@ -46,3 +49,17 @@ if [ ! -x "$cosign" ]; then
   install -m 0755 "$work/root/usr/bin/cosign" "$cosign"
 fi
 "$cosign" version 2>/dev/null | grep -m1 GitVersion
+
+# promtool (test/deploy/alerts.test.ts checks and unit-tests the PrometheusRule alerts), unpacked
+# from Debian's prometheus package into .tools/ so no Prometheus service is installed or started.
+promtool=.tools/bin/promtool
+if [ ! -x "$promtool" ]; then
+  echo "fetching promtool (Debian's prometheus package) into .tools/"
+  pwork=$(mktemp -d)
+  trap 'rm -rf "${work:-}" "$pwork"' EXIT
+  mkdir -p .tools/bin
+  (cd "$pwork" && apt-get download -q prometheus >/dev/null 2>&1) || { apt-get update -q >/dev/null && (cd "$pwork" && apt-get download -q prometheus >/dev/null); }
+  dpkg-deb -x "$pwork"/prometheus_*.deb "$pwork/root"
+  install -m 0755 "$pwork/root/usr/bin/promtool" "$promtool"
+fi
+"$promtool" --version 2>&1 | head -1

@@ -37,8 +37,21 @@ export class CodedError<Code extends string> extends Error {
   }
 }
 
-export class RegistryError extends Error {
-  readonly code: ErrorCode
+/** The base of an error class whose errors all carry one code: `class GlobError extends codedError('GLOB_INVALID', 'GlobError') {}`. */
+export function codedError<Code extends string>(code: Code, name: string) {
+  return class extends CodedError<Code> {
+    override name = name
+
+    constructor(message: string, options: { cause?: unknown } = {}) {
+      super(code, message, options)
+    }
+  }
+}
+
+/** Raised for any configuration that cannot be served safely; start-up stops with its message (exit 2). */
+export class ConfigError extends codedError('CONFIG_INVALID', 'ConfigError') {}
+
+export class RegistryError extends CodedError<ErrorCode> {
   readonly detail: unknown
   readonly headers: Record<string, string>
 
@@ -47,9 +60,8 @@ export class RegistryError extends Error {
     message?: string,
     options: { detail?: unknown; headers?: Record<string, string>; cause?: unknown } = {},
   ) {
-    super(message ?? ErrorCodes[code].message, { cause: options.cause })
+    super(code, message ?? ErrorCodes[code].message, { cause: options.cause })
     this.name = 'RegistryError'
-    this.code = code
     this.detail = options.detail
     this.headers = options.headers ?? {}
   }
@@ -63,5 +75,20 @@ export class RegistryError extends Error {
     const error: { code: string; message: string; detail?: unknown } = { code: this.code, message: this.message }
     if (this.detail !== undefined) error.detail = this.detail
     return { errors: [error] }
+  }
+}
+
+/**
+ * A body or document over a configured size limit. To a client it is an upstream error like any
+ * other; inside, callers that treat "too big" differently (a signature document, discovery) test
+ * for this class, never for text in the client-visible detail.
+ */
+export class LimitExceededError extends RegistryError {
+  readonly limit: number
+
+  constructor(message: string, limit: number) {
+    super('UPSTREAM_ERROR', message)
+    this.name = 'LimitExceededError'
+    this.limit = limit
   }
 }

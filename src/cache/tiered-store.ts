@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { Keyv } from 'keyv'
 import KeyvRedis from '@keyv/redis'
 import { LRUCache } from 'lru-cache'
+import { codedError } from '../errors.ts'
 
 export type CacheTier = 'memory' | 'redis'
 export type CacheEvent = { tier: CacheTier; result: 'hit' | 'miss' | 'error'; error?: string }
@@ -13,6 +14,8 @@ export interface TieredStoreOptions {
   /** Entries kept in process. */
   memoryEntries: number
   redisUrl?: string
+  /** The Redis password when it is not in the URL (config `cache.password`). */
+  redisPassword?: string
   /** A Redis answer slower than this is treated as a miss. */
   redisTimeoutMs?: number
   /** Key prefix in Redis, so several deployments can share one server. */
@@ -23,9 +26,7 @@ export interface TieredStoreOptions {
 
 const DEFAULT_REDIS_TIMEOUT_MS = 250
 
-class RedisTimeoutError extends Error {
-  override name = 'RedisTimeoutError'
-}
+class RedisTimeoutError extends codedError('REDIS_TIMEOUT', 'RedisTimeoutError') {}
 
 /** A lock held in Redis; releasing it twice, or after it expired, is harmless. */
 export interface ReplicaLock {
@@ -57,6 +58,7 @@ export class TieredStore {
       const adapter = new KeyvRedis(
         {
           url: options.redisUrl,
+          ...(options.redisPassword !== undefined ? { password: options.redisPassword } : {}),
           // Commands fail at once while disconnected instead of piling up in memory.
           disableOfflineQueue: true,
           socket: { connectTimeout: 2_000, reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 5_000) },

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// The trustpull command: serve, verify, verify-bundle, copy. One exit-code contract for all of them,
+// The trustpull command: serve, verify, verify-bundle, copy, explain. One exit-code contract for all of them,
 // so a CI gate can tell a typo from a deny:
 //   0 allowed / done, 1 refused or denied, 2 usage or configuration error (nothing ran), 3 any other failure.
 // An unexpected error is printed as one line (TRUSTPULL_DEBUG=1 adds the stack), never a trace that
 // could carry request details.
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
-import { ConfigError } from '../config/load.ts'
+import { ConfigError } from '../errors.ts'
 import { VERSION } from '../version.ts'
 import { copyCommand } from './copy.ts'
+import { explainCommand } from './explain.ts'
 import { serveCommand } from './serve.ts'
 import { verifyCommand } from './verify.ts'
 import { runVerifyBundle } from './verify-bundle.ts'
@@ -47,9 +48,11 @@ function withVerificationOptions(command: Command): Command {
 const verify = program
   .command('verify')
   .description('verify one image exactly as the proxy would: exit 0 only when it is allowed')
-  .argument('<image>', '[docker://][registry/]repository[:tag|@digest]; the registry names a configured upstream')
+  .argument('<image>', '[docker://][registry/]repository[:tag|@digest]; with --config the registry must be a configured upstream, without it the registry named is dialled (as cosign verify)')
 withVerificationOptions(verify)
   .option('--json', 'print the whole verdict as JSON')
+  .option('--allow-http-registry', 'without --config: plain HTTP to the registry if HTTPS fails (loopback and private addresses always may, as cosign)')
+  .option('--allow-insecure-registry', 'without --config: skip TLS certificate checks (self-signed or expired), and allow plain HTTP')
   .action(async (image: string, options) => {
     process.exitCode = await verifyCommand(image, options)
   })
@@ -79,6 +82,15 @@ program
   .argument('[args...]')
   .action(async (args: string[]) => {
     process.exitCode = await runVerifyBundle(args)
+  })
+
+program
+  .command('explain')
+  .description('what a reason code (an error body, a DENIED detail, an audit line, a copy report) means and its usual fix: exit 0 for a known code, 2 for an unknown one')
+  .argument('<code>', 'e.g. DENIED, IDENTITY_MISMATCH, TLOG_MISSING (any case)')
+  .option('--json', 'print {code, seen, meaning, fix} as JSON')
+  .action((code: string, options: { json?: boolean }) => {
+    process.exitCode = explainCommand(code, options)
   })
 
 process.on('uncaughtException', (err) => fail(err))

@@ -1,6 +1,8 @@
+// `trustpull serve`: loads the config, starts the proxy, reloads on SIGHUP or file changes, and
+// shuts down gracefully on SIGTERM/SIGINT within a deadline.
 import { dirname, resolve } from 'node:path'
 import { EMBEDDED_DEFAULTS, EMBEDDED_HINT } from '../config/embedded.ts'
-import { loadConfig } from '../config/load.ts'
+import { deprecatedKeys, loadConfig } from '../config/load.ts'
 import { watchedPaths, watchFiles } from '../config/watch.ts'
 import { startServer } from '../server.ts'
 import { createLogger } from '../telemetry/logger.ts'
@@ -12,6 +14,8 @@ export async function serveCommand(options: { config?: string; listen?: string }
   const overrides = options.listen ? { listen: options.listen } : {}
   const config = loadConfig(options.config, overrides, EMBEDDED_DEFAULTS)
   const logger = createLogger(config.log.level)
+  const deprecated = deprecatedKeys(config)
+  if (deprecated.length) logger.warn({ keys: deprecated }, 'deprecated secret spellings: write each secret as {value | file | env} (e.g. password: {file: /path}); the old keys will be removed')
   setupTracing({ endpoint: config.telemetry.otlp?.endpoint })
   const configDir = options.config ? dirname(resolve(options.config)) : undefined
   const running = await startServer(config, { logger, configDir })

@@ -16,6 +16,7 @@ import { KeyError, parsePublicKey } from '../verify/keys.ts'
 import { checkSubject, parseStatement } from '../verify/payload.ts'
 import { loadTrustRootFile, publicGoodTrustRoot } from '../verify/trust-root.ts'
 import type { AuthorityMaterial, Identity, LoadedTrustRoot } from '../verify/types.ts'
+import { codedError } from '../errors.ts'
 
 /** A bundle is a few KiB; this bounds what a mistaken --bundle argument can make us parse. */
 const MAX_BUNDLE_BYTES = 16 * 1024 * 1024
@@ -42,7 +43,7 @@ interface Options {
   trustedRoot?: string
 }
 
-class UsageError extends Error {}
+class UsageError extends codedError('USAGE', 'UsageError') {}
 
 const defaultIO: VerifyBundleIO = {
   stdout: (text) => void process.stdout.write(text),

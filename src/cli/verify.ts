@@ -1,16 +1,19 @@
-// `trustpull verify IMAGE`: the proxy's own decision for one image, printed. The same start-up
-// (config, trust roots, policies), the same upstream client, the same gate as `serve`.
-import { loadConfig } from '../config/load.ts'
+// `trustpull verify IMAGE`: the proxy's own decision for one image, printed. With --config: the
+// same start-up (config, trust roots, policies), upstream client and gate as `serve`, so only
+// configured upstreams are dialled. Without it, like `cosign verify`: the registry the reference
+// names, judged by the --key or --certificate-* authority given on the command line.
+import { defaultConfig, loadConfig } from '../config/load.ts'
 import { stripDockerTransport } from '../copy/endpoint.ts'
-import { RegistryError } from '../errors.ts'
+import { ConfigError, RegistryError } from '../errors.ts'
 import { ManifestError, parseManifest } from '../oci/manifest.ts'
 import { parseReference, referenceString } from '../oci/reference.ts'
 import type { Verdict } from '../policy/types.ts'
-import { buildRuntime } from '../server.ts'
+import { buildCore } from '../core.ts'
 import { createLogger } from '../telemetry/logger.ts'
 import type { Evidence } from '../verify/types.ts'
+import { adHocRegistry, type RegistryFlags } from './verify-registry.ts'
 
-export interface VerifyOptions {
+export interface VerifyOptions extends RegistryFlags {
   config?: string
   key?: string
   certificateIdentity?: string
@@ -24,8 +27,23 @@ export interface VerifyOptions {
 /** Resolves the exit code: 0 only when the image is allowed (verified, or exempt by policy). */
 export async function verifyCommand(image: string, options: VerifyOptions, io = { out: (s: string) => void process.stdout.write(s), err: (s: string) => void process.stderr.write(s) }): Promise<number> {
   const { name, reference } = splitImage(image)
-  const config = loadConfig(options.config, adHocPolicy(options))
-  const runtime = await buildRuntime(config, { logger: createLogger('silent'), ...(options.trustedRoot ? { trustedRoot: options.trustedRoot } : {}) })
+  const policy = adHocPolicy(options)
+  let config
+  let dispatcher
+  if (options.config) {
+    if (options.allowHttpRegistry || options.allowInsecureRegistry) throw new ConfigError('--allow-http-registry and --allow-insecure-registry apply only without --config (with it, the upstreams configured are what is dialled)')
+    config = loadConfig(options.config, policy)
+  } else {
+    if (!policy.policies) throw new ConfigError('without --config, give --key or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp], as cosign verify does')
+    const registry = await adHocRegistry(name, options, defaultConfig().timeouts)
+    config = loadConfig(undefined, { ...policy, upstreams: [registry.upstream] })
+    dispatcher = registry.dispatcher
+  }
+  const runtime = await buildCore(config, {
+    logger: createLogger('silent'),
+    ...(options.trustedRoot ? { trustedRoot: options.trustedRoot } : {}),
+    ...(dispatcher ? { upstreamDispatcher: dispatcher } : {}),
+  })
   try {
     const target = runtime.router.resolve(undefined, name)
     const ref = parseReference(reference)
@@ -83,12 +101,16 @@ export function renderVerdict(v: Verdict): string {
   for (const p of v.policies) {
     lines.push(`  policy ${p.name} (${p.mode}): ${p.result}`)
     for (const a of p.authorities) {
-      lines.push(`    authority ${a.name} (${a.type}): ${a.ok ? 'pass' : 'fail'}`)
+      lines.push(`    authority ${a.name} (${a.type}): ${a.ok ? 'pass' : 'fail'}${a.code ? ` ${a.code}` : ''}`)
       for (const e of a.evidence) lines.push(`      ${describeEvidence(e)}`)
       if (!a.ok) for (const r of a.reasons) lines.push(`      - ${r}`)
+      for (const w of a.warnings ?? []) lines.push(`      ! ${w}`)
     }
   }
-  for (const s of v.signers) lines.push(`  signed by ${s.subject ? `${s.subject} (${s.issuer})` : `key ${s.keyHint}`} [${s.policy}/${s.authority}]`)
+  for (const s of v.signers) {
+    const level = s.level ? `, notation level ${s.level}${s.logged?.length ? `, logged ${s.logged.join(' ')}` : ''}` : ''
+    lines.push(`  signed by ${s.subject ? `${s.subject} (${s.issuer})` : `key ${s.keyHint}`} [${s.policy}/${s.authority}${level}]`)
+  }
   return `${lines.join('\n')}\n`
 }
 
@@ -96,7 +118,9 @@ function describeEvidence(e: Evidence): string {
   const where = `${e.kind} ${e.format} via ${e.origin.via} ${e.origin.manifestDigest.slice(0, 19)}`
   if (e.ok) {
     const tlog = e.tlog ? `, tlog index ${e.tlog.logIndex}` : ''
-    return `✔ ${where}${e.predicateType ? ` (${e.predicateType})` : ''}${tlog}`
+    const n = e.notation
+    const notation = n ? `, ${e.signer?.subject ?? 'unverified'}, statement ${n.statement} level ${n.level}${n.logged.map((l) => `, logged ${l.code}`).join('')}` : ''
+    return `✔ ${where}${e.predicateType ? ` (${e.predicateType})` : ''}${tlog}${notation}`
   }
   return `✘ ${where}: ${e.code ?? 'FAILED'} ${e.reason ?? ''}`.trimEnd()
 }

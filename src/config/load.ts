@@ -1,16 +1,16 @@
+// Reads and validates the configuration (YAML file or embedded defaults) into one Config, and
+// refuses, naming the key, what cannot be served safely or is ambiguous.
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import { configSchema, type Config } from './schema.ts'
-
-/** Raised for any configuration that cannot be served safely; start-up stops with its message. */
-export class ConfigError extends Error {
-  override name = 'ConfigError'
-}
+import { ConfigError } from '../errors.ts'
+import { upgradeSecrets } from './secret.ts'
 
 /** Validates a parsed config object; every problem is reported with the key path it concerns. */
 export function parseConfig(raw: unknown, source = 'config'): Config {
-  const result = configSchema.safeParse(raw ?? {})
+  const upgraded = upgradeSecrets(raw ?? {})
+  const result = configSchema.safeParse(upgraded.raw)
   if (!result.success) {
     const lines = result.error.issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${describeIssue(i)}`)
     throw new ConfigError(`invalid ${source}:\n${lines.join('\n')}`)
@@ -18,7 +18,15 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
   const config = result.data
   checkUpstreams(config)
   checkClients(config)
+  if (upgraded.deprecated.length > 0) deprecations.set(config, upgraded.deprecated)
   return config
+}
+
+const deprecations = new WeakMap<Config, string[]>()
+
+/** The old secret spellings a config was written with (start-up warns once, naming them). */
+export function deprecatedKeys(config: Config): string[] {
+  return deprecations.get(config) ?? []
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

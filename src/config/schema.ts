@@ -10,27 +10,16 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expe
 /** A secret given inline, from a file or from an environment variable: exactly one of the three. */
 export const secretSource = (what: string) =>
   z
-    .strictObject({ value: z.string().optional(), file: z.string().optional(), env: z.string().optional() })
+    .strictObject({ value: z.string().optional(), file: z.string().min(1).optional(), env: z.string().min(1).optional() })
     .refine((s) => [s.value, s.file, s.env].filter((v) => v !== undefined).length === 1, {
       message: `${what}: give exactly one of value, file or env`,
     })
 
-const upstreamAuth = z
-  .strictObject({
-    username: z.string().optional(),
-    usernameEnv: z.string().optional(),
-    password: z.string().optional(),
-    passwordFile: z.string().optional(),
-    passwordEnv: z.string().optional(),
-  })
-  .superRefine((a, ctx) => {
-    const users = [a.username, a.usernameEnv].filter((v) => v !== undefined).length
-    const passwords = [a.password, a.passwordFile, a.passwordEnv].filter((v) => v !== undefined).length
-    if (users !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of username or usernameEnv' })
-    if (passwords !== 1) {
-      ctx.addIssue({ code: 'custom', message: 'give exactly one of password, passwordFile or passwordEnv' })
-    }
-  })
+/** Upstream credentials: a user name (or where to read it) and a password or token. */
+const upstreamAuth = z.strictObject({
+  username: z.union([z.string().min(1), secretSource('username')]),
+  password: secretSource('password'),
+})
 
 const upstream = z.strictObject({
   /** What `ns`, path prefixes and policy globs call this registry. */
@@ -40,6 +29,8 @@ const upstream = z.strictObject({
   auth: upstreamAuth.optional(),
   /** Refuse redirects to loopback, private and link-local addresses (blob CDNs are public). */
   refusePrivateRedirects: z.boolean().default(false),
+  /** A PEM bundle of CA certificates trusted for this upstream's connections only (besides Node's roots). */
+  ca: z.string().min(1).optional(),
 })
 
 const limits = z
@@ -73,6 +64,8 @@ const timeouts = z
 const cache = z
   .strictObject({
     url: z.string().optional(),
+    /** The Redis password, kept out of `url` (a password in the URL is used as it is). */
+    password: secretSource('password').optional(),
     allowTTL: duration.default(3_600_000),
     denyTTL: duration.default(60_000),
     tagTTL: duration.default(0),
@@ -114,10 +107,16 @@ export function defaultStoragePath(env: NodeJS.ProcessEnv = process.env): string
 const storage = z
   .strictObject({
     enabled: z.boolean().default(true),
-    path: z.string().min(1).default(() => defaultStoragePath()),
+    /** Default: defaultStoragePath(), filled in below (so the JSON Schema holds no machine's home). */
+    path: z.string().min(1).optional().describe('default: $XDG_DATA_HOME/trustpull, else ~/.local/share/trustpull'),
     maxSize: size.default(20 * 1024 ** 3),
     /** How long a tag may be answered from its last verified digest while the upstream is down. */
     staleIfError: duration.default(24 * 3_600_000),
+    /**
+     * Bytes per second the scrub re-hashes stored files (a pass at start-up, then daily); reads of
+     * a file that hashed right and is unchanged since skip hashing. 0: every whole read is hashed.
+     */
+    scrubRate: size.default(32 * 1024 * 1024),
     s3: z
       .strictObject({
         bucket: z.string().min(1),
@@ -129,6 +128,7 @@ const storage = z
       })
       .optional(),
   })
+  .transform((s) => ({ ...s, path: s.path ?? defaultStoragePath() }))
   .prefault({})
 
 export const configSchema = z.strictObject({
@@ -144,15 +144,7 @@ export const configSchema = z.strictObject({
   clients: z
     .strictObject({
       /** Static bearer tokens (`Authorization: Bearer ...`), each with the name rules and logs call the client. */
-      tokens: z
-        .array(
-          z
-            .strictObject({ name: z.string().min(1), token: z.string().optional(), tokenFile: z.string().optional(), tokenEnv: z.string().optional() })
-            .refine((t) => [t.token, t.tokenFile, t.tokenEnv].filter((v) => v !== undefined).length === 1, {
-              message: 'give exactly one of token, tokenFile or tokenEnv',
-            }),
-        )
-        .default([]),
+      tokens: z.array(z.strictObject({ name: z.string().min(1), token: secretSource('token') })).default([]),
       /** An htpasswd file of bcrypt entries for HTTP basic auth (what `docker login` sends). */
       htpasswd: z.string().optional(),
       /** Clients present certificates signed by tls.clientCA; the subject's CN names the client. */
@@ -163,6 +155,11 @@ export const configSchema = z.strictObject({
       requestsPerSecond: z.number().nonnegative().default(0),
       /** Requests a client may send at once above its rate. */
       burst: z.number().int().positive().default(100),
+      /**
+       * Failed authentications per remote address: after `burst` of them the address gets 429 before
+       * any password is checked (bcrypt is costly by design), one more allowed every 60/perMinute s.
+       */
+      failedAuth: z.strictObject({ burst: z.number().int().positive().default(10), perMinute: z.number().positive().default(10) }).prefault({}),
     })
     .prefault({}),
   trustRoots: z.array(trustRoot).default([]),

@@ -8,13 +8,14 @@ import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Config } from './schema.ts'
+import { secretFile } from './secret.ts'
 
 /** Every file or directory whose contents the configuration reads at start-up or reload. */
 export function watchedPaths(config: Config, configFile: string | undefined): string[] {
   const paths: (string | undefined)[] = [configFile, ...config.policyDirs, ...config.trustRoots.map((r) => r.file ?? r.tuf?.root)]
   if (config.tls) paths.push(config.tls.cert, config.tls.key, config.tls.clientCA)
-  paths.push(config.clients.htpasswd, ...config.clients.tokens.map((t) => t.tokenFile))
-  for (const u of config.upstreams) paths.push(u.auth?.passwordFile)
+  paths.push(config.clients.htpasswd, ...config.clients.tokens.map((t) => secretFile(t.token)))
+  for (const u of config.upstreams) paths.push(secretFile(u.auth?.password))
   for (const p of config.policies) for (const a of p.authorities ?? []) paths.push((a as { key?: { file?: string } }).key?.file)
   return [...new Set(paths.filter((p): p is string => typeof p === 'string' && p.length > 0))]
 }

@@ -3,7 +3,8 @@
 // archive run one after another (an archive is rewritten whole on each commit).
 import { CopyError } from './errors.ts'
 import { parseEndpoint } from './endpoint.ts'
-import type { Copier, CopyJob, CopyResult } from './copier.ts'
+import type { Copier } from './copier.ts'
+import type { CopyJob, CopyResult } from './result.ts'
 import type { ProgressSink } from './progress.ts'
 import { emptyStats } from './write.ts'
 

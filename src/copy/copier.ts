@@ -2,7 +2,7 @@
 // (image, platforms, blobs, signature and attestation artifacts) and only then write. A refused or
 // unverifiable image leaves nothing behind at the destination: no directory, no blob, no tag.
 //
-// Sources in a layout or archive are verified from the signatures they carry (the runtime's
+// Sources in a layout or archive are verified from the signatures they carry (the core's
 // `signatureClient` hands discovery the layout instead of a registry), so an import needs no
 // network: trust comes from the configured trust roots (a `trusted_root.json` file offline) and
 // the Rekor SETs / inclusion proofs and timestamps inside the signatures.
@@ -11,50 +11,23 @@ import type { Config } from '../config/schema.ts'
 import { RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { ManifestError, parseManifest } from '../oci/manifest.ts'
-import { normaliseDockerHubRepository } from '../oci/reference.ts'
+import { isDockerHub, normaliseDockerHubRepository } from '../oci/image-name.ts'
 import { matchingPolicies } from '../policy/evaluate.ts'
-import type { SignerIdentity, Verdict, VerdictResult } from '../policy/types.ts'
-import { buildRuntime, type Runtime } from '../server.ts'
+import type { Verdict } from '../policy/types.ts'
+import { buildCore, type Core } from '../core.ts'
 import { createLogger } from '../telemetry/logger.ts'
-import { isDockerHub } from '../upstream/router.ts'
 import type { FetchedManifest, RegistryClient } from '../upstream/types.ts'
 import { ArchiveWriter, openArchive } from './archive.ts'
 import { destinationRegistry, type DestinationOptions } from './destination.ts'
 import { endpointString, parseEndpoint, splitRegistry, type Endpoint } from './endpoint.ts'
-import { CopyError, type CopyErrorCode } from './errors.ts'
+import { CopyError } from './errors.ts'
 import { LayoutReader, LayoutWriter } from './layout.ts'
 import { planArtifacts, planImage, type Plan, type SignatureStore } from './plan.ts'
 import { silentProgress, type ProgressSink } from './progress.ts'
 import { PushClient } from './registry-target.ts'
 import type { Target } from './target.ts'
-import { emptyStats, writePlan, type WriteStats } from './write.ts'
-
-export interface CopyJob {
-  source: string
-  destination: string
-  /** For a layout source: the `registry/repository` policies are matched against (default: the destination's). */
-  as?: string
-}
-
-export type CopyStatus = 'copied' | 'refused' | 'failed'
-
-export interface CopyResult {
-  source: string
-  destination: string
-  status: CopyStatus
-  /** The digest verified and copied (the image's, or the index's for a multi-arch image). */
-  digest?: string
-  mediaType?: string
-  /** The image name policies were matched against. */
-  image?: string
-  verdict?: { result: VerdictResult; reasons: string[]; signers: SignerIdentity[]; policies: { name: string; result: string }[] }
-  stats: WriteStats
-  /** Attached artifacts that were not copied, and why. */
-  notes: string[]
-  warnings: string[]
-  error?: { code: CopyErrorCode | string; message: string }
-  durationMs: number
-}
+import type { CopyJob, CopyResult } from './result.ts'
+import { emptyStats, writePlan } from './write.ts'
 
 export interface CopierOptions {
   /** The config file's directory (relative key files in policies are resolved from it). */
@@ -80,13 +53,13 @@ interface OpenedSource {
 
 export async function createCopier(config: Config, options: CopierOptions = {}): Promise<Copier> {
   const layoutSignatures = new Map<string, RegistryClient>()
-  const runtime = await buildRuntime(config, {
+  const core = await buildCore(config, {
     logger: createLogger('silent'),
     ...(options.configDir ? { configDir: options.configDir } : {}),
     ...(options.trustedRoot ? { trustedRoot: options.trustedRoot } : {}),
     signatureClient: (_location, image) => layoutSignatures.get(imageKey(image.upstream, image.repository, image.digest)),
   })
-  return new Copier(runtime, layoutSignatures, options)
+  return new Copier(core, layoutSignatures, options)
 }
 
 /** The directory relative paths of `--config FILE` are resolved from. */
@@ -99,23 +72,23 @@ function imageKey(upstream: string, repository: string, digest: string): string 
 }
 
 export class Copier {
-  readonly runtime: Runtime
+  readonly core: Core
   readonly #layoutSignatures: Map<string, RegistryClient>
   readonly #options: CopierOptions
   readonly #pushClients = new Map<string, PushClient>()
 
-  constructor(runtime: Runtime, layoutSignatures: Map<string, RegistryClient>, options: CopierOptions) {
-    this.runtime = runtime
+  constructor(core: Core, layoutSignatures: Map<string, RegistryClient>, options: CopierOptions) {
+    this.core = core
     this.#layoutSignatures = layoutSignatures
     this.#options = options
   }
 
   get config(): Config {
-    return this.runtime.config
+    return this.core.config
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...[...this.#pushClients.values()].map((c) => c.close()), this.runtime.close()])
+    await Promise.allSettled([...[...this.#pushClients.values()].map((c) => c.close()), this.core.close()])
   }
 
   /** Copies one image; never throws for a copy that fails (the result says why). */
@@ -185,7 +158,7 @@ export class Copier {
     if (dst.tag || dst.digest) throw new CopyError('BAD_ENDPOINT', `destination prefix ${prefix} must not name a tag or digest`)
     let repository: string
     try {
-      repository = this.runtime.router.resolve(undefined, src.name).repository
+      repository = this.core.router.resolve(undefined, src.name).repository
     } catch (err) {
       throw new CopyError('BAD_ENDPOINT', `${source}: ${(err as Error).message}`, { cause: err })
     }
@@ -202,7 +175,7 @@ export class Copier {
     if (src.kind === 'registry') {
       let resolved
       try {
-        resolved = this.runtime.router.resolve(undefined, src.name)
+        resolved = this.core.router.resolve(undefined, src.name)
       } catch (err) {
         throw new CopyError('BAD_ENDPOINT', `${endpointString(src)}: ${(err as Error).message}`, { cause: err })
       }
@@ -253,7 +226,7 @@ export class Copier {
     const key = imageKey(upstream, repository, root.digest)
     if (source.layout) this.#layoutSignatures.set(key, source.client)
     try {
-      return await this.runtime.gate.verdict({ upstream, repository, digest: root.digest, mediaType: root.mediaType, manifest, bytes: root.bytes, reference: source.reference })
+      return await this.core.gate.verdict({ upstream, repository, digest: root.digest, mediaType: root.mediaType, manifest, bytes: root.bytes, reference: source.reference })
     } finally {
       if (source.layout) this.#layoutSignatures.delete(key)
     }
@@ -264,11 +237,11 @@ export class Copier {
     const stores: SignatureStore[] = [{ client: source.client, repository: source.repository }]
     if (!source.layout) {
       // Signatures kept elsewhere (`source.oci`) travel too: beside the image at the destination.
-      for (const policy of matchingPolicies(this.runtime.policySet(), source.identity.upstream, source.identity.repository)) {
+      for (const policy of matchingPolicies(this.core.policySet(), source.identity.upstream, source.identity.repository)) {
         for (const authority of policy.authorities) {
           if (authority.type === 'static') continue
           for (const location of authority.sources) {
-            const upstream = this.runtime.router.byName(location.upstream)
+            const upstream = this.core.router.byName(location.upstream)
             if (!upstream || stores.some((s) => s.client === upstream.client && s.repository === location.repository)) continue
             stores.push({ client: upstream.client, repository: location.repository })
           }

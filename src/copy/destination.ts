@@ -11,7 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Config } from '../config/schema.ts'
 import { resolveCredentials } from '../upstream/credentials.ts'
-import { isDockerHub } from '../upstream/router.ts'
+import { isDockerHub, isHostLike } from '../oci/image-name.ts'
 import { fileCredentials, type AuthFileOptions } from './docker-config.ts'
 import { CopyError } from './errors.ts'
 import type { DestinationRegistry, DestinationTls } from './registry-target.ts'
@@ -57,10 +57,6 @@ function destinationTls(registry: string, options: DestinationOptions): Destinat
   return { verify }
 }
 
-function looksLikeHost(name: string): boolean {
-  return name.includes('.') || name.includes(':') || name === 'localhost'
-}
-
 export function isLoopbackHost(registry: string): boolean {
   const host = registry.startsWith('[') ? registry.slice(0, registry.indexOf(']') + 1) : registry.replace(/:\d+$/, '')
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
@@ -73,7 +69,7 @@ export function destinationRegistry(registry: string, config: Config, auth: Dest
     const credentials = upstream.auth ? resolveCredentials(upstream) : fileCredentials(registry, auth, repository)
     return { name: registry, url: upstream.url, tls, ...(credentials ? { credentials } : {}) }
   }
-  if (!looksLikeHost(registry)) {
+  if (!isHostLike(registry)) {
     throw new CopyError('BAD_ENDPOINT', `"${registry}" is neither a configured upstream nor a registry host name`)
   }
   const url = isDockerHub(registry) ? 'https://registry-1.docker.io' : `${isLoopbackHost(registry) ? 'http' : 'https'}://${registry}`

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { isDockerHub } from '../upstream/router.ts'
+import { isDockerHub } from '../oci/image-name.ts'
 import type { Credentials } from '../upstream/credentials.ts'
 import { CopyError } from './errors.ts'
 

@@ -16,8 +16,8 @@ import { digestOf, isDigest, parseDigest } from '../oci/digest.ts'
 import { ManifestError } from '../oci/manifest.ts'
 import { MANIFEST_TYPES, MediaType } from '../oci/media-types.ts'
 import { isValidTag } from '../oci/reference.ts'
-import { DigestMismatchError, verifyingStream } from '../proxy/verifying-stream.ts'
-import { RegistryError } from '../errors.ts'
+import { DigestMismatchError, verifyingStream } from '../pull/verifying-stream.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 import type { BlobResponse, FetchedManifest, RegistryClient } from '../upstream/types.ts'
 import { CopyError } from './errors.ts'
 import type { ManifestToWrite, Target } from './target.ts'
@@ -81,7 +81,7 @@ async function readBounded(path: string, maxBytes: number, what: string): Promis
   try {
     const { size } = await handle.stat()
     if (size > maxBytes) {
-      throw new RegistryError('UPSTREAM_ERROR', `${what} is ${size} bytes, over the ${maxBytes}-byte limit`, { detail: { code: 'LIMIT_EXCEEDED', limit: maxBytes } })
+      throw new LimitExceededError(`${what} is ${size} bytes, over the ${maxBytes}-byte limit`, maxBytes)
     }
     return await handle.readFile()
   } finally {

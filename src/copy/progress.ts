@@ -1,6 +1,6 @@
 // Progress of copies, on stderr: a live bar per image in flight on a terminal, plain lines
 // otherwise (CI logs, files). stdout stays for the summary table or JSON.
-import type { CopyResult } from './copier.ts'
+import type { CopyResult } from './result.ts'
 
 export type Phase = 'resolving' | 'verifying' | 'planning' | 'copying'
 

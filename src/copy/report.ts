@@ -1,5 +1,5 @@
 // The end of a copy run: a summary table (or JSON) on stdout and the exit code.
-import type { CopyResult } from './copier.ts'
+import type { CopyResult } from './result.ts'
 import { formatBytes } from './progress.ts'
 
 /** Failures caused by what was asked (not by the network or a registry): exit 1, like a refusal. */

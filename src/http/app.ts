@@ -3,8 +3,9 @@ import { Hono, type Context } from 'hono'
 import { STATUS_CODES, type ServerResponse } from 'node:http'
 import { RegistryError } from '../errors.ts'
 import { Header } from '../oci/media-types.ts'
-import type { ContentIndex } from '../proxy/content-index.ts'
-import type { ManifestService } from '../proxy/manifests.ts'
+import type { ContentIndex } from '../pull/content-index.ts'
+import type { ManifestService } from '../pull/manifests.ts'
+import type { ReferrerService } from '../pull/referrers.ts'
 import type { UpstreamRouter } from '../upstream/router.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { Metrics } from '../telemetry/metrics.ts'
@@ -21,6 +22,7 @@ import { serveTags } from './tags.ts'
 export interface AppDeps {
   router: UpstreamRouter
   manifests: ManifestService
+  referrers: ReferrerService
   contentIndex: ContentIndex
   requireAllowedManifest: boolean
   /** The largest signature-artifact document served (limits.signatureLayerBytes). */
@@ -146,7 +148,7 @@ export function createApp(deps: AppDeps): Hono {
         return serveTags(c, target, route.name)
       case 'referrers':
         if (c.req.method !== 'GET') throw new RegistryError('UNSUPPORTED', 'referrers answers GET only')
-        return serveReferrers(c, target, route.digest)
+        return serveReferrers(c, deps.referrers, target, route.digest)
     }
   })
 

@@ -2,11 +2,11 @@ import type { Context } from 'hono'
 import type { ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
-import { RegistryError } from '../errors.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 import { isDigest } from '../oci/digest.ts'
 import { Header } from '../oci/media-types.ts'
-import type { ContentIndex } from '../proxy/content-index.ts'
-import { pumpVerified, verifyingStream } from '../proxy/verifying-stream.ts'
+import type { ContentIndex } from '../pull/content-index.ts'
+import { pumpVerified, verifyingStream } from '../pull/verifying-stream.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
 import { rangeHeader } from './request.ts'
 import { parseCoseSign1 } from '../verify/notation/cose-sign1.ts'
@@ -37,7 +37,7 @@ async function serveArtifactDocument(c: Context, options: BlobOptions, target: R
   try {
     bytes = await target.upstream.client.getBlobBytes(target.repository, digest, { maxBytes: options.artifactBlobBytes, signal: c.req.raw.signal })
   } catch (err) {
-    if (err instanceof RegistryError && (err.detail as { code?: string } | undefined)?.code === 'LIMIT_EXCEEDED') {
+    if (err instanceof LimitExceededError) {
       throw refuse(`it is larger than the ${options.artifactBlobBytes}-byte limit for signature documents`)
     }
     throw err
@@ -86,7 +86,8 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
     res.body.resume()
     return new Response(null, { status: res.status, headers })
   }
-  // A store fill checked the digest already; a stored file is hashed again as it is read (bit rot).
+  // A store fill checked the digest already; a stored file is hashed again as it is read (bit rot),
+  // unless the scrub is on and this very file hashed right since start-up (see src/store/scrub.ts).
   const verify = res.status === 200 && !res.verified
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
   if (!outgoing) {
@@ -101,7 +102,10 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
   pumpVerified(res.body, outgoing, {
     digest: verify ? digest : undefined,
     onMismatch: (actual) => (res.onMismatch ? res.onMismatch(actual) : options.onDigestMismatch?.({ upstream, repository: target.repository, digest, actual })),
-    done: (bytes, err) => options.onSent?.(bytes, err, res.source ?? 'upstream'),
+    done: (bytes, err) => {
+      if (verify && !err) res.onVerified?.()
+      options.onSent?.(bytes, err, res.source ?? 'upstream')
+    },
   })
   return RESPONSE_ALREADY_SENT
 }

@@ -1,8 +1,10 @@
+// The manifest handler: HEAD and GET answer only the exact bytes the gate allowed, under their own
+// digest, with the headers clients check. Threat: any other bytes, or a tag moved under a client.
 import type { Context } from 'hono'
 import { RegistryError } from '../errors.ts'
 import { Header } from '../oci/media-types.ts'
 import { parseReference } from '../oci/reference.ts'
-import type { ManifestService } from '../proxy/manifests.ts'
+import type { ManifestService } from '../pull/manifests.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'
 import { acceptedTypes, remoteAddress } from './request.ts'
 

@@ -1,3 +1,4 @@
+// The tags/list handler: passes through, paginated, links rewritten to this proxy's own path.
 import type { Context } from 'hono'
 import { RegistryError } from '../errors.ts'
 import type { ResolvedRepository } from '../upstream/router.ts'

@@ -1,4 +1,7 @@
+// Content digests: parsing (sha256/sha512 only), computing and comparing. Threat: a digest string
+// that is not what it seems (bad algorithm, wrong length, path characters) reaching a path or a cache key.
 import { createHash, type Hash } from 'node:crypto'
+import { codedError } from '../errors.ts'
 
 /** A content digest `algorithm:hex`. Only sha256 and sha512 are accepted: they are what registries serve. */
 export interface Digest {
@@ -9,7 +12,7 @@ export interface Digest {
 const HEX_LENGTH = { sha256: 64, sha512: 128 } as const
 const DIGEST_RE = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/
 
-export class DigestError extends Error {}
+export class DigestError extends codedError('DIGEST_INVALID', 'DigestError') {}
 
 export function parseDigest(value: string): Digest {
   const m = DIGEST_RE.exec(value)

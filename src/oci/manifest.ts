@@ -2,6 +2,7 @@
 import { z } from 'zod'
 import { isDigest } from './digest.ts'
 import { INDEX_TYPES, MANIFEST_TYPES } from './media-types.ts'
+import { codedError } from '../errors.ts'
 
 const descriptor = z.looseObject({
   mediaType: z.string().max(255),
@@ -36,7 +37,7 @@ export type ImageManifest = z.infer<typeof imageManifest> & { kind: 'manifest' }
 export type ImageIndex = z.infer<typeof imageIndex> & { kind: 'index' }
 export type Manifest = ImageManifest | ImageIndex
 
-export class ManifestError extends Error {}
+export class ManifestError extends codedError('MANIFEST_INVALID', 'ManifestError') {}
 
 /**
  * Parses manifest bytes served under `mediaType`. Refuses anything that is not a schema-2

@@ -27,7 +27,3 @@ export function referenceString(ref: Reference): string {
   return ref.kind === 'tag' ? ref.tag : ref.digest
 }
 
-/** Docker Hub's single-segment names live under `library/`. */
-export function normaliseDockerHubRepository(repository: string): string {
-  return repository.includes('/') ? repository : `library/${repository}`
-}

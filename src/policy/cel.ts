@@ -2,20 +2,22 @@
 // @marcbachmann/cel-js: maintained, dependency-free, with parse-time type checking and limits.
 import { Environment, type ParseResult } from '@marcbachmann/cel-js'
 import type { InTotoStatement } from '../verify/types.ts'
+import { codedError } from '../errors.ts'
 
 export interface CompiledCondition {
   /** The expression as written. */
   source: string
-  /** `{ok: true}` only when the expression evaluates to the boolean `true`. */
-  test(statement: InTotoStatement): { ok: true } | { ok: false; reason: string }
+  /** `{ok: true}` only when the expression evaluates to the boolean `true`; `now` defaults to the clock. */
+  test(statement: InTotoStatement, now?: Date): { ok: true } | { ok: false; reason: string }
 }
 
-export class ConditionError extends Error {
-  override name = 'ConditionError'
-}
+export class ConditionError extends codedError('CONDITION_INVALID', 'ConditionError') {}
 
 // The variables are the statement's fields, so conditions read as in cosign/CIP policies:
-// `predicate.builder.id == "..."`, `subject.exists(s, s.name == "...")`.
+// `predicate.builder.id == "..."`, `subject.exists(s, s.name == "...")`. `now` is the time of the
+// evaluation (a timestamp), for freshness bounds:
+// `timestamp(predicate.metadata.scanFinishedOn) > now - duration("168h")`. A verdict is cached for
+// cache.allowTTL, so such a bound is kept to within that.
 const environment = new Environment({
   enableOptionalTypes: true,
   homogeneousAggregateLiterals: false,
@@ -24,6 +26,7 @@ const environment = new Environment({
   .registerVariable('predicateType', 'string')
   .registerVariable('subject', 'list')
   .registerVariable('predicate', 'dyn')
+  .registerVariable('now', 'google.protobuf.Timestamp')
 
 const MAX_SOURCE = 16 * 1024
 
@@ -44,10 +47,10 @@ export function compileCondition(source: string): CompiledCondition {
   }
   return {
     source,
-    test(statement) {
+    test(statement, now = new Date()) {
       let value: unknown
       try {
-        value = program({ predicateType: statement.predicateType, subject: statement.subject, predicate: statement.predicate ?? null })
+        value = program({ predicateType: statement.predicateType, subject: statement.subject, predicate: statement.predicate ?? null, now })
       } catch (err) {
         return { ok: false, reason: `condition could not be evaluated: ${firstLine((err as Error).message)}` }
       }

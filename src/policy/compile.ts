@@ -2,11 +2,13 @@
 // (trust roots, upstreams, key files and environment) and the material `verify` is handed.
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { isValidRepositoryName, normaliseDockerHubRepository } from '../oci/reference.ts'
+import { isDockerHub, isHostLike, normaliseDockerHubRepository } from '../oci/image-name.ts'
+import { isValidRepositoryName } from '../oci/reference.ts'
 import type { AuthorityMaterial, LoadedTrustRoot } from '../verify/types.ts'
 import { compileCondition } from './cel.ts'
-import { compileGlob, isDockerHub, isHostLike } from './glob.ts'
+import { compileGlob } from './glob.ts'
 import { parsePublicKeys, type PublicKey } from '../verify/keys.ts'
+import { loadNotation, NotationConfigError } from '../verify/notation/load.ts'
 import { resolvePredicateType } from './predicate-types.ts'
 import type { AuthoritySpec, PolicySpec } from './schema.ts'
 import type { CompiledAuthority, CompiledPolicy, SignatureLocation } from './types.ts'
@@ -50,6 +52,9 @@ export function compilePolicy(name: string, origin: string, spec: PolicySpec, ct
     return glob
   })
   const authorities = spec.authorities.map((a, i) => compileAuthority(a, i, ctx, errors, warnings))
+  if (spec.servePassingPlatforms && !spec.requirePlatformSignatures) {
+    errors.push({ path: ['servePassingPlatforms'], message: 'servePassingPlatforms needs requirePlatformSignatures: true (it decides per platform, which only that does)' })
+  }
   if (errors.length > 0) return { errors, warnings }
   return {
     policy: {
@@ -58,6 +63,7 @@ export function compilePolicy(name: string, origin: string, spec: PolicySpec, ct
       mode: spec.mode ?? 'enforce',
       globs,
       requirePlatformSignatures: spec.requirePlatformSignatures ?? false,
+      servePassingPlatforms: spec.servePassingPlatforms ?? false,
       authorities: authorities as CompiledAuthority[],
     },
     errors,
@@ -69,6 +75,18 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
   const at = (...path: IssuePath): IssuePath => ['authorities', index, ...path]
   const name = a.name ?? `authority-${index}`
   if (a.static) return { name, type: 'static', action: a.static.action, ...(a.static.message ? { message: a.static.message } : {}) }
+  if (a.notation) {
+    const sources = compileSources(a, at, ctx, errors)
+    try {
+      const loaded = loadNotation(a.notation, ctx.baseDir)
+      for (const w of loaded.warnings) warnings.push({ path: at('notation', w.field), message: w.message })
+      return sources ? { name, type: 'notation', material: loaded.material, sources } : undefined
+    } catch (err) {
+      if (!(err instanceof NotationConfigError)) throw err
+      errors.push({ path: at('notation', err.field), message: err.message })
+      return undefined
+    }
+  }
 
   const before = errors.length
   const root = (ref: string, path: IssuePath): LoadedTrustRoot | undefined => {
@@ -151,11 +169,7 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
     }
   }
 
-  const sources = (a.source ?? []).flatMap((s, i) => {
-    const location = s.oci ? parseSourceLocation(s.oci, ctx.upstreamNames) : undefined
-    if (typeof location === 'string') errors.push({ path: at('source', i, 'oci'), message: location })
-    return typeof location === 'object' ? [location] : []
-  })
+  const sources = compileSources(a, at, ctx, errors) ?? []
   const attestations = (a.attestations ?? []).map((att) => ({
     name: att.name,
     predicateType: resolvePredicateType(att.predicateType)!,
@@ -170,6 +184,17 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
     ...(a.signatureFormat ? { signatureFormat: a.signatureFormat } : {}),
     attestations,
   }
+}
+
+/** `source[].oci` → locations; undefined (with the errors recorded) when one is refused. */
+function compileSources(a: AuthoritySpec, at: (...path: IssuePath) => IssuePath, ctx: CompileContext, errors: PolicyIssue[]): SignatureLocation[] | undefined {
+  const before = errors.length
+  const sources = (a.source ?? []).flatMap((s, i) => {
+    const location = s.oci ? parseSourceLocation(s.oci, ctx.upstreamNames) : undefined
+    if (typeof location === 'string') errors.push({ path: at('source', i, 'oci'), message: location })
+    return typeof location === 'object' ? [location] : []
+  })
+  return errors.length > before ? undefined : sources
 }
 
 function readKeys(key: NonNullable<AuthoritySpec['key']>, path: IssuePath, ctx: CompileContext, errors: PolicyIssue[]): PublicKey[] | undefined {

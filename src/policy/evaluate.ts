@@ -6,13 +6,16 @@
 import { RegistryError, type ErrorCode } from '../errors.ts'
 import { INDEX_TYPES, MANIFEST_TYPES } from '../oci/media-types.ts'
 import type { Manifest } from '../oci/manifest.ts'
-import type { AuthorityMaterial, Candidate, Discovery, Evidence } from '../verify/types.ts'
+import { statementFor, type NotationMaterial } from '../verify/notation/authority.ts'
+import { NotationFailure } from '../verify/notation/codes.ts'
+import type { AuthorityMaterial, Candidate, Discovery, Evidence, NotationCandidate, VerifyCode } from '../verify/types.ts'
 import { globsMatch, imageNames } from './glob.ts'
 import type {
   AuthorityOutcome,
   AuthorityStatus,
   CompiledAuthority,
   CompiledPolicy,
+  NotationAuthority,
   PolicyOutcome,
   PolicySet,
   SignatureLocation,
@@ -43,9 +46,14 @@ export type DiscoverFn = (location: SignatureLocation, digest: string, image: Im
 /** Verifies one candidate against one authority's material for `digest`; no I/O. */
 export type VerifyFn = (candidate: Candidate, material: AuthorityMaterial, digest: string, image: ImageUnderEvaluation) => Evidence
 
+/** Verifies one Notation signature against a `notation` authority; no I/O. */
+export type NotationVerifyFn = (candidate: NotationCandidate, material: NotationMaterial, digest: string, image: ImageUnderEvaluation) => Evidence
+
 export interface EvaluateDeps {
   discover: DiscoverFn
   verify: VerifyFn
+  /** Needed only by policies with a `notation` authority. */
+  verifyNotation?: NotationVerifyFn
 }
 
 /** The policies whose globs match the image, in configuration order. */
@@ -70,7 +78,7 @@ export async function evaluatePolicies(image: ImageUnderEvaluation, policySet: P
   return summarise(base, outcomes, session)
 }
 
-type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; signer?: Evidence['signer'] }
+type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; code?: VerifyCode; signer?: Evidence['signer'] & { level?: string; logged?: string[] }; warnings?: string[] }
 
 /** One evaluation: discovery is done at most once per (repository, digest) and shared by all policies. */
 class Session {
@@ -97,6 +105,7 @@ class Session {
 
   async evaluatePolicy(policy: CompiledPolicy): Promise<PolicyOutcome> {
     const digests = this.subjectDigests(policy)
+    if (policy.servePassingPlatforms && digests.length > 0 && digests.some((d) => d.digest !== this.image.digest)) return this.evaluatePerPlatform(policy, digests)
     const authorities: AuthorityOutcome[] = []
     for (const authority of policy.authorities) {
       const outcome = await this.evaluateAuthority(policy, authority, digests)
@@ -105,6 +114,32 @@ class Session {
     }
     const result: AuthorityStatus = authorities.some((a) => a.ok) ? 'pass' : authorities.some((a) => a.status === 'error') ? 'error' : 'fail'
     return { name: policy.name, origin: policy.origin, mode: policy.mode, result, authorities }
+  }
+
+  /**
+   * servePassingPlatforms: each platform passes when any one authority passes it; the index passes
+   * when at least one platform does, and the others are listed as refused. A platform that could
+   * not be decided leaves the whole index undecided (error), never partly served.
+   */
+  private async evaluatePerPlatform(policy: CompiledPolicy, subjects: { digest: string; label?: string }[]): Promise<PolicyOutcome> {
+    const authorities: AuthorityOutcome[] = []
+    const refusedPlatforms: NonNullable<PolicyOutcome['refusedPlatforms']> = []
+    let passed = 0
+    let undecided = false
+    for (const subject of subjects) {
+      const tried: AuthorityOutcome[] = []
+      for (const authority of policy.authorities) {
+        const outcome = await this.evaluateAuthority(policy, authority, [subject])
+        tried.push(outcome)
+        if (outcome.ok) break
+      }
+      authorities.push(...tried)
+      if (tried.some((a) => a.ok)) passed++
+      else if (tried.some((a) => a.status === 'error')) undecided = true
+      else refusedPlatforms.push({ digest: subject.digest, platform: subject.label ?? subject.digest, reason: tried[0]?.reasons[0] ?? 'refused' })
+    }
+    const result: AuthorityStatus = undecided ? 'error' : passed > 0 ? 'pass' : 'fail'
+    return { name: policy.name, origin: policy.origin, mode: policy.mode, result, authorities, ...(result === 'pass' && refusedPlatforms.length ? { refusedPlatforms } : {}) }
   }
 
   /**
@@ -136,12 +171,16 @@ class Session {
     const evidence: Evidence[] = []
     const reasons: string[] = []
     const statuses: AuthorityStatus[] = []
-    const signers: NonNullable<Evidence['signer']>[] = []
+    let code: VerifyCode | undefined
+    const signers: NonNullable<AuthorityCheck['signer']>[] = []
+    const warnings: string[] = []
     for (const subject of subjects) {
-      const check = await this.checkDigest(authority, subject.digest)
+      const check = authority.type === 'notation' ? await this.checkNotation(authority, subject.digest) : await this.checkDigest(authority, subject.digest)
       evidence.push(...check.evidence)
       const prefix = subject.label ? `platform ${subject.label}: ` : ''
       reasons.push(...check.reasons.map((r) => prefix + r))
+      warnings.push(...(check.warnings ?? []).map((r) => prefix + r))
+      code ??= check.code
       statuses.push(check.status)
       if (check.signer) signers.push(check.signer)
       if (check.status === 'fail') break // one unsigned platform decides it
@@ -150,7 +189,7 @@ class Session {
     if (status === 'pass') {
       for (const signer of signers) this.recordSigner({ policy: policy.name, authority: authority.name, ...signer })
     }
-    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons }
+    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons, ...(status === 'pass' && warnings.length > 0 ? { warnings } : {}), ...(status !== 'pass' && code && { code }) }
   }
 
   private recordSigner(signer: SignerIdentity): void {
@@ -158,11 +197,12 @@ class Session {
     if (!this.signers.some(same)) this.signers.push(signer)
   }
 
-  /** One authority against one digest. */
-  private async checkDigest(authority: VerifyingAuthority, digest: string): Promise<AuthorityCheck> {
+  /** Discovery in every location of the authority: what was found, problems, and lookups that failed. */
+  private async collect(authority: VerifyingAuthority | NotationAuthority, digest: string) {
     const locations = authority.sources.length > 0 ? authority.sources : [{ upstream: this.image.upstream, repository: this.image.repository }]
     const settled = await Promise.allSettled(locations.map((l) => this.discover(l, digest)))
     const candidates: Candidate[] = []
+    const notation: NotationCandidate[] = []
     const reasons: string[] = []
     const failures: string[] = []
     settled.forEach((s, i) => {
@@ -172,7 +212,8 @@ class Session {
         this.errorCode ??= errorCodeOf(s.reason)
         return
       }
-      candidates.push(...s.value.candidates.filter((c) => formatAccepted(authority, c)))
+      if (authority.type === 'notation') notation.push(...(s.value.notation ?? []))
+      else candidates.push(...s.value.candidates.filter((c) => formatAccepted(authority, c)))
       for (const problem of s.value.problems) {
         // Upstream trouble while looking: the signature that would pass may be the one not seen.
         if (problem.code === 'DISCOVERY_FAILED') {
@@ -183,7 +224,54 @@ class Session {
         }
       }
     })
+    return { candidates, notation, reasons, failures }
+  }
 
+  /**
+   * A `notation` authority against one digest: the trust policy statement covering the image, then
+   * one Notation signature that verifies under it. Level skip passes without looking (notation's
+   * rule); failures the level only logs pass with warnings.
+   */
+  private async checkNotation(authority: NotationAuthority, digest: string): Promise<AuthorityCheck> {
+    const name = `${this.image.upstream}/${this.image.repository}`
+    let level: string
+    try {
+      level = statementFor(authority.material, name).level
+    } catch (err) {
+      if (!(err instanceof NotationFailure)) throw err
+      return { status: 'fail', evidence: [], reasons: [`${err.code}: ${err.message}`] }
+    }
+    if (level === 'skip') return { status: 'pass', evidence: [], reasons: [], warnings: [`notation trust policy level skip: ${short(digest)} not verified`] }
+    const { notation, reasons, failures } = await this.collect(authority, digest)
+    const evidence: Evidence[] = []
+    const verify = (c: NotationCandidate): Evidence => {
+      let ev: Evidence
+      try {
+        if (!this.deps.verifyNotation) throw new Error('no Notation verifier configured')
+        ev = this.deps.verifyNotation(c, authority.material, digest, this.image)
+      } catch (err) {
+        ev = { kind: c.kind, format: c.format, origin: c.origin, ok: false, code: 'MALFORMED', reason: `verification failed: ${describeError(err)}`, checks: [] }
+      }
+      evidence.push(ev)
+      return ev
+    }
+    const passed = notation.find((c) => verify(c).ok)
+    if (passed) {
+      const ev = evidence.at(-1)!
+      const logged = ev.notation?.logged ?? []
+      const signer = { ...ev.signer, level: ev.notation?.level ?? level, ...(logged.length > 0 ? { logged: logged.map((l) => l.code) } : {}) }
+      const warnings = logged.map((l) => `notation level ${ev.notation?.level ?? level} logged ${l.validation} failure ${l.code}: ${l.message}`)
+      return { status: 'pass', evidence, reasons: [], signer, warnings }
+    }
+    reasons.unshift(notation.length === 0 ? `no Notation signatures found for ${short(digest)}` : `no Notation signature verified (${notation.length} found)`)
+    for (const ev of evidence) reasons.push(describeEvidence(ev))
+    if (failures.length > 0) return { status: 'error', evidence, reasons: [...failures, ...reasons] }
+    return { status: 'fail', evidence, reasons }
+  }
+
+  /** One authority against one digest. */
+  private async checkDigest(authority: VerifyingAuthority, digest: string): Promise<AuthorityCheck> {
+    const { candidates, reasons, failures } = await this.collect(authority, digest)
     const evidence: Evidence[] = []
     const verified = new Map<Candidate, Evidence>()
     const verifyOnce = (candidate: Candidate): Evidence => {
@@ -233,7 +321,7 @@ class Session {
     }
     // Signatures that could not be looked up might have passed: undecided, not a deny.
     if (failures.length > 0) return { status: 'error', evidence, reasons: [...failures, ...reasons] }
-    return { status: 'fail', evidence, reasons }
+    return { status: 'fail', evidence, reasons, ...(needsSignature && signatures.length === 0 && { code: 'NO_SIGNATURES' as const }) }
   }
 
   private runVerify(candidate: Candidate, authority: VerifyingAuthority, digest: string): Evidence {
@@ -280,10 +368,21 @@ function summarise(base: Pick<Verdict, 'image' | 'digest' | 'fingerprint'>, outc
   }
   const warned = [...failed('warn', 'fail'), ...failed('warn', 'error')]
   if (warned.length > 0) {
-    return { ...common, result: 'warn', reasons: [oneLine(warned[0]!), ...details], transient: warned.some((o) => o.result === 'error') }
+    const refused = refusedPlatformsOf(outcomes)
+    return { ...common, result: 'warn', reasons: [oneLine(warned[0]!), ...details], transient: warned.some((o) => o.result === 'error'), ...(refused.length ? { refusedPlatforms: refused } : {}) }
   }
+  // A Notation level that logs instead of enforcing (audit, permissive) serves the image with a warning.
+  const logged = outcomes.flatMap((o) => o.authorities.filter((a) => a.ok).flatMap((a) => (a.warnings ?? []).map((w) => `policy "${o.name}", authority "${a.name}": ${w}`)))
+  if (logged.length > 0) return { ...common, result: 'warn', reasons: logged, transient: false }
   const names = outcomes.map((o) => `"${o.name}"`).join(', ')
-  return { ...common, result: 'allow', reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`], transient: false }
+  const refused = refusedPlatformsOf(outcomes)
+  return { ...common, result: 'allow', reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`], transient: false, ...(refused.length ? { refusedPlatforms: refused } : {}) }
+}
+
+/** Every platform some policy refused (once each). */
+function refusedPlatformsOf(outcomes: PolicyOutcome[]): NonNullable<Verdict['refusedPlatforms']> {
+  const seen = new Set<string>()
+  return outcomes.flatMap((o) => o.refusedPlatforms ?? []).filter((p) => !seen.has(p.digest) && seen.add(p.digest))
 }
 
 /** `policy "x": <why>`, short enough for a client's error line (the caller adds the image). */

@@ -20,12 +20,14 @@ function describePolicy(p: CompiledPolicy) {
     mode: p.mode,
     globs: p.globs.map((g) => g.source).sort(),
     requirePlatformSignatures: p.requirePlatformSignatures,
+    servePassingPlatforms: p.servePassingPlatforms,
     authorities: p.authorities.map(describeAuthority),
   }
 }
 
 function describeAuthority(a: CompiledAuthority): unknown {
   if (a.type === 'static') return { name: a.name, type: a.type, action: a.action, message: a.message ?? null }
+  if (a.type === 'notation') return { name: a.name, type: a.type, notation: a.material.version, revocation: a.material.revocation ?? null, sources: a.sources }
   const m = a.material
   const trustRoot = m.trustRoot ? { name: m.trustRoot.name, version: m.trustRoot.version } : null
   const material =

@@ -3,13 +3,10 @@
 // Names are `<upstream>/<repository>`. Docker Hub's three host names are one registry, and its
 // images also answer to their short names (`nginx`, `library/nginx`, `user/app`), which is how
 // a glob without a host (`nginx`, `user/*`) means `index.docker.io/...` as in policy-controller.
-import { normaliseDockerHubRepository } from '../oci/reference.ts'
+import { DOCKER_HUB_HOSTS, isDockerHub, isHostLike, normaliseDockerHubRepository } from '../oci/image-name.ts'
+import { codedError } from '../errors.ts'
 
-export const DOCKER_HUB_HOSTS: readonly string[] = ['index.docker.io', 'docker.io', 'registry-1.docker.io']
-
-export class GlobError extends Error {
-  override name = 'GlobError'
-}
+export class GlobError extends codedError('GLOB_INVALID', 'GlobError') {}
 
 export interface ImageGlob {
   /** The glob as written. */
@@ -25,14 +22,7 @@ export interface ImageGlob {
 
 const VALID_GLOB = /^[A-Za-z0-9_:/*.-]+$/
 
-export function isDockerHub(registry: string): boolean {
-  return DOCKER_HUB_HOSTS.includes(registry.toLowerCase())
-}
 
-/** A first path segment that names a registry rather than a Docker Hub namespace. */
-export function isHostLike(segment: string): boolean {
-  return segment.includes('.') || segment.includes(':') || segment === 'localhost'
-}
 
 export function compileGlob(glob: string): ImageGlob {
   // policy-controller's two bare forms mean Docker Hub.

@@ -5,12 +5,11 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, extname, join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import type { z } from 'zod'
-import { ConfigError } from '../config/load.ts'
-import type { Config } from '../config/schema.ts'
+import { ConfigError } from '../errors.ts'
 import type { LoadedTrustRoot } from '../verify/types.ts'
 import { compilePolicy, type CompileContext, type IssuePath, type PolicyIssue } from './compile.ts'
 import { policyFingerprint } from './fingerprint.ts'
-import { clusterImagePolicySchema } from './schema.ts'
+import { clusterImagePolicySchema, type InlinePolicy } from './schema.ts'
 import type { CompiledPolicy, PolicySet } from './types.ts'
 
 export interface LoadPoliciesOptions {
@@ -27,7 +26,13 @@ export interface LoadedPolicies {
   warnings: string[]
 }
 
-type PolicyConfig = Pick<Config, 'policies' | 'policyDirs' | 'noMatchPolicy' | 'upstreams'>
+/** The slice of the configuration policies are made from. */
+export interface PolicyConfig {
+  policies: readonly InlinePolicy[]
+  policyDirs: readonly string[]
+  noMatchPolicy: PolicySet['noMatchPolicy']
+  upstreams: readonly { name: string }[]
+}
 
 const POLICY_FILE_EXTENSIONS = new Set(['.yaml', '.yml', '.json'])
 

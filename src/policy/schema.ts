@@ -103,6 +103,35 @@ const keylessRef = z
     }
   })
 
+const NOTATION_LEVELS = ['strict', 'permissive', 'audit', 'skip'] as const
+
+/**
+ * `notation`: notation's own files (`trustStore` directory holding `x509/`, `trustPolicy` file), or
+ * inline certificates, identities and level (one statement for every image the policy matches).
+ * The files' content is checked by compile.ts, with notation's rules.
+ */
+const notationRef = z
+  .strictObject({
+    trustStore: optional(nonEmpty('trustStore')),
+    trustPolicy: optional(nonEmpty('trustPolicy')),
+    certificates: optional(nonEmpty('certificates')),
+    trustedIdentities: optional(z.array(z.string())),
+    level: optional(z.enum(NOTATION_LEVELS, { error: `expected one of ${NOTATION_LEVELS.join(', ')}` })),
+    /** Revocation services are never contacted; `offline` says so explicitly (air gaps). */
+    revocation: optional(z.enum(['offline'], { error: 'expected offline' })),
+  })
+  .superRefine((n, ctx) => {
+    const files = present(n.trustStore) || present(n.trustPolicy)
+    const inline = present(n.certificates) || present(n.trustedIdentities) || present(n.level)
+    if (files && inline) fail(ctx, [], 'give either trustStore and trustPolicy (notation\'s files) or certificates, trustedIdentities and level (inline), not both')
+    else if (files) {
+      if (!present(n.trustStore)) fail(ctx, ['trustStore'], 'missing trustStore: the directory holding x509/ca/NAME/*.pem')
+      if (!present(n.trustPolicy)) fail(ctx, ['trustPolicy'], 'missing trustPolicy: the trustpolicy.json file')
+    } else if (inline) {
+      if (!present(n.level)) fail(ctx, ['level'], 'missing level: strict, permissive, audit or skip')
+    } else fail(ctx, [], 'give trustStore and trustPolicy, or certificates, trustedIdentities and level')
+  })
+
 const staticRef = z.strictObject({
   action: z.enum(['pass', 'fail'], { error: 'expected pass or fail' }),
   message: optional(z.string()),
@@ -192,6 +221,7 @@ const authority = z
     key: optional(keyRef),
     keyless: optional(keylessRef),
     static: optional(staticRef),
+    notation: optional(notationRef),
     source: optional(z.array(source)),
     ctlog: optional(tlog),
     rfc3161timestamp: optional(rfc3161timestamp),
@@ -199,9 +229,14 @@ const authority = z
     attestations: optional(z.array(attestation)),
   })
   .superRefine((a, ctx) => {
-    const kinds = (['key', 'keyless', 'static'] as const).filter((k) => present(a[k]))
+    const kinds = (['key', 'keyless', 'static', 'notation'] as const).filter((k) => present(a[k]))
     if (kinds.length !== 1) {
-      fail(ctx, [], kinds.length === 0 ? 'give exactly one of key, keyless or static' : `give exactly one of key, keyless or static (got ${kinds.join(' and ')})`)
+      fail(ctx, [], kinds.length === 0 ? 'give exactly one of key, keyless or static (or notation)' : `give exactly one of key, keyless or static (got ${kinds.join(' and ')})`)
+    }
+    if (present(a.notation)) {
+      for (const k of ['attestations', 'ctlog', 'rfc3161timestamp', 'signatureFormat'] as const) {
+        if (present(a[k])) fail(ctx, [k], `a notation authority takes no ${k} (the trust policy decides what is checked)`)
+      }
     }
     if (present(a.static)) {
       for (const k of ['attestations', 'source', 'ctlog', 'rfc3161timestamp', 'signatureFormat'] as const) {
@@ -239,6 +274,11 @@ export const policySpecShape = {
   mode: optional(z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' })),
   /** trustpull: an image index passes only when every platform manifest it lists passes on its own. */
   requirePlatformSignatures: optional(z.boolean()),
+  /**
+   * trustpull, with requirePlatformSignatures: an index is served when at least one platform passes;
+   * the platforms that fail are left out of what it vouches for, so each is refused when fetched.
+   */
+  servePassingPlatforms: optional(z.boolean()),
   policy: refused,
   match: refused,
 }

@@ -1,6 +1,7 @@
 // Compiled policies (built once at start-up) and the verdicts evaluation produces.
 import type { ErrorCode } from '../errors.ts'
-import type { AuthorityMaterial, Evidence } from '../verify/types.ts'
+import type { NotationMaterial } from '../verify/notation/authority.ts'
+import type { AuthorityMaterial, Evidence, VerifyCode } from '../verify/types.ts'
 import type { CompiledCondition } from './cel.ts'
 import type { ImageGlob } from './glob.ts'
 
@@ -38,7 +39,16 @@ export interface VerifyingAuthority {
   attestations: CompiledAttestation[]
 }
 
-export type CompiledAuthority = StaticAuthority | VerifyingAuthority
+/** `notation`: Notation signatures under notation's trust policy and trust store. */
+export interface NotationAuthority {
+  name: string
+  type: 'notation'
+  material: NotationMaterial
+  /** Where to discover signatures; empty means the image's own repository. */
+  sources: SignatureLocation[]
+}
+
+export type CompiledAuthority = StaticAuthority | VerifyingAuthority | NotationAuthority
 
 export interface CompiledPolicy {
   name: string
@@ -47,6 +57,8 @@ export interface CompiledPolicy {
   mode: PolicyMode
   globs: ImageGlob[]
   requirePlatformSignatures: boolean
+  /** With requirePlatformSignatures: an index passes when one platform does; the others are refused alone. */
+  servePassingPlatforms: boolean
   authorities: CompiledAuthority[]
 }
 
@@ -70,6 +82,10 @@ export interface AuthorityOutcome {
   evidence: Evidence[]
   /** Why it failed (empty when it passed). */
   reasons: string[]
+  /** Passed, with failures its Notation trust policy level logs instead of enforcing. */
+  warnings?: string[]
+  /** The failure's code when it has one of its own (NO_SIGNATURES: nothing was found to verify); each attempt's code is in `evidence`. */
+  code?: VerifyCode
 }
 
 export interface PolicyOutcome {
@@ -78,6 +94,15 @@ export interface PolicyOutcome {
   mode: PolicyMode
   result: AuthorityStatus
   authorities: AuthorityOutcome[]
+  /** Under servePassingPlatforms: the platform manifests of a passing index that did not pass. */
+  refusedPlatforms?: RefusedPlatform[]
+}
+
+export interface RefusedPlatform {
+  digest: string
+  /** `os/architecture[/variant]` */
+  platform: string
+  reason: string
 }
 
 export interface SignerIdentity {
@@ -86,6 +111,9 @@ export interface SignerIdentity {
   keyHint?: string
   issuer?: string
   subject?: string
+  /** Notation signers: the trust policy level applied, and the codes it logged instead of enforcing. */
+  level?: string
+  logged?: string[]
 }
 
 export type VerdictResult = 'allow' | 'deny' | 'warn' | 'error'
@@ -111,4 +139,9 @@ export interface Verdict {
    * briefly, if at all. Always true for `error`.
    */
   transient: boolean
+  /**
+   * Platform manifests of an allowed index that its policies refused (servePassingPlatforms): the
+   * index does not vouch for them, so each is judged, and refused, on its own when fetched.
+   */
+  refusedPlatforms?: RefusedPlatform[]
 }

@@ -2,18 +2,23 @@
 // is verified here). Sources, all consulted:
 // - the OCI 1.1 referrers API, or the fallback tag `sha256-<hex>` when it answers 404;
 // - the legacy cosign tags `sha256-<hex>.sig` and `sha256-<hex>.att`.
+// Notation signature manifests among the referrers yield their envelope as a NotationCandidate.
 // Upstream answers are hostile input: every fetch is bounded by the configured limits, and whatever
 // cannot be used becomes a DiscoveryProblem with a code, never an exception for the others.
+// The same walk lists the referrers of a digest (`listReferrers`, for the referrers endpoint):
+// every listed manifest is read, so its real artifactType and subject are known, not the
+// descriptor's word for them.
 import type { SerializedBundle } from '@sigstore/bundle'
 import type { Config } from '../config/schema.ts'
-import { RegistryError } from '../errors.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 import { digestTag, parseDigest } from '../oci/digest.ts'
-import { ManifestError, parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.ts'
+import { ManifestError, parseManifest, type Descriptor, type ImageIndex, type ImageManifest, type Manifest } from '../oci/manifest.ts'
 import { MediaType } from '../oci/media-types.ts'
-import type { RegistryClient } from '../upstream/types.ts'
+import type { FetchedManifest, RegistryClient } from '../upstream/types.ts'
 import { parseBundle } from '../verify/bundle.ts'
 import { COSIGN_SIGN_PREDICATE } from '../verify/payload.ts'
-import type { Candidate, CandidateOrigin, Discovery, DiscoveryProblem, VerifyCode } from '../verify/types.ts'
+import { isNotationSignature } from '../oci/notation-signature.ts'
+import type { Candidate, CandidateOrigin, Discovery, DiscoveryProblem, NotationCandidate, VerifyCode } from '../verify/types.ts'
 import { CosignAnnotation, envelopePredicateType, legacyAttestationBundles, legacySignatureBundle } from './legacy.ts'
 
 export type DiscoveryLimits = Pick<
@@ -55,7 +60,104 @@ export async function discoverSignatures(
   const walk = new Walk(client, repository, imageDigest, limits, options)
   const [referrers, sig, att] = await Promise.all([walk.referrers(), walk.legacyTag('.sig', 'sig-tag'), walk.legacyTag('.att', 'att-tag')])
   options.signal?.throwIfAborted()
-  return { candidates: [...referrers, ...sig, ...att], problems: walk.problems }
+  return { candidates: [...referrers, ...sig, ...att], ...(walk.notation.length > 0 ? { notation: walk.notation } : {}), problems: walk.problems }
+}
+
+type ReferrerVia = 'referrers' | 'fallback-tag'
+
+/** One entry of a referrers listing, as the distribution spec has it, and where it was found. */
+export interface ListedReferrer {
+  descriptor: Descriptor & { artifactType: string }
+  via: CandidateOrigin['via']
+}
+
+export interface ReferrerListing {
+  /** Whether the upstream answered the referrers API itself (else: fallback tag and cosign tags). */
+  upstreamApi: boolean
+  /** The listing itself (API answer or fallback index) could not be read: what is listed may be incomplete. */
+  unreadable: boolean
+  referrers: ListedReferrer[]
+  /** Entries left out: unreadable, about another digest, or over maxReferrers. */
+  problems: DiscoveryProblem[]
+  truncated: boolean
+}
+
+/**
+ * Lists the referrers of `digest` for the referrers endpoint: the upstream's referrers API or, when
+ * it has none, the fallback tag `sha256-<hex>`, plus the cosign `.sig` / `.att` tags. Every entry
+ * is read (at most maxReferrers, through `memo` when given: manifests by digest never change), so
+ * its artifactType is the manifest's own (else its config's media type) and an entry about another
+ * digest, the digest itself, or an index without an artifactType is left out. `indexBytes` bounds
+ * the listing itself. Rejects only when `signal` aborts.
+ */
+export async function listReferrers(
+  client: RegistryClient,
+  repository: string,
+  digest: string,
+  limits: DiscoveryLimits & { indexBytes: number },
+  options: Pick<DiscoverOptions, 'signal' | 'concurrency'> & { memo?: ReferrerMemo } = {},
+): Promise<ReferrerListing> {
+  parseDigest(digest)
+  const walk = new Walk(client, repository, digest, limits, options)
+  const [found, sig, att] = await Promise.all([
+    walk.referrerIndex(limits.indexBytes),
+    walk.legacyManifest('.sig', 'sig-tag'),
+    walk.legacyManifest('.att', 'att-tag'),
+  ])
+  options.signal?.throwIfAborted()
+  const listed = unique(found?.index.manifests ?? []).filter((d) => d.digest !== digest && (d.mediaType === MediaType.ociManifest || d.mediaType === MediaType.ociIndex))
+  const truncated = listed.length > limits.maxReferrers
+  if (truncated) walk.problems.push({ code: 'LIMIT_EXCEEDED', message: `${listed.length} referrers listed; only the first ${limits.maxReferrers} were read` })
+  const via = found?.via ?? 'fallback-tag'
+  const read = await Promise.all(
+    listed.slice(0, limits.maxReferrers).map(async (d): Promise<ListedReferrer | undefined> => {
+      const known = options.memo?.get(d.digest)
+      if (known !== undefined) return known === null ? undefined : { descriptor: known, via }
+      const r = await walk.readReferrer(d, via, [MediaType.ociManifest, MediaType.ociIndex])
+      const descriptor = r?.manifest.subject ? referrerDescriptor(r.manifest, r.fetched) : undefined
+      if (r && !r.manifest.subject) walk.problems.push({ code: 'MALFORMED', message: `listed referrer ${d.digest} has no subject`, origin: r.origin })
+      // A fetch that failed may work next time; a manifest, read, is what it is.
+      if (r) options.memo?.set(d.digest, descriptor ?? null)
+      return descriptor ? { descriptor, via } : undefined
+    }),
+  )
+  const legacy = [
+    sig && { descriptor: referrerDescriptor(sig.manifest, sig.fetched), via: 'sig-tag' as const },
+    att && { descriptor: referrerDescriptor(att.manifest, att.fetched), via: 'att-tag' as const },
+  ]
+  const seen = new Set<string>([digest])
+  const referrers = [...read, ...legacy].filter(
+    (r): r is ListedReferrer => r !== undefined && r.descriptor !== undefined && !seen.has(r.descriptor.digest) && seen.add(r.descriptor.digest) !== undefined,
+  )
+  return { upstreamApi: found?.via === 'referrers', unreadable: found === null, referrers, problems: walk.problems, truncated }
+}
+
+/** Immutable per-digest knowledge of referrer manifests: a descriptor, or null for one that is left out. */
+export interface ReferrerMemo {
+  get(digest: string): (Descriptor & { artifactType: string }) | null | undefined
+  set(digest: string, descriptor: (Descriptor & { artifactType: string }) | null): void
+}
+
+/** The spec's referrers descriptor: artifactType is the manifest's, else its config's media type. */
+function referrerDescriptor(manifest: Manifest, fetched: FetchedManifest): (Descriptor & { artifactType: string }) | undefined {
+  const artifactType = manifest.artifactType || (manifest.kind === 'manifest' ? manifest.config.mediaType : undefined)
+  if (!artifactType) return undefined
+  return {
+    mediaType: fetched.mediaType,
+    digest: fetched.digest,
+    size: fetched.bytes.length,
+    artifactType,
+    // The spec copies the manifest's annotations; a hostile manifest's are not worth a huge answer.
+    ...(manifest.annotations && JSON.stringify(manifest.annotations).length <= MAX_LISTED_ANNOTATIONS ? { annotations: manifest.annotations } : {}),
+  }
+}
+
+const MAX_LISTED_ANNOTATIONS = 16 * 1024
+
+/** First occurrence of each digest. */
+function unique<T extends { digest: string }>(items: T[]): T[] {
+  const seen = new Set<string>()
+  return items.filter((d) => !seen.has(d.digest) && seen.add(d.digest))
 }
 
 /** Runs at most `n` tasks at once. */
@@ -76,6 +178,7 @@ function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
 
 class Walk {
   readonly problems: DiscoveryProblem[] = []
+  readonly notation: NotationCandidate[] = []
   readonly #client: RegistryClient
   readonly #repository: string
   readonly #digest: string
@@ -104,8 +207,7 @@ class Walk {
   #failed(err: unknown, what: string, origin: Partial<CandidateOrigin>): void {
     this.#options.signal?.throwIfAborted()
     if (err instanceof RegistryError) {
-      const limit = (err.detail as { code?: unknown } | undefined)?.code === 'LIMIT_EXCEEDED'
-      this.#problem(limit ? 'LIMIT_EXCEEDED' : 'DISCOVERY_FAILED', `${what}: ${err.message}`, origin)
+      this.#problem(err instanceof LimitExceededError ? 'LIMIT_EXCEEDED' : 'DISCOVERY_FAILED', `${what}: ${err.message}`, origin)
       return
     }
     const message = err instanceof Error ? err.message : String(err)
@@ -115,34 +217,38 @@ class Walk {
   // -------------------------------------------------------------------------------------------
   // Referrers API, or the fallback tag
 
-  async referrers(): Promise<Candidate[]> {
-    let via: CandidateOrigin['via'] = 'referrers'
-    let index
+  /** The referrers API's answer, or the fallback tag's index; undefined when neither exists, null when it could not be read (a problem says why). */
+  async referrerIndex(maxBytes: number): Promise<{ via: ReferrerVia; index: ImageIndex } | undefined | null> {
+    let via: ReferrerVia = 'referrers'
     try {
-      const opts = { maxBytes: this.#limits.signatureManifestBytes, signal: this.#options.signal }
+      const opts = { maxBytes, signal: this.#options.signal }
       let fetched = await this.#run(() => this.#client.getReferrers(this.#repository, this.#digest, opts))
       if (fetched === undefined) {
         via = 'fallback-tag'
         const tag = digestTag(this.#digest)
         fetched = await this.#run(() => this.#client.getManifest(this.#repository, tag, { ...opts, accept: [MediaType.ociIndex] }))
-        if (fetched === undefined) return []
+        if (fetched === undefined) return undefined
       }
       const parsed = parseManifest(fetched.bytes, fetched.mediaType)
       if (parsed.kind !== 'index') {
         this.#problem('MALFORMED', `the ${via} answer is not an image index`, { repository: this.#repository, via })
-        return []
+        return null
       }
-      index = parsed
+      return { via, index: parsed }
     } catch (err) {
       this.#failed(err, `listing referrers of ${this.#digest}`, { repository: this.#repository, via })
-      return []
+      return null
     }
+  }
+
+  async referrers(): Promise<Candidate[]> {
+    const found = await this.referrerIndex(this.#limits.signatureManifestBytes)
+    if (!found) return []
+    const { via, index } = found
 
     // Known signature types first, then untyped/empty ones (to be read); anything else (SBOMs,
     // other tools' artifacts) is skipped unread. At most maxReferrers manifests are read.
-    const seen = new Set<string>()
-    const ranked = index.manifests
-      .filter((d) => !seen.has(d.digest) && seen.add(d.digest))
+    const ranked = unique(index.manifests)
       .map((d) => ({ d, rank: referrerRank(d) }))
       .filter((r) => r.rank >= 0)
       .sort((a, b) => a.rank - b.rank)
@@ -153,51 +259,76 @@ class Walk {
         { repository: this.#repository, via },
       )
     }
-    const lists = await Promise.all(ranked.slice(0, this.#limits.maxReferrers).map(({ d }) => this.#referrer(d, via)))
+    const lists = await Promise.all(
+      ranked.slice(0, this.#limits.maxReferrers).map(async ({ d }) => {
+        const read = await this.readReferrer(d, via, [MediaType.ociManifest])
+        if (read?.manifest.kind !== 'manifest') return []
+        if (isNotationSignature(read.manifest)) {
+          await this.#notationEnvelope(read.manifest, read.origin)
+          return []
+        }
+        return this.#layersOf(read.manifest, read.origin)
+      }),
+    )
     return lists.flat()
   }
 
-  async #referrer(descriptor: Descriptor, via: CandidateOrigin['via']): Promise<Candidate[]> {
+  /** Reads one listed referrer (bounded); undefined, with a problem, when it is unusable or about another digest. */
+  async readReferrer(descriptor: Descriptor, via: ReferrerVia, accept: string[]): Promise<{ manifest: Manifest; fetched: FetchedManifest; origin: CandidateOrigin } | undefined> {
     const origin: CandidateOrigin = { repository: this.#repository, via, manifestDigest: descriptor.digest }
     if (descriptor.size > this.#limits.signatureManifestBytes) {
       this.#problem('LIMIT_EXCEEDED', `referrer manifest of ${descriptor.size} bytes is over the ${this.#limits.signatureManifestBytes}-byte limit`, origin)
-      return []
+      return undefined
     }
-    let manifest: ImageManifest
+    let manifest: Manifest
+    let fetched: FetchedManifest | undefined
     try {
-      const fetched = await this.#run(() =>
-        this.#client.getManifest(this.#repository, descriptor.digest, {
-          accept: [MediaType.ociManifest],
-          maxBytes: this.#limits.signatureManifestBytes,
-          signal: this.#options.signal,
-        }),
+      fetched = await this.#run(() =>
+        this.#client.getManifest(this.#repository, descriptor.digest, { accept, maxBytes: this.#limits.signatureManifestBytes, signal: this.#options.signal }),
       )
       if (fetched === undefined) {
         this.#problem('DISCOVERY_FAILED', 'listed referrer manifest is missing', origin)
-        return []
+        return undefined
       }
-      const parsed = parseManifest(fetched.bytes, fetched.mediaType)
-      if (parsed.kind !== 'manifest') return []
-      manifest = parsed
+      manifest = parseManifest(fetched.bytes, fetched.mediaType)
     } catch (err) {
       this.#failed(err, 'reading referrer manifest', origin)
-      return []
+      return undefined
     }
     if (manifest.subject && manifest.subject.digest !== this.#digest) {
       this.#problem('MALFORMED', `referrer is about ${manifest.subject.digest.slice(0, 80)}, not this image`, origin)
-      return []
+      return undefined
     }
-    return this.#layersOf(manifest, origin)
+    return { manifest, fetched, origin }
+  }
+
+  /** The one JWS or COSE envelope layer of a Notation signature manifest. */
+  async #notationEnvelope(manifest: ImageManifest, origin: CandidateOrigin): Promise<void> {
+    const layer = manifest.layers[0]!
+    if (this.#layers >= this.#limits.maxSignatures) {
+      if (!this.#reportedSignatureLimit) {
+        this.#reportedSignatureLimit = true
+        this.#problem('LIMIT_EXCEEDED', `more than ${this.#limits.maxSignatures} signatures and attestations; the rest were not read`, origin)
+      }
+      return
+    }
+    this.#layers++
+    const bytes = await this.#blob(layer, this.#limits.signatureLayerBytes, `Notation envelope ${layer.digest}`, origin)
+    if (bytes) this.notation.push({ kind: 'signature', format: 'notation', origin, envelope: bytes, envelopeType: layer.mediaType as NotationCandidate['envelopeType'] })
   }
 
   // -------------------------------------------------------------------------------------------
   // Legacy tags
 
   async legacyTag(suffix: '.sig' | '.att', via: CandidateOrigin['via']): Promise<Candidate[]> {
+    const found = await this.legacyManifest(suffix, via)
+    return found ? this.#layersOf(found.manifest, { repository: this.#repository, via, manifestDigest: found.fetched.digest }) : []
+  }
+
+  /** The manifest under a legacy cosign tag, when there is one and it is an image manifest. */
+  async legacyManifest(suffix: '.sig' | '.att', via: CandidateOrigin['via']): Promise<{ manifest: ImageManifest; fetched: FetchedManifest } | undefined> {
     const tag = digestTag(this.#digest, suffix)
     const origin: Partial<CandidateOrigin> = { repository: this.#repository, via }
-    let manifest: ImageManifest
-    let manifestDigest: string
     try {
       const fetched = await this.#run(() =>
         this.#client.getManifest(this.#repository, tag, {
@@ -206,19 +337,17 @@ class Walk {
           signal: this.#options.signal,
         }),
       )
-      if (fetched === undefined) return []
+      if (fetched === undefined) return undefined
       const parsed = parseManifest(fetched.bytes, fetched.mediaType)
       if (parsed.kind !== 'manifest') {
         this.#problem('MALFORMED', `tag ${tag} is not an image manifest`, origin)
-        return []
+        return undefined
       }
-      manifest = parsed
-      manifestDigest = fetched.digest
+      return { manifest: parsed, fetched }
     } catch (err) {
       this.#failed(err, `reading tag ${tag}`, origin)
-      return []
+      return undefined
     }
-    return this.#layersOf(manifest, { repository: this.#repository, via, manifestDigest })
   }
 
   // -------------------------------------------------------------------------------------------
@@ -244,26 +373,9 @@ class Walk {
 
   async #layer(layer: Descriptor, kind: 'simple-signing' | 'dsse' | 'bundle', origin: CandidateOrigin): Promise<Candidate[]> {
     const limit = kind === 'bundle' ? this.#limits.bundleBytes : this.#limits.signatureLayerBytes
+    const bytes = await this.#blob(layer, limit, `${kind} layer ${layer.digest}`, origin)
+    if (bytes === undefined) return []
     const what = `${kind} layer ${layer.digest}`
-    if (layer.size > limit) {
-      this.#problem('LIMIT_EXCEEDED', `${what} is ${layer.size} bytes, over the ${limit}-byte limit`, origin)
-      return []
-    }
-    let bytes: Buffer | undefined
-    try {
-      bytes = await this.#run(() => this.#client.getBlobBytes(this.#repository, layer.digest, { maxBytes: limit, signal: this.#options.signal }))
-    } catch (err) {
-      this.#failed(err, `reading ${what}`, origin)
-      return []
-    }
-    if (bytes === undefined) {
-      this.#problem('DISCOVERY_FAILED', `${what} is missing`, origin)
-      return []
-    }
-    if (bytes.length !== layer.size) {
-      this.#problem('MALFORMED', `${what} is ${bytes.length} bytes but its descriptor says ${layer.size}`, origin)
-      return []
-    }
     const annotations = layer.annotations ?? {}
     try {
       switch (kind) {
@@ -288,6 +400,30 @@ class Walk {
       this.#problem('MALFORMED', `${what}: ${err instanceof Error ? err.message : String(err)}`, origin)
       return []
     }
+  }
+
+  /** A signature layer's bytes, within `limit` and as long as its descriptor says; undefined (a problem recorded) otherwise. */
+  async #blob(layer: Descriptor, limit: number, what: string, origin: CandidateOrigin): Promise<Buffer | undefined> {
+    if (layer.size > limit) {
+      this.#problem('LIMIT_EXCEEDED', `${what} is ${layer.size} bytes, over the ${limit}-byte limit`, origin)
+      return undefined
+    }
+    let bytes: Buffer | undefined
+    try {
+      bytes = await this.#run(() => this.#client.getBlobBytes(this.#repository, layer.digest, { maxBytes: limit, signal: this.#options.signal }))
+    } catch (err) {
+      this.#failed(err, `reading ${what}`, origin)
+      return undefined
+    }
+    if (bytes === undefined) {
+      this.#problem('DISCOVERY_FAILED', `${what} is missing`, origin)
+      return undefined
+    }
+    if (bytes.length !== layer.size) {
+      this.#problem('MALFORMED', `${what} is ${bytes.length} bytes but its descriptor says ${layer.size}`, origin)
+      return undefined
+    }
+    return bytes
   }
 
   async #bundleCandidate(bytes: Buffer, origin: CandidateOrigin): Promise<Candidate> {
@@ -344,12 +480,16 @@ function layerKind(mediaType: string): 'simple-signing' | 'dsse' | 'bundle' | un
   return undefined
 }
 
-/** 0: a Sigstore bundle; 1: another signature type; 2: untyped or empty (must be read); -1: skip. */
+/**
+ * 0: a Sigstore bundle; 1: another Cosign signature type; 2: a Notation signature (after Cosign's,
+ * so they never crowd them out of maxReferrers); 3: untyped or empty (must be read); -1: skip.
+ */
 function referrerRank(d: Descriptor): number {
   if (d.mediaType !== MediaType.ociManifest) return -1
   const type = d.artifactType
-  if (type === undefined || type === '' || type === MediaType.ociEmpty) return 2
+  if (type === undefined || type === '' || type === MediaType.ociEmpty) return 3
   if (BUNDLE_TYPE.test(type)) return 0
   if (SIGNATURE_ARTIFACT_TYPES.has(type)) return 1
+  if (type === MediaType.notationSignature) return 2
   return -1
 }

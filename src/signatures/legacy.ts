@@ -3,6 +3,7 @@
 // bundle shape sigstore-js verifies, so there is one verification path for every format.
 import { createHash } from 'node:crypto'
 import { BUNDLE_V01_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPE, type SerializedBundle, type SerializedEnvelope } from '@sigstore/bundle'
+import { codedError } from '../errors.ts'
 
 export const CosignAnnotation = {
   signature: 'dev.cosignproject.cosign/signature',
@@ -15,9 +16,7 @@ export const CosignAnnotation = {
 } as const
 
 /** The annotation or layer content cannot be read: reported as MALFORMED. */
-export class LegacyFormatError extends Error {
-  override name = 'LegacyFormatError'
-}
+export class LegacyFormatError extends codedError('MALFORMED', 'LegacyFormatError') {}
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/

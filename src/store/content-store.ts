@@ -14,7 +14,10 @@ import { digestOf, isDigest } from '../oci/digest.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { FetchedManifest } from '../upstream/types.ts'
 import { isSafeKey, type StorageDriver } from './driver.ts'
+import { FileBody } from './file-body.ts'
 import { Fill } from './fill.ts'
+import { FilesystemDriver } from './filesystem.ts'
+import { Scrubber } from './scrub.ts'
 
 export interface StoreEvents {
   evicted?(bytes: number): void
@@ -25,6 +28,11 @@ export interface ContentStoreOptions {
   /** Bytes the blobs may take; least recently used ones are evicted above it. */
   maxSize: number
   logger: Logger
+  /**
+   * Bytes per second a scrub re-hashes the stored files (filesystem only); then a whole read skips
+   * hashing a file that hashed right and is unchanged since. 0: every whole read is hashed.
+   */
+  scrubRate?: number
 }
 
 export interface TagRecord {
@@ -82,11 +90,16 @@ export class ContentStore {
   /** Records written recently (key → content), so a warm request does not rewrite them. */
   readonly #written = new LRUCache<string, string>({ max: 50_000 })
   #unwritable: { reason: string; since: number } | undefined
+  readonly #scrub: Scrubber | undefined
 
   private constructor(options: ContentStoreOptions) {
     this.driver = options.driver
     this.#maxSize = options.maxSize
     this.#logger = options.logger
+    const { driver } = options
+    if (driver instanceof FilesystemDriver && (options.scrubRate ?? 0) > 0) {
+      this.#scrub = new Scrubber({ root: driver.root, rate: options.scrubRate!, logger: options.logger, keys: () => [...this.#index.keys()], corrupt: (digest) => this.corrupt(digest) })
+    }
   }
 
   /** Sweeps what a crash left, and learns what is stored (oldest use first) for eviction. */
@@ -98,6 +111,7 @@ export class ContentStore {
     found.sort((a, b) => a[1].lastUsed - b[1].lastUsed)
     for (const [key, entry] of found) store.#add(key, entry.size, entry.lastUsed)
     await store.#evictFor(0)
+    store.#scrub?.start()
     return store
   }
 
@@ -166,6 +180,28 @@ export class ContentStore {
   }
 
   /**
+   * What a whole read of a stored blob needs: 'hash' it while it is sent (verify on read), or not
+   * ('checked': the scrub is on and this very file hashed right since start-up). A file whose size
+   * is not the blob's is removed ('wrong-size'), and the caller fetches the blob again.
+   */
+  async readCheck(digest: string, body: Readable): Promise<'hash' | 'checked' | 'wrong-size'> {
+    const key = blobKey(digest)
+    const file = body instanceof FileBody ? body.file : undefined
+    const size = this.#index.get(key)?.size
+    if (file && size !== undefined && file.size !== size) {
+      body.destroy()
+      await this.corrupt(digest)
+      return 'wrong-size'
+    }
+    return file && this.#scrub?.isChecked(key, file.fingerprint) ? 'checked' : 'hash'
+  }
+
+  /** A whole read hashed right: the file, as it was opened, need not be hashed again while unchanged. */
+  verifiedRead(digest: string, body: Readable): void {
+    if (body instanceof FileBody && body.file) this.#scrub?.checked(blobKey(digest), body.file.fingerprint)
+  }
+
+  /**
    * One upstream fetch per blob, however many ask at once: the first caller's `open` runs, and
    * everyone gets a reader of the same fill. When the store cannot take the blob, the first caller
    * gets the upstream answer to pass through and the others fetch their own.
@@ -217,6 +253,9 @@ export class ContentStore {
           await this.driver.publishFile(key, fill.spoolPath)
           this.#add(key, fill.written, Date.now())
           unreserve()
+          // Hashed as it arrived: the published file needs no hashing on read until it changes.
+          const fingerprint = await this.#scrub?.fingerprint(key)
+          if (fingerprint) this.#scrub?.checked(key, fingerprint)
           this.#writable()
           await this.#evictFor(0)
         })
@@ -378,6 +417,7 @@ export class ContentStore {
   }
 
   #remove(key: string): void {
+    this.#scrub?.forget(key)
     const entry = this.#index.get(key)
     if (!entry) return
     this.#index.delete(key)
@@ -456,6 +496,7 @@ export class ContentStore {
   }
 
   async close(): Promise<void> {
+    await this.#scrub?.close()
     await this.flush()
     await this.driver.close()
   }

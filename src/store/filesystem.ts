@@ -4,10 +4,12 @@
 // to `_spool/` and renamed into place after an fsync (rename is atomic within one filesystem);
 // `_spool/` is emptied at start.
 import { randomBytes } from 'node:crypto'
+import type { BigIntStats } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { isSafeKey, type StorageDriver, type StoredObject } from './driver.ts'
+import { FileBody, fileFingerprint } from './file-body.ts'
 
 const SPOOL = '_spool'
 /** A read marks an object used at most this often (a utimes per read would cost a syscall each). */
@@ -58,9 +60,23 @@ export class FilesystemDriver implements StorageDriver {
       if (isMissing(err)) return undefined
       throw err
     }
-    this.touch(key)
-    // The stream owns the handle and closes it when it ends or is destroyed.
-    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1024 * 1024, autoClose: true })
+    // Touched before the fstat, so the body's fingerprint is of the file as its times now stand.
+    await this.#touch(key)
+    let stat: BigIntStats
+    try {
+      stat = await handle.stat({ bigint: true })
+    } catch (err) {
+      await handle.close()
+      throw err
+    }
+    const size = Number(stat.size)
+    // The body owns the handle and closes it when it ends or is destroyed.
+    return new FileBody(
+      { fd: handle.fd, available: () => size, state: () => 'done', wait: () => {}, release: () => void handle.close().catch(() => {}) },
+      range?.start ?? 0,
+      range ? range.end + 1 : size,
+      { size, fingerprint: fileFingerprint(stat) },
+    )
   }
 
   async readBytes(key: string, maxBytes: number): Promise<Buffer | undefined> {
@@ -101,6 +117,8 @@ export class FilesystemDriver implements StorageDriver {
       await mkdir(dirname(target), { recursive: true })
       // The caller fsynced the file's data; rename makes it visible whole or not at all.
       await rename(file, target)
+      // Its times are fresh: the first reads need not touch it.
+      this.#touched.set(key, Date.now())
     } catch (err) {
       await rm(file, { force: true })
       throw err
@@ -127,12 +145,16 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   touch(key: string): void {
+    void this.#touch(key)
+  }
+
+  async #touch(key: string): Promise<void> {
     const now = Date.now()
     if (now - (this.#touched.get(key) ?? 0) < TOUCH_EVERY_MS) return
     this.#touched.set(key, now)
     if (this.#touched.size > 100_000) this.#touched.clear()
     const at = new Date(now)
-    utimes(this.#path(key), at, at).catch(() => {})
+    await utimes(this.#path(key), at, at).catch(() => {})
   }
 
   async sweep(): Promise<void> {

@@ -6,12 +6,14 @@
 // short, and the spool file is discarded.
 import { createHash, type Hash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { createWriteStream, read as readFd, close as closeFd, openSync } from 'node:fs'
+import { createWriteStream, close as closeFd, fsync, openSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import { Readable } from 'node:stream'
-import { DigestMismatchError } from '../proxy/verifying-stream.ts'
+import type { Readable } from 'node:stream'
+import { DigestMismatchError } from '../pull/verifying-stream.ts'
+import { FileBody } from './file-body.ts'
 
-const READ_CHUNK = 1024 * 1024
+/** How much of what a fill wrote last it keeps in memory for readers that keep up. */
+const RECENT_BYTES = 8 * 1024 * 1024
 
 export type FillState = 'filling' | 'verified' | 'failed'
 
@@ -23,6 +25,9 @@ export class Fill extends EventEmitter {
   state: FillState = 'filling'
   error: Error | undefined
   #written = 0
+  /** The last bytes written, by file position (chunks as the upstream sent them, shared by readers). */
+  readonly #recent: { start: number; chunk: Buffer }[] = []
+  #recentBytes = 0
   #readFd: number
   #readers = 0
   #settled = false
@@ -30,8 +35,9 @@ export class Fill extends EventEmitter {
   readonly done: Promise<void>
 
   /**
-   * Starts copying `source` into `spoolPath` at once. `done` resolves when the digest is confirmed
-   * and the file is on disk (fsynced), and rejects on any failure (the spool file is removed then).
+   * Starts copying `source` into `spoolPath` at once. `state` turns 'verified' when the digest is
+   * confirmed and every byte written; `done` resolves once the file is also on disk (fsynced), and
+   * rejects on any failure (the spool file is removed then).
    */
   constructor(digest: string, spoolPath: string, source: Readable, size: number | undefined) {
     super()
@@ -40,29 +46,57 @@ export class Fill extends EventEmitter {
     this.spoolPath = spoolPath
     this.size = size
     // Both descriptors now (a failure throws here, before any reader exists).
-    const out = createWriteStream(spoolPath, { fd: openSync(spoolPath, 'wx'), flush: true, highWaterMark: 1024 * 1024 })
+    const writeFd = openSync(spoolPath, 'wx')
     // Readers share one descriptor and read by position; opened now, so the spool file can be
     // renamed or unlinked by publishing while they are still reading it.
-    this.#readFd = openSync(spoolPath, 'r')
+    try {
+      this.#readFd = openSync(spoolPath, 'r')
+    } catch (err) {
+      closeFd(writeFd, () => {})
+      throw err
+    }
+    const out = createWriteStream(spoolPath, { fd: writeFd, highWaterMark: 4 * 1024 * 1024 })
     const hash: Hash = createHash(digest.slice(0, digest.indexOf(':')))
     this.done = new Promise<void>((resolve, reject) => {
+      let received = 0
+      let ended = false
       const fail = (err: Error) => {
         if (this.#settled) return
         this.#settled = true
-        this.state = 'failed'
-        this.error = err
+        // After verification only publishing fails: readers still get the checked bytes (by descriptor).
+        if (this.state !== 'verified') {
+          this.state = 'failed'
+          this.error = err
+        }
         source.destroy()
         out.destroy()
         rm(spoolPath, { force: true }).catch(() => {})
         this.emit('progress')
         reject(err)
       }
+      // Verified once every byte is hashed and written: readers may have the last byte then. The
+      // fsync only makes the file durable for publishing, and need not hold the clients up.
+      const verify = () => {
+        if (this.#settled || !ended || this.#written !== received) return
+        const actual = `${digest.slice(0, digest.indexOf(':'))}:${hash.digest('hex')}`
+        if (actual !== digest) return fail(new DigestMismatchError(`blob bytes hash to ${actual}, not ${digest}`))
+        if (size !== undefined && this.#written !== size) return fail(new Error(`upstream announced ${size} bytes for ${digest} and sent ${this.#written}`))
+        this.state = 'verified'
+        this.emit('progress')
+        fsync(writeFd, (err) => {
+          if (err) return fail(err)
+          out.end()
+        })
+      }
       source.on('data', (chunk: Buffer) => {
         hash.update(chunk)
+        received += chunk.length
         const ok = out.write(chunk, (err) => {
           if (err) return
+          this.#remember(this.#written, chunk)
           this.#written += chunk.length
           this.emit('progress')
+          verify()
         })
         if (!ok) source.pause()
       })
@@ -70,21 +104,33 @@ export class Fill extends EventEmitter {
       source.once('error', fail)
       out.once('error', fail)
       source.once('end', () => {
-        const actual = `${digest.slice(0, digest.indexOf(':'))}:${hash.digest('hex')}`
-        if (actual !== digest) return fail(new DigestMismatchError(`blob bytes hash to ${actual}, not ${digest}`))
-        out.end()
+        ended = true
+        verify()
       })
       out.once('finish', () => {
         if (this.#settled) return
-        if (size !== undefined && this.#written !== size) return fail(new Error(`upstream announced ${size} bytes for ${digest} and sent ${this.#written}`))
         this.#settled = true
-        this.state = 'verified'
-        this.emit('progress')
         resolve()
       })
     })
     // Nobody need listen to `done` for a failure to be handled.
     this.done.catch(() => {})
+  }
+
+  /** Keeps the last RECENT_BYTES written in memory, for readers that keep up (see FileSource.recent). */
+  #remember(start: number, chunk: Buffer): void {
+    this.#recent.push({ start, chunk })
+    this.#recentBytes += chunk.length
+    while (this.#recentBytes - this.#recent[0]!.chunk.length >= RECENT_BYTES) this.#recentBytes -= this.#recent.shift()!.chunk.length
+  }
+
+  #recentAt(position: number, max: number): Buffer | undefined {
+    for (let i = this.#recent.length - 1; i >= 0; i--) {
+      const { start, chunk } = this.#recent[i]!
+      if (position >= start + chunk.length) return undefined
+      if (position >= start) return chunk.subarray(position - start, Math.min(chunk.length, position - start + max))
+    }
+    return undefined
   }
 
   /** Bytes readers may have: all of them once verified, one short of what is written until then. */
@@ -104,57 +150,20 @@ export class Fill extends EventEmitter {
   /** A stream of the blob from its first byte, that follows the fetch; fails when the fill fails. */
   reader(): Readable {
     this.#readers++
-    let position = 0
     let released = false
-    const release = () => {
-      if (released) return
-      released = true
-      this.#readers--
-      this.#release()
-    }
-    // Arrow functions keep `this` (the fill) inside the stream's own methods.
-    const failed = () => (this.state === 'failed' ? (this.error ?? new Error('blob fetch failed')) : undefined)
-    const verified = () => this.state === 'verified'
-    const readable = () => this.readable
-    const onProgress = (next: () => void) => this.once('progress', next)
-    const readAt = (buffer: Buffer, position: number, done: (err: Error | null, n: number) => void) => readFd(this.#readFd, buffer, 0, buffer.length, position, done)
-    // One read in flight at a time: Node may call read() again before a positional read returns.
-    let busy = false
-    const stream = new Readable({
-      highWaterMark: READ_CHUNK,
-      read() {
-        if (busy) return
-        busy = true
-        const pump = (): void => {
-          const error = failed()
-          if (error) return void stream.destroy(error)
-          const available = readable() - position
-          if (available <= 0) {
-            if (verified()) {
-              busy = false
-              stream.push(null)
-              return
-            }
-            onProgress(pump)
-            return
-          }
-          const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, available))
-          readAt(buffer, position, (err, n) => {
-            if (err) return void stream.destroy(err)
-            position += n
-            if (stream.push(n === buffer.length ? buffer : buffer.subarray(0, n))) pump()
-            else busy = false
-          })
-        }
-        pump()
-      },
-      destroy(err, callback) {
-        release()
-        callback(err)
+    return new FileBody({
+      fd: this.#readFd,
+      available: () => this.readable,
+      state: () => (this.state === 'failed' ? (this.error ?? new Error('blob fetch failed')) : this.state === 'verified' ? 'done' : undefined),
+      wait: (next) => this.once('progress', next),
+      recent: (position, max) => this.#recentAt(position, max),
+      release: () => {
+        if (released) return
+        released = true
+        this.#readers--
+        this.#release()
       },
     })
-    stream.once('end', release)
-    return stream
   }
 
   /** The read descriptor closes once the store is done with the fill and its last reader is gone. */
@@ -162,6 +171,8 @@ export class Fill extends EventEmitter {
     if (!this.#finished || this.#readers > 0 || this.#readFd < 0) return
     const fd = this.#readFd
     this.#readFd = -1
+    this.#recent.length = 0
+    this.#recentBytes = 0
     closeFd(fd, () => {})
   }
 

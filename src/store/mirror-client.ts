@@ -169,7 +169,17 @@ export class MirrorClient implements RegistryClient {
     }
     const body = await this.#store.openBlob(digest)
     if (!body) return undefined
-    return { status: 200, headers: { ...headers, contentLength: size }, body, source: 'store', onMismatch: () => void this.#store.corrupt(digest) }
+    const check = await this.#store.readCheck(digest, body)
+    if (check === 'wrong-size') return undefined
+    return {
+      status: 200,
+      headers: { ...headers, contentLength: size },
+      body,
+      source: 'store',
+      verified: check === 'checked',
+      onMismatch: () => void this.#store.corrupt(digest),
+      onVerified: () => this.#store.verifiedRead(digest, body),
+    }
   }
 
   async getReferrers(repository: string, digest: string, options: { artifactType?: string; maxBytes?: number; signal?: AbortSignal } = {}): Promise<FetchedManifest | undefined> {

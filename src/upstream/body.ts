@@ -1,5 +1,7 @@
+// Reading upstream bodies under bounds: size and whole-body deadlines on what we keep, a short
+// deadline on what we throw away. Threat: an upstream that sends too much, or drips a byte at a time.
 import type { Readable } from 'node:stream'
-import { RegistryError } from '../errors.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 
 /** How long a body we mean to throw away may take: it only keeps the connection reusable. */
 const DISCARD_DEADLINE_MS = 1_000
@@ -22,9 +24,7 @@ export async function readLimited(body: Readable, maxBytes: number, what: string
     for await (const chunk of body) {
       total += (chunk as Buffer).length
       if (total > maxBytes) {
-        throw new RegistryError('UPSTREAM_ERROR', `${what} is larger than the ${maxBytes}-byte limit`, {
-          detail: { code: 'LIMIT_EXCEEDED', limit: maxBytes },
-        })
+        throw new LimitExceededError(`${what} is larger than the ${maxBytes}-byte limit`, maxBytes)
       }
       chunks.push(chunk as Buffer)
     }

@@ -1,15 +1,16 @@
-// The registry client for one configured upstream: pooled keep-alive connections (undici Agent),
-// authentication through TokenAuth (bearer tokens per scope, or basic), timeouts, redirects for blobs
-// without carrying credentials to another origin, and every answer checked before it is trusted.
-import { Agent, request, type Dispatcher } from 'undici'
+// The registry client for one configured upstream: pooled keep-alive connections (src/upstream/dispatcher.ts,
+// through HTTPS_PROXY when set), authentication through TokenAuth (bearer tokens per scope, or basic), timeouts,
+// redirects for blobs without carrying credentials to another origin, and every answer checked before it is trusted.
+import { request, type Dispatcher } from 'undici'
 import type { Readable } from 'node:stream'
 import type { Config, UpstreamConfig } from '../config/schema.ts'
-import { RegistryError } from '../errors.ts'
+import { LimitExceededError, RegistryError } from '../errors.ts'
 import { digestOf, isDigest, parseDigest } from '../oci/digest.ts'
 import { baseMediaType, DEFAULT_MANIFEST_ACCEPT, Header, MediaType } from '../oci/media-types.ts'
 import { abandon, discard, readLimited } from './body.ts'
 import { resolveCredentials } from './credentials.ts'
-import { privateRefusingLookup, resolvesToPrivate } from './private-address.ts'
+import { upstreamDispatcher } from './dispatcher.ts'
+import { resolvesToPrivate } from './private-address.ts'
 import { span } from '../telemetry/tracing.ts'
 import { TokenAuth } from './token-auth.ts'
 import type { BlobResponse, FetchedManifest, RegistryClient } from './types.ts'
@@ -24,6 +25,8 @@ export interface ClientOptions {
   userAgent?: string
   /** Requests in flight to this upstream at once; one more is refused with 429, never queued without bound. */
   maxInFlight?: number
+  /** Where HTTPS_PROXY / NO_PROXY are read from (default: process.env). */
+  env?: NodeJS.ProcessEnv
   /** Called once per upstream exchange: status is the HTTP status or the error code. */
   observe?: (info: { upstream: string; status: string; seconds: number }) => void
 }
@@ -56,19 +59,7 @@ export class UpstreamRegistryClient implements RegistryClient {
       refusePrivateRealms: upstream.refusePrivateRedirects,
       error: (kind, message) => new RegistryError(kind === 'denied' ? 'DENIED' : 'UPSTREAM_ERROR', message),
     })
-    this.#dispatcher =
-      options.dispatcher ??
-      new Agent({
-        connect: {
-          timeout: options.timeouts.connect,
-          // Checked again at connect time, where DNS rebinding cannot slip past a checked name.
-          ...(upstream.refusePrivateRedirects ? { lookup: privateRefusingLookup(new URL(upstream.url).hostname) } : {}),
-        },
-        headersTimeout: options.timeouts.headers,
-        bodyTimeout: options.timeouts.body,
-        keepAliveTimeout: 30_000,
-        connections: 64,
-      })
+    this.#dispatcher = options.dispatcher ?? upstreamDispatcher(upstream, options.timeouts, options.env)
   }
 
   async close(): Promise<void> {
@@ -322,9 +313,7 @@ function checkDeclaredLength(res: Dispatcher.ResponseData, maxBytes: number, wha
   const declared = Number(headerValue(res.headers['content-length']) ?? NaN)
   if (declared > maxBytes) {
     abandon(res.body)
-    throw new RegistryError('UPSTREAM_ERROR', `${what} is ${declared} bytes, over the ${maxBytes}-byte limit`, {
-      detail: { code: 'LIMIT_EXCEEDED', limit: maxBytes },
-    })
+    throw new LimitExceededError(`${what} is ${declared} bytes, over the ${maxBytes}-byte limit`, maxBytes)
   }
 }
 

@@ -2,12 +2,9 @@
 // naming a configured upstream, then the default upstream. Names are keys into the configured
 // list, never hosts to dial.
 import { RegistryError } from '../errors.ts'
-import { normaliseDockerHubRepository } from '../oci/reference.ts'
+import { isDockerHub, isHostLike, normaliseDockerHubRepository } from '../oci/image-name.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
 import type { RegistryClient } from './types.ts'
-
-/** Docker Hub answers to several names; they are one registry. */
-export const DOCKER_HUB_NAMES: ReadonlySet<string> = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io'])
 
 export interface Upstream {
   config: UpstreamConfig
@@ -18,15 +15,6 @@ export interface ResolvedRepository {
   upstream: Upstream
   /** The repository on the upstream (Docker Hub names normalised: `nginx` → `library/nginx`). */
   repository: string
-}
-
-export function isDockerHub(name: string): boolean {
-  return DOCKER_HUB_NAMES.has(name)
-}
-
-/** Docker's rule for telling a registry host from a repository namespace. */
-function looksLikeHost(segment: string): boolean {
-  return segment.includes('.') || segment.includes(':') || segment === 'localhost'
 }
 
 export class UpstreamRouter {
@@ -58,7 +46,7 @@ export class UpstreamRouter {
       const first = name.slice(0, slash)
       const upstream = this.byName(first)
       if (upstream) return this.#repository(upstream, name.slice(slash + 1))
-      if (looksLikeHost(first)) throw new RegistryError('DENIED', `registry "${first}" is not an upstream of this proxy`)
+      if (isHostLike(first)) throw new RegistryError('DENIED', `registry "${first}" is not an upstream of this proxy`)
     }
     if (!this.#default) throw new RegistryError('DENIED', 'no default upstream is configured: name the registry with ?ns= or a path prefix')
     return this.#repository(this.#default, name)

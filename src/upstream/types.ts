@@ -23,6 +23,8 @@ export interface BlobResponse {
   verified?: boolean
   /** Called when a whole answer's bytes turn out not to match the digest. */
   onMismatch?: (actual: string) => void
+  /** Called when a whole answer was hashed while sent and matched its digest. */
+  onVerified?: () => void
 }
 
 export interface RegistryClient {

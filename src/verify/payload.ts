@@ -1,6 +1,7 @@
 // What a verified signature says about the image: the simple-signing payload of a cosign signature
 // and the in-toto statement of a DSSE envelope. Pure functions over bytes; failures are VerifyFailures.
 import type { Digest } from '../oci/digest.ts'
+import { normaliseDockerHubRepository, parseImageName } from '../oci/image-name.ts'
 import { firstDuplicateKey } from './duplicate-keys.ts'
 import { VerifyFailure } from './errors.ts'
 import type { InTotoStatement } from './types.ts'
@@ -76,7 +77,7 @@ export function checkSimpleSigning(payload: Buffer, imageDigest: string, expecte
   const dockerReference = typeof reference === 'string' ? reference : undefined
   if (expectedRepository !== undefined) {
     const signed = dockerReference === undefined ? undefined : repositoryOfReference(dockerReference)
-    if (signed !== normaliseRepository(expectedRepository)) {
+    if (signed !== normaliseDockerHubRepository(expectedRepository)) {
       throw new VerifyFailure(
         'REFERENCE_MISMATCH',
         `signature names repository ${JSON.stringify(dockerReference ?? null)}, not ${JSON.stringify(expectedRepository)}`,
@@ -88,18 +89,8 @@ export function checkSimpleSigning(payload: Buffer, imageDigest: string, expecte
 
 /** `ghcr.io/org/app:1.2` → `org/app`; `nginx` → `library/nginx` (Docker Hub's implicit namespace). */
 export function repositoryOfReference(reference: string): string {
-  let rest = reference.split('@')[0]!
-  const lastSlash = rest.lastIndexOf('/')
-  const colon = rest.indexOf(':', lastSlash + 1)
-  if (colon !== -1) rest = rest.slice(0, colon)
-  const parts = rest.split('/')
-  const first = parts[0]!
-  if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost')) parts.shift()
-  return normaliseRepository(parts.join('/'))
-}
-
-function normaliseRepository(repository: string): string {
-  return repository.includes('/') ? repository : `library/${repository}`
+  // Both sides of the comparison get `library/` for a bare name, whatever the registry.
+  return normaliseDockerHubRepository(parseImageName(reference).repository)
 }
 
 /** Decodes a DSSE payload as an in-toto statement (payload type, `_type`, subjects, predicateType). */

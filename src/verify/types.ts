@@ -2,6 +2,8 @@
 import type { KeyObject } from 'node:crypto'
 import type { SerializedBundle } from '@sigstore/bundle'
 import type { TrustMaterial } from '@sigstore/verify'
+import type { NotationResult } from './notation/authority.ts'
+import type { NotationCode } from './notation/codes.ts'
 
 /** Stable reason codes: tests and metrics match on these, never on message text. */
 export type VerifyCode =
@@ -25,6 +27,8 @@ export type VerifyCode =
   | 'TRUST_ROOT_UNKNOWN'
   /** Upstream trouble while looking (5xx, timeout): the list of candidates may be incomplete. */
   | 'DISCOVERY_FAILED'
+  /** Notation signatures: one code per rule of the Notary Project specification. */
+  | NotationCode
 
 /** Where a candidate was found. */
 export interface CandidateOrigin {
@@ -35,6 +39,16 @@ export interface CandidateOrigin {
 }
 
 /** A signature or attestation found for an image digest, not yet verified. */
+
+/** A Notation (Notary Project) signature, not yet verified: the envelope layer of a signature manifest. */
+export interface NotationCandidate {
+  kind: 'signature'
+  format: 'notation'
+  origin: CandidateOrigin
+  envelope: Buffer
+  envelopeType: 'application/jose+json' | 'application/cose'
+}
+
 export interface Candidate {
   kind: 'signature' | 'attestation'
   format: 'cosign-legacy' | 'sigstore-bundle'
@@ -58,6 +72,8 @@ export interface DiscoveryProblem {
 
 export interface Discovery {
   candidates: Candidate[]
+  /** Notation signatures (read only from the referrers API or its fallback tag). */
+  notation?: NotationCandidate[]
   /** Things found but unusable (over a limit, unparseable): reported, never fatal for the others. */
   problems: DiscoveryProblem[]
 }
@@ -116,7 +132,7 @@ export interface InTotoStatement {
 /** The outcome of verifying one candidate against one authority. */
 export interface Evidence {
   kind: Candidate['kind']
-  format: Candidate['format']
+  format: Candidate['format'] | NotationCandidate['format']
   origin: CandidateOrigin
   ok: boolean
   code?: VerifyCode
@@ -124,6 +140,8 @@ export interface Evidence {
   /** What was checked, in order (e.g. ["signature", "payload digest", "tlog"]). */
   checks: string[]
   signer?: { keyHint?: string; issuer?: string; subject?: string }
+  /** Notation signatures: the trust policy statement, its level, and failures it logged. */
+  notation?: NotationResult
   /** The first verified tlog entry; integratedTime is ISO 8601 (absent for Rekor v2 entries). */
   tlog?: { logIndex: string; integratedTime?: string }
   predicateType?: string

@@ -2,7 +2,7 @@
 // to normalise them), against trustpull in front of a fault proxy that records what reaches the
 // upstream. Each case asserts the answer (a 4xx with an OCI error, or Node's own 400/408/431 when
 // the HTTP parser refuses before trustpull sees anything), that nothing unintended reached the
-// upstream, and that the proxy goes on serving. test/proxy/bad-input.test.ts has the first round
+// upstream, and that the proxy goes on serving. test/pull/bad-input.test.ts has the first round
 // (names, dot segments, encoded slashes, digests, push endpoints, 8 malformed Ranges, 431s).
 import t from 'tap'
 import type { Server } from 'node:http'

@@ -4,7 +4,7 @@
 // reported in metrics and logs until it is back.
 import t from 'tap'
 import { request } from 'undici'
-import { verdictKey } from '../../src/proxy/policy-gate.ts'
+import { verdictKey } from '../../src/pull/policy-gate.ts'
 import { generateKeyPair, signImage, type KeyPair } from '../helpers/cosign.ts'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts'
 import { pushImage, type PushedImage } from '../helpers/images.ts'

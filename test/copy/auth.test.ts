@@ -96,6 +96,6 @@ t.test('destination credentials', async (t) => {
     const r = await trustpull(['copy', 'outside.test/org/app:1.0', 'inside.test/x/app:1.0', '--config', file, '--json'])
     t.equal(r.code, 2)
     t.equal(r.stdout, '')
-    t.match(r.stderr, /upstreams\[inside\.test\]\.auth\.passwordEnv: environment variable NOT_SET_ANYWHERE is not set/)
+    t.match(r.stderr, /upstreams\[inside\.test\]\.auth\.password\.env: environment variable NOT_SET_ANYWHERE is not set/)
   })
 })

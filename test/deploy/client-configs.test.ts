@@ -21,8 +21,8 @@ const read = (path: string) => readFileSync(join(DEPLOY, path), 'utf8')
 
 /** The upstreams of the Kubernetes deployment: what the node configurations must route to. */
 const clusterConfig = parseConfig(
-  parseYaml((parseYaml(read('kubernetes/config.yaml')) as { data: Record<string, string> }).data['config.yaml']!),
-  'deploy/kubernetes/config.yaml',
+  parseYaml(read('kubernetes/base/config/config.yaml')),
+  'deploy/kubernetes/base/config/config.yaml',
 )
 // Routing only: the clients are never called.
 const router = new UpstreamRouter(clusterConfig.upstreams.map((config) => ({ config, client: {} as RegistryClient })))

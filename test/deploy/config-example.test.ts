@@ -64,7 +64,7 @@ t.test('config.example.yaml loads with parseConfig', async (t) => {
     ['docker.io'],
     'Docker Hub is the one default upstream (registry-mirrors clients name no registry)',
   )
-  t.equal(config.upstreams.find((u) => u.name === 'registry.corp.example')?.auth?.passwordFile, '/etc/trustpull/credentials/registry.corp.example')
+  t.equal(config.upstreams.find((u) => u.name === 'registry.corp.example')?.auth?.password.file, '/etc/trustpull/credentials/registry.corp.example')
   t.equal(config.noMatchPolicy, 'deny', 'the example keeps the fail-closed default')
   t.equal(config.cache.allowTTL, 3_600_000)
   t.equal(config.cache.denyTTL, 60_000)

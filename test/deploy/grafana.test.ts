@@ -1,92 +1,24 @@
 // deploy/grafana/trustpull.json: a well-formed dashboard whose every query is valid PromQL over
-// trustpull's own metrics and labels, and which covers all of them.
+// trustpull's own metrics and labels (test/helpers/metric-catalog.ts, checked against a real
+// scrape), which covers all of them, and whose every selector follows the job, namespace and
+// instance variables.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { parser } from '@prometheus-io/lezer-promql'
+import { checkExpression as check, METRICS, SERIES } from '../helpers/metric-catalog.ts'
 
 const DASHBOARD = new URL('../../deploy/grafana/trustpull.json', import.meta.url)
 
-/** trustpull's metrics as Prometheus exposes them, with their labels. */
-const METRICS: Record<string, { type: 'counter' | 'histogram' | 'gauge'; labels: string[] }> = {
-  trustpull_verdicts_total: { type: 'counter', labels: ['result', 'policy', 'upstream'] },
-  trustpull_verification_duration_seconds: { type: 'histogram', labels: [] },
-  trustpull_cache_requests_total: { type: 'counter', labels: ['tier', 'result'] },
-  trustpull_upstream_request_duration_seconds: { type: 'histogram', labels: ['upstream', 'status'] },
-  trustpull_bytes_served_total: { type: 'counter', labels: ['kind'] },
-  trustpull_http_requests_in_flight: { type: 'gauge', labels: [] },
-  trustpull_redis_up: { type: 'gauge', labels: [] },
-  trustpull_http_requests_total: { type: 'counter', labels: ['method', 'route', 'status'] },
-  trustpull_process_resident_memory_bytes: { type: 'gauge', labels: [] },
-  trustpull_process_heap_used_bytes: { type: 'gauge', labels: [] },
-  trustpull_process_open_fds: { type: 'gauge', labels: [] },
-  trustpull_process_event_loop_lag_p99_seconds: { type: 'gauge', labels: [] },
-  trustpull_process_event_loop_lag_max_seconds: { type: 'gauge', labels: [] },
-}
-/** Labels Prometheus adds to every scraped series. */
-const TARGET_LABELS = ['instance', 'job']
-
-/** The series names a metric has in Prometheus (histograms: _bucket, _sum, _count). */
-function seriesNames(): Map<string, { metric: string; labels: string[] }> {
-  const out = new Map<string, { metric: string; labels: string[] }>()
-  for (const [metric, { type, labels }] of Object.entries(METRICS)) {
-    if (type === 'histogram') {
-      out.set(`${metric}_bucket`, { metric, labels: [...labels, 'le'] })
-      out.set(`${metric}_sum`, { metric, labels })
-      out.set(`${metric}_count`, { metric, labels })
-    } else {
-      out.set(metric, { metric, labels })
-    }
-  }
-  return out
-}
-const SERIES = seriesNames()
-
+/** The dashboard's variables, as markers the scoping check finds again in the parsed selectors. */
+const SCOPE = { $job: '__job__', $namespace: '__namespace__', $instance: '__instance__' }
 /** Grafana's variables, replaced by what they expand to before PromQL parsing. */
 const GRAFANA_VARIABLES: Record<string, string> = {
   $__rate_interval: '5m',
   $__interval: '1m',
   $__range: '6h',
   $upstream: '.*',
+  ...SCOPE,
 }
-
-interface Checked {
-  metrics: string[]
-  problems: string[]
-}
-
-/** Parses one expression; reports syntax errors, unknown series and labels the series do not have. */
-function checkExpression(expr: string): Checked {
-  const problems: string[] = []
-  let promql = expr
-  for (const [variable, value] of Object.entries(GRAFANA_VARIABLES)) promql = promql.replaceAll(variable, value)
-  if (promql.includes('$')) problems.push(`unknown Grafana variable in ${expr}`)
-  const metrics: string[] = []
-  const labelsInScope = new Set(TARGET_LABELS)
-  const grouped: string[] = []
-  const text = (n: { from: number; to: number }) => promql.slice(n.from, n.to)
-  parser.parse(promql).iterate({
-    enter(node) {
-      if (node.type.isError) problems.push(`syntax error at ${node.from} in ${promql}`)
-      if (node.name === 'VectorSelector') {
-        const identifier = node.node.getChild('Identifier')
-        if (!identifier) return void problems.push(`a selector without a metric name: ${text(node)}`)
-        const name = text(identifier)
-        const series = SERIES.get(name)
-        if (!series) return void problems.push(`unknown metric ${name}`)
-        metrics.push(series.metric)
-        for (const l of series.labels) labelsInScope.add(l)
-        for (const matcher of node.node.getChild('LabelMatchers')?.getChildren('UnquotedLabelMatcher') ?? []) {
-          const label = text(matcher.getChild('LabelName')!)
-          if (!series.labels.includes(label) && !TARGET_LABELS.includes(label)) problems.push(`${name} has no label ${label}`)
-        }
-        if ((node.node.getChild('LabelMatchers')?.getChildren('QuotedLabelMatcher') ?? []).length > 0) problems.push(`quoted matchers (__name__) hide the metric: ${text(node)}`)
-      }
-      if (node.name === 'GroupingLabels') for (const l of node.node.getChildren('LabelName')) grouped.push(text(l))
-    },
-  })
-  for (const label of grouped) if (!labelsInScope.has(label)) problems.push(`grouping by ${label}, which none of its series has`)
-  return { metrics, problems }
-}
+const checkExpression = (expr: string) => check(expr, GRAFANA_VARIABLES)
 
 interface Target {
   expr?: string
@@ -153,9 +85,12 @@ t.test('every query is valid PromQL naming only trustpull metrics and their labe
   }
   for (const v of dashboard.templating.list.filter((v) => v.type === 'query')) {
     const query = typeof v.query === 'string' ? v.query : v.query!.query
-    const [, metric, label] = /^label_values\((\w+),\s*(\w+)\)$/.exec(query) ?? []
-    t.ok(metric && SERIES.has(metric), `variable ${v.name}: label_values of a trustpull metric`)
-    t.ok(label && SERIES.get(metric!)?.labels.includes(label), `variable ${v.name}: a label ${metric} has`)
+    const [, selector, label] = /^label_values\((.+),\s*(\w+)\)$/.exec(query) ?? []
+    t.ok(selector, `variable ${v.name}: label_values(selector, label)`)
+    const checked = checkExpression(selector!)
+    t.same(checked.problems, [], `variable ${v.name}: ${selector}`)
+    const series = checked.selectors[0]?.series
+    t.ok(series && (SERIES.get(series)?.labels.includes(label!) || ['job', 'namespace', 'instance'].includes(label!)), `variable ${v.name}: a label ${series} has`)
   }
   t.same([...used].sort(), Object.keys(METRICS).sort(), 'every trustpull metric has a panel')
 })
@@ -174,6 +109,42 @@ t.test('the panels cover what operators ask', async (t) => {
   t.match(exprs(/hit ratio by tier/).join('\n'), /by \(tier\)/)
   t.match(exprs(/Upstream responses by status/).join('\n'), /by \(upstream, status\)/)
   t.match(exprs(/Bytes served/).join('\n'), /by \(kind\)/)
+})
+
+t.test('job, namespace and instance variables scope every query', async (t) => {
+  const variables = dashboard.templating.list.map((v) => v.name)
+  t.same(variables, ['datasource', 'job', 'namespace', 'instance', 'upstream'], 'chosen in this order, each narrowing the next')
+  const byName = (name: string) => {
+    const v = dashboard.templating.list.find((x) => x.name === name)!
+    return typeof v.query === 'string' ? v.query : v.query!.query
+  }
+  t.match(byName('namespace'), /job=~"\$job"/, 'namespaces of the chosen jobs')
+  t.match(byName('instance'), /job=~"\$job", namespace=~"\$namespace"/, 'instances of the chosen jobs and namespaces')
+  t.match(byName('upstream'), /job=~"\$job", namespace=~"\$namespace", instance=~"\$instance"/, 'upstreams of the chosen instances')
+  for (const p of queryPanels) {
+    for (const q of p.targets ?? []) {
+      for (const s of checkExpression(q.expr!).selectors) {
+        for (const [label, marker] of Object.entries(SCOPE)) {
+          t.equal(s.matchers.get(label.slice(1)), marker, `${p.title} ${q.refId}: ${s.series} follows ${label}`)
+        }
+      }
+    }
+  }
+})
+
+t.test('the content store panels', async (t) => {
+  const exprs = (title: RegExp) => {
+    const panels = queryPanels.filter((p) => title.test(p.title))
+    t.ok(panels.length > 0, `a panel titled ${title}`)
+    return panels.flatMap((p) => p.targets ?? []).map((q) => q.expr ?? '').join('\n')
+  }
+  t.match(exprs(/^Store size by replica$/), /trustpull_store_bytes/)
+  t.match(exprs(/^Store objects by replica$/), /trustpull_store_objects/)
+  t.match(exprs(/^Store writable by replica$/), /trustpull_store_writable/)
+  t.match(exprs(/^Store hits and misses by kind$/), /by \(kind, result\) \(rate\(trustpull_store_lookups_total/)
+  t.match(exprs(/^Store evictions$/), /trustpull_store_evicted_bytes_total/)
+  t.match(exprs(/^Blob bytes served: store vs upstream$/), /by \(kind\).*trustpull_bytes_served_total\{[^}]*kind=~"blob\|blob_from_store"/)
+  t.match(exprs(/^Upstream requests saved$/), /increase\(trustpull_store_lookups_total\{[^}]*result="hit"[^}]*\}\[\$__range\]\)/)
 })
 
 t.test('the checker refuses what it must', async (t) => {

@@ -173,26 +173,39 @@ export async function pushKeylessSignature(
  * Returns the referrer's digest.
  */
 export async function pushBundleReferrer(registryUrl: string, repo: string, subject: Subject, bundle: SerializedBundle): Promise<string> {
+  const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json'
+  const EMPTY = 'application/vnd.oci.empty.v1+json'
   const empty = await pushBlob(registryUrl, repo, '{}')
   const layer = await pushBlob(registryUrl, repo, JSON.stringify(bundle))
+  const predicateType = bundle.dsseEnvelope
+    ? (JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString('utf8')) as { predicateType?: string }).predicateType
+    : undefined
+  // The layout real cosign 2.5 `attest --new-bundle-format` writes to docker-registry (bytes read
+  // back from it): descriptor fields in go-containerregistry's order (mediaType, size, digest), the
+  // bundle's type repeated on the config descriptor, the manifest's annotations, artifactType last.
   const manifest = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
-    config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
-    layers: [{ mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', ...layer }],
-    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    config: { mediaType: EMPTY, size: empty.size, digest: empty.digest, artifactType: BUNDLE },
+    layers: [{ mediaType: BUNDLE, size: layer.size, digest: layer.digest }],
+    annotations: {
+      'dev.sigstore.bundle.content': bundle.dsseEnvelope ? 'dsse-envelope' : 'message-signature',
+      ...(predicateType ? { 'dev.sigstore.bundle.predicateType': predicateType } : {}),
+      'org.opencontainers.image.created': new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    },
+    subject: { mediaType: subject.mediaType, size: subject.size, digest: subject.digest },
+    artifactType: BUNDLE,
   }
   const bytes = Buffer.from(JSON.stringify(manifest))
   const pushed = await pushManifest(registryUrl, repo, sha256(bytes), bytes, manifest.mediaType)
   const tag = `sha256-${subject.digest.slice(7)}`
   const existing = await getManifest(registryUrl, repo, tag, 'application/vnd.oci.image.index.v1+json')
   const listed = existing.status === 200 ? (JSON.parse(Buffer.from(existing.bytes).toString()) as { manifests: object[] }).manifests : []
-  // As cosign writes the fallback index: the entry is typed with the config's (empty) type.
+  // As cosign writes the fallback index: no annotations, the entry typed with the config's (empty) type.
   const index = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [...listed, { mediaType: manifest.mediaType, digest: pushed.digest, size: pushed.size, artifactType: 'application/vnd.oci.empty.v1+json' }],
+    manifests: [...listed, { mediaType: manifest.mediaType, size: pushed.size, digest: pushed.digest, artifactType: EMPTY }],
   }
   await pushManifest(registryUrl, repo, tag, index, index.mediaType)
   return pushed.digest

@@ -18,7 +18,7 @@ export interface Redis {
 }
 
 /** True when something on the port answers PING with PONG. */
-export async function redisPing(port: number, timeoutMs = 1_000): Promise<boolean> {
+export async function redisPing(port: number, timeoutMs = 1_000, password?: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port })
     let reply = ''
@@ -28,17 +28,19 @@ export async function redisPing(port: number, timeoutMs = 1_000): Promise<boolea
       resolve(ok)
     }
     const timer = setTimeout(() => done(false), timeoutMs)
-    socket.on('connect', () => socket.write('PING\r\n'))
+    socket.on('connect', () => socket.write(password === undefined ? 'PING\r\n' : `AUTH ${password}\r\nPING\r\n`))
     socket.on('data', (b: Buffer) => {
       reply += b.toString('utf8')
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
+      const lines = reply.split('\r\n')
+      if (password === undefined && lines.length > 1) done(reply.startsWith('+PONG'))
+      if (password !== undefined && lines.length > 2) done(lines[0] === '+OK' && lines[1] === '+PONG')
     })
     socket.on('error', () => done(false))
   })
 }
 
-/** Starts redis-server on a free loopback port; stopped when the test ends. */
-export async function startRedis(t: Teardown): Promise<Redis> {
+/** Starts redis-server on a free loopback port (`password`: requirepass); stopped when the test ends. */
+export async function startRedis(t: Teardown, options: { password?: string } = {}): Promise<Redis> {
   const dir = await tempDir(t, 'trustpull-redis-')
   const port = await freePort()
   let daemon: Daemon | undefined
@@ -48,8 +50,8 @@ export async function startRedis(t: Teardown): Promise<Redis> {
     daemon = await startDaemon(
       t,
       REDIS_BIN,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'],
-      { name: 'redis-server', ready: () => redisPing(port) },
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning', ...(options.password !== undefined ? ['--requirepass', options.password] : [])],
+      { name: 'redis-server', ready: () => redisPing(port, 1_000, options.password) },
     )
   }
   await start()

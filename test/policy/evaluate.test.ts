@@ -209,6 +209,8 @@ t.test('a signature by another key, an unsigned image, a signature about another
   const unsigned = await evaluatePolicies(image, set, new World().deps)
   t.equal(unsigned.result, 'deny')
   t.equal(unsigned.reasons[0], `policy "release": no signatures found for ${image.digest.slice(0, 19)}`)
+  t.equal(unsigned.policies[0]?.authorities[0]?.code, 'NO_SIGNATURES', 'nothing found to verify has its own code')
+  t.equal(denied.policies[0]?.authorities[0]?.code, undefined, 'a signature that failed verification: its code is in the evidence')
 
   const replayed = new World()
   replayed.sign(APP, image.digest, { keyHint: RELEASE.hint }, { about: imageOf(APP.upstream, APP.repository, 'old').digest })
@@ -495,4 +497,15 @@ t.test('image indexes: signed at the index, or per platform with requirePlatform
   t.equal((await evaluatePolicies(amd64, perPlatform, signedPlatforms.deps)).result, 'allow', 'a platform manifest fetched alone is verified on its own')
   const empty = indexOf(APP.upstream, APP.repository, [])
   t.match((await evaluatePolicies(empty, perPlatform, signedPlatforms.deps)).reasons[0], 'the index lists no platform manifests')
+
+  // servePassingPlatforms: the index passes on its signed platforms and names the refused ones.
+  const passing = policies({ policies: [keyPolicy('release', RELEASE.pem, { requirePlatformSignatures: true, servePassingPlatforms: true })] })
+  const partial = await evaluatePolicies(index, passing, oneMissing.deps)
+  t.equal(partial.result, 'allow', 'one platform passes: the index is served')
+  t.same(partial.refusedPlatforms?.map((p) => [p.digest, p.platform]), [[arm64.digest, 'linux/arm64']], 'the unsigned platform is listed as refused')
+  const whole = await evaluatePolicies(index, passing, signedPlatforms.deps)
+  t.equal(whole.result, 'allow')
+  t.equal(whole.refusedPlatforms, undefined, 'nothing refused when every platform passes')
+  t.equal((await evaluatePolicies(index, passing, new World().deps)).result, 'deny', 'no platform passes: refused')
+  t.equal((await evaluatePolicies(arm64, passing, oneMissing.deps)).result, 'deny', 'the refused platform fetched alone is refused')
 })

@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { TrustedRoot } from '@sigstore/protobuf-specs'
 import { toTrustMaterial } from '@sigstore/verify'
 import t from 'tap'
-import { ConfigError, parseConfig } from '../../src/config/load.ts'
+import { parseConfig } from '../../src/config/load.ts'
+import { ConfigError } from '../../src/errors.ts'
 import { loadPolicies, loadPolicyFile } from '../../src/policy/load.ts'
 import type { LoadedTrustRoot } from '../../src/verify/types.ts'
 
@@ -238,4 +239,27 @@ t.test('a policy directory holding every invalid document lists every problem at
   const err = t.throws(() => loadPolicies(config, { trustRoots: publicGoodOnly })) as ConfigError
   t.type(err, ConfigError)
   for (const file of files('invalid')) t.ok(err.message.includes(`invalid/${file}`), `${file} is named`)
+})
+
+t.test('README.md states these figures', async (t) => {
+  const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8').replace(/\s+/g, ' ')
+  const all = Object.keys(SUPPORTED_OR_NOT).length
+  const loaded = Object.values(SUPPORTED_OR_NOT).filter((v) => v === 'load').length
+  const invalid = Object.keys(INVALID).length
+  t.ok(readme.includes(`of the ${all} valid and e2e documents, **${loaded} load** and ${all - loaded} are refused as unsupported`), 'the compatibility summary near the top')
+  t.ok(readme.includes(`all ${invalid} invalid ones are refused naming the field`), 'the invalid count near the top')
+  t.ok(readme.includes(`all ${invalid} invalid ones are refused naming the field. Of the ${all} valid and e2e ones, ${loaded} load`) || readme.includes(`all ${invalid} invalid ones are refused naming the field; of the ${all} valid and e2e ones, ${loaded} load`), 'the Policies section')
+  // The table's per-feature counts, from the refusals this file expects.
+  const needing = (pattern: RegExp) => Object.values(SUPPORTED_OR_NOT).filter((v) => v !== 'load' && v.some((part) => pattern.test(part))).length
+  const rows: [string, RegExp][] = [
+    ['CUE conditions on attestations or policies', /CUE policies/],
+    ['a policy over the whole CIP', /^spec\.policy/],
+    ['Kubernetes secrets', /secretRef|signaturePullSecrets/],
+    ['KMS keys', /KMS/],
+    ['`match` (selecting Kubernetes resources)', /^spec\.match/],
+  ]
+  for (const [feature, pattern] of rows) {
+    const count = needing(pattern)
+    t.match(readme, new RegExp(`\\| ${feature.replace(/[.*+?^${}()|[\]\\`]/g, '\\$&')}[^|]* \\| ${count} \\|`), `${feature}: ${count} documents`)
+  }
 })

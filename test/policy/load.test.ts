@@ -6,7 +6,8 @@ import { join } from 'node:path'
 import { TrustedRoot } from '@sigstore/protobuf-specs'
 import { toTrustMaterial } from '@sigstore/verify'
 import t from 'tap'
-import { ConfigError, parseConfig } from '../../src/config/load.ts'
+import { parseConfig } from '../../src/config/load.ts'
+import { ConfigError } from '../../src/errors.ts'
 import { loadPolicies, type LoadPoliciesOptions } from '../../src/policy/load.ts'
 import type { LoadedTrustRoot } from '../../src/verify/types.ts'
 
@@ -290,4 +291,16 @@ t.test('the fingerprint changes with anything that changes a verdict, and only t
   t.not(fp({ policies: [{ ...policies[0]!, mode: 'warn' }, policies[1]!] }), base, 'a mode')
   t.not(fp({ policies: [{ ...policies[0]!, images: [{ glob: 'ghcr.io/a/*' }] }, policies[1]!] }), base, 'a glob')
   t.not(fp({ policies }, { ...options, trustRoots: new Map([...roots, ['corp-sigstore', trustRoot('corp-sigstore', '2')]]) }), base, "a trust root's version")
+})
+
+t.test('servePassingPlatforms needs requirePlatformSignatures', async (t) => {
+  t.match(
+    refusal(() => load({ policies: [{ name: 'p', images: [{ glob: '**' }], servePassingPlatforms: true, authorities: [{ key: { data: KEY } }] }] })),
+    /servePassingPlatforms.*needs requirePlatformSignatures/,
+  )
+  const { policySet } = load({ policies: [{ name: 'p', images: [{ glob: '**' }], requirePlatformSignatures: true, servePassingPlatforms: true, authorities: [{ key: { data: KEY } }] }] })
+  t.equal(policySet.policies[0]?.servePassingPlatforms, true)
+  const off = load({ policies: [{ name: 'p', images: [{ glob: '**' }], requirePlatformSignatures: true, authorities: [{ key: { data: KEY } }] }] })
+  t.equal(off.policySet.policies[0]?.servePassingPlatforms, false, 'off by default')
+  t.not(off.policySet.fingerprint, policySet.fingerprint, 'part of the verdict cache key')
 })

@@ -16,6 +16,10 @@ export type NotationCode =
   | 'NOTATION_CHAIN_INVALID'
   | 'NOTATION_UNTRUSTED_CHAIN'
   | 'NOTATION_UNTRUSTED_IDENTITY'
+  /** No statement of the trust policy has a registry scope covering the image. */
+  | 'NOTATION_NO_TRUST_POLICY'
+  /** The chain names OCSP or CRL services, which are never contacted, and revocation is not set offline. */
+  | 'NOTATION_REVOCATION_UNCHECKED'
 
 export class NotationFailure extends CodedError<NotationCode> {
   override name = 'NotationFailure'

@@ -5,10 +5,9 @@
 import { X509Certificate } from 'node:crypto'
 import { lstatSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { codedError } from '../../errors.ts'
 
-export class TrustStoreError extends Error {
-  override name = 'TrustStoreError'
-}
+export class TrustStoreError extends codedError('TRUST_STORE_INVALID', 'TrustStoreError') {}
 
 export function parseCertificates(bytes: Buffer, where: string): X509Certificate[] {
   const text = bytes.toString('latin1')

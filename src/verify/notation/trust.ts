@@ -6,6 +6,7 @@
 import type { X509Certificate } from 'node:crypto'
 import { NotationFailure } from './codes.ts'
 import type { NotationEnvelope } from './jws.ts'
+import { isSubsetDn, parseDn } from './trust-policy.ts'
 
 export interface Target {
   digest: string
@@ -32,17 +33,43 @@ export function checkExpiry(env: NotationEnvelope, now: Date): void {
 }
 
 export function checkChain(env: NotationEnvelope, trusted: readonly X509Certificate[], now = new Date()): void {
+  checkValidity(env, now)
+  checkChainStructure(env)
+  checkTrusted(env, trusted)
+}
+
+/** Every certificate valid at `now`. No RFC 3161 timestamp support yet, so no grace (fail closed). */
+export function checkValidity(env: NotationEnvelope, now: Date): void {
+  for (const [i, cert] of env.chain.entries()) {
+    if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) throw new NotationFailure('NOTATION_CERT_EXPIRED', `certificate ${i} is not valid now (${cert.validFrom} to ${cert.validTo}) and timestamps are not supported`)
+  }
+}
+
+/** Each certificate signed by the next (the last by itself), CA flags on issuers, no SHA-1. */
+export function checkChainStructure(env: NotationEnvelope): void {
   const chain = env.chain
   for (const [i, cert] of chain.entries()) {
-    // No RFC 3161 timestamp support yet: every certificate must be valid now (fail closed).
-    if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) throw new NotationFailure('NOTATION_CERT_EXPIRED', `certificate ${i} is not valid now (${cert.validFrom} to ${cert.validTo}) and timestamps are not supported`)
     if (SHA1_OIDS.has(signatureAlgorithm(cert))) throw new NotationFailure('NOTATION_CHAIN_INVALID', `certificate ${i} is signed with SHA-1`)
     const issuer = chain[i + 1] ?? cert
     if (i > 0 && !cert.ca) throw new NotationFailure('NOTATION_CHAIN_INVALID', `certificate ${i} (${cert.subject.replace(/\n/g, ',')}) is not a CA`)
     if (!cert.verify(issuer.publicKey)) throw new NotationFailure('NOTATION_CHAIN_INVALID', `certificate ${i} is not signed by the next in the chain`)
   }
-  const ok = chain.some((c) => trusted.some((t) => t.raw.equals(c.raw)))
+}
+
+/** The chain holds a certificate byte-identical to one of the trust store's. */
+export function checkTrusted(env: NotationEnvelope, trusted: readonly X509Certificate[]): void {
+  const ok = env.chain.some((c) => trusted.some((t) => t.raw.equals(c.raw)))
   if (!ok) throw new NotationFailure('NOTATION_UNTRUSTED_CHAIN', "the signature's certificate chain does not contain any trusted certificate")
+}
+
+const CRL_DISTRIBUTION_POINTS = Buffer.from('0603551d1f', 'hex')
+
+/**
+ * Whether any non-root certificate names a revocation service (OCSP in authorityInfoAccess, or
+ * CRL distribution points). One that names none cannot be checked and is not revocable, as in notation.
+ */
+export function revocable(env: NotationEnvelope): boolean {
+  return env.chain.slice(0, -1).some((c) => /OCSP/.test(c.infoAccess ?? '') || c.raw.includes(CRL_DISTRIBUTION_POINTS))
 }
 
 const SHA1_OIDS = new Set(['2a864886f70d010105', '2a8648ce3d0401', '2a8648ce380403'])
@@ -77,16 +104,35 @@ export function checkLeaf(env: NotationEnvelope): void {
   if (eku !== undefined && !eku.includes(CODE_SIGNING)) throw new NotationFailure('NOTATION_CHAIN_INVALID', 'the signing certificate has no code-signing extended key usage')
 }
 
-/** `x509.subject:DN` identities (or `*`) against the leaf's subject, compared as sets of RDNs. */
+/**
+ * `x509.subject:DN` identities (or `*`) against the leaf's subject: as notation, an identity
+ * matches when each of its attributes is in the subject with the same value.
+ */
 export function checkIdentity(env: NotationEnvelope, trustedIdentities: readonly string[]): void {
   if (trustedIdentities.includes('*')) return
-  const leaf = rdns(env.chain[0]!.subject.split('\n'))
+  const leaf = subjectDn(env.chain[0]!)
   for (const id of trustedIdentities) {
-    const dn = id.slice('x509.subject:'.length)
-    const want = rdns(dn.split(/\s*,\s*/))
-    if (want.size === leaf.size && [...want].every((r) => leaf.has(r))) return
+    if (!id.startsWith('x509.subject:')) continue
+    let want
+    try {
+      want = parseDn(id.slice('x509.subject:'.length))
+    } catch {
+      continue
+    }
+    if (leaf && isSubsetDn(want, leaf)) return
   }
   throw new NotationFailure('NOTATION_UNTRUSTED_IDENTITY', `signing certificate subject ${env.chain[0]!.subject.replace(/\n/g, ',')} is not a trusted identity`)
 }
 
-const rdns = (parts: string[]) => new Set(parts.filter((p) => p !== '').map((p) => p.trim()))
+/** node:crypto gives the subject one attribute per line. */
+function subjectDn(cert: X509Certificate): Map<string, string> | undefined {
+  const out = new Map<string, string>()
+  for (const line of cert.subject.split('\n')) {
+    const eq = line.indexOf('=')
+    if (eq === -1) continue
+    const key = line.slice(0, eq).trim().toUpperCase()
+    if (out.has(key)) return undefined // repeated attributes: matched by nothing, as notation refuses them
+    out.set(key, line.slice(eq + 1).trim())
+  }
+  return out
+}
