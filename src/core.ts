@@ -148,6 +148,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
             manifestBytes: config.limits.manifestBytes,
             blobLookup: (hit) => metrics.storeLookups.add(1, { kind: 'blob', result: hit ? 'hit' : 'miss' }),
             manifestLookup: (kind, hit) => metrics.storeLookups.add(1, { kind, result: hit ? 'hit' : 'miss' }),
+            saved: (kind) => metrics.storeSaved.add(1, { kind }),
           })
         : clients[i]!,
     })),

@@ -1,4 +1,6 @@
 // The configuration schema: validated once at start-up, every default settled here.
+import { homedir } from 'node:os'
+import { isAbsolute, join } from 'node:path'
 import { z } from 'zod'
 import { inlinePolicySchema } from '../policy/schema.ts'
 import { duration, size } from './units.ts'
@@ -88,14 +90,25 @@ const s3Credentials = z.strictObject({
 })
 
 /**
+ * Where the store lives without `storage.path`: `$XDG_DATA_HOME/trustpull` (an absolute
+ * XDG_DATA_HOME only, as the XDG spec says), else `~/.local/share/trustpull`. The container image
+ * sets XDG_DATA_HOME=/tmp/.local/share, inside the one writable mount.
+ */
+export function defaultStoragePath(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_DATA_HOME
+  return join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.local', 'share'), 'trustpull')
+}
+
+/**
  * The verified content store (the mirror): only bytes whose digest was checked are published.
- * Filesystem by default under `path`; `s3` instead for replicas sharing one bucket; `enabled:
- * false` makes trustpull a pass-through again.
+ * On by default, filesystem under `path`; `s3` instead for replicas sharing one bucket; `enabled:
+ * false` makes trustpull a pass-through that writes nothing.
  */
 const storage = z
   .strictObject({
-    enabled: z.boolean().default(false),
-    path: z.string().min(1).default('./trustpull-data'),
+    enabled: z.boolean().default(true),
+    /** Default: defaultStoragePath(), filled in below (so the JSON Schema holds no machine's home). */
+    path: z.string().min(1).optional().describe('default: $XDG_DATA_HOME/trustpull, else ~/.local/share/trustpull'),
     maxSize: size.default(20 * 1024 ** 3),
     /** How long a tag may be answered from its last verified digest while the upstream is down. */
     staleIfError: duration.default(24 * 3_600_000),
@@ -115,6 +128,7 @@ const storage = z
       })
       .optional(),
   })
+  .transform((s) => ({ ...s, path: s.path ?? defaultStoragePath() }))
   .prefault({})
 
 /**

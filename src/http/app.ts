@@ -13,7 +13,7 @@ import { requestSpan, tracingEnabled } from '../telemetry/tracing.ts'
 import { serveBlob } from './blobs.ts'
 import { serveManifest } from './manifests.ts'
 import { serveReferrers } from './referrers.ts'
-import { namespaceParam, rawPath } from './request.ts'
+import { namespaceParam, rawPath, remoteAddress } from './request.ts'
 import type { ClientAuthenticator } from './client-auth.ts'
 import { rateLimit } from './rate-limit.ts'
 import { parseRoute, type Route } from './route.ts'
@@ -109,6 +109,18 @@ export function createApp(deps: AppDeps): Hono {
     },
   }
 
+  // One audit line per blob sent, saying where its bytes came from. Names and digests only, so
+  // (like the verdict lines) it skips the logger's wildcard redaction.
+  const auditLog = deps.logger.child({}, { redact: { paths: [] } })
+  const auditedBlob = (c: Context, image: string, digest: string) => ({
+    ...blobOptions,
+    onSent: (bytes: number, error: Error | null | undefined, source?: 'store' | 'upstream') => {
+      blobOptions.onSent(bytes, error, source)
+      // Signature documents (served whole through getBlobBytes) cannot tell store from upstream: no source then.
+      auditLog.info({ audit: 'blob', image, digest, client: c.get('client'), address: remoteAddress(c), source, bytes, complete: !error }, 'blob served')
+    },
+  })
+
   app.use('/v2/*', deps.clients.middleware, rateLimit(deps.clientRate))
 
   app.all('/v2/*', async (c) => {
@@ -130,7 +142,7 @@ export function createApp(deps: AppDeps): Hono {
       case 'manifest':
         return serveManifest(c, deps.manifests, target, route.reference)
       case 'blob':
-        return serveBlob(c, blobOptions, target, route.digest)
+        return serveBlob(c, auditedBlob(c, `${target.upstream.config.name}/${target.repository}`, route.digest), target, route.digest)
       case 'tags':
         if (c.req.method !== 'GET') throw new RegistryError('UNSUPPORTED', 'tags/list answers GET only')
         return serveTags(c, target, route.name)

@@ -15,6 +15,11 @@ export interface GateRequest {
   reference: string
   /** Who asked (for the audit line): the authenticated client's name and the remote address. */
   client?: RequestClient
+  /**
+   * Where the bytes came from (for the audit line): fetched from the upstream now, the mirror's
+   * store, or the in-process manifest cache (fetched earlier by this process).
+   */
+  source?: 'upstream' | 'store' | 'cache'
 }
 
 export interface RequestClient {

@@ -84,6 +84,7 @@ export class ManifestService {
       bytes: fetched.bytes,
       reference: referenceString(ref),
       client,
+      source: 'manifest' in fetched ? 'cache' : (fetched.source ?? 'upstream'),
     })
     if (!decision.allow) throw new RegistryError('DENIED', decision.message, { detail: decision.detail })
     const key = `${this.#deps.contentIndex.generation()}\n${name}/${repository}@${fetched.digest}`

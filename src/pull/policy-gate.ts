@@ -209,6 +209,7 @@ export class PolicyGate implements ManifestGate {
         client: request.client?.name,
         address: request.client?.address,
         digest: verdict.digest,
+        source: request.source,
         result: verdict.result,
         policies: verdict.policies.map((p) => ({ name: p.name, mode: p.mode, result: p.result })),
         reasons: verdict.reasons,

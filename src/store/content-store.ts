@@ -225,19 +225,24 @@ export class ContentStore {
     const upstream = await open()
     if (!upstream) return { kind: 'absent' }
     if (!(await this.#roomFor(upstream.size))) return { kind: 'direct', response: upstream }
-    const reserved = upstream.size ?? 0
+    let reserved = upstream.size ?? 0
     this.#reserved += reserved
+    // Once, when the blob is published (its bytes are counted then) or abandoned.
+    const unreserve = () => {
+      this.#reserved -= reserved
+      reserved = 0
+    }
     let fill: Fill
     try {
       fill = new Fill(digest, join(this.driver.spoolDir, `${digest.slice(digest.indexOf(':') + 1)}-${randomBytes(4).toString('hex')}.part`), upstream.body, upstream.size)
     } catch (err) {
-      this.#reserved -= reserved
+      unreserve()
       this.#writeFailed(err)
       return { kind: 'direct', response: upstream }
     }
     this.#pin(key)
     const finish = () => {
-      this.#reserved -= reserved
+      unreserve()
       this.#fills.delete(key)
       this.#unpin(key)
       fill.finished()
@@ -247,6 +252,7 @@ export class ContentStore {
         .then(async () => {
           await this.driver.publishFile(key, fill.spoolPath)
           this.#add(key, fill.written, Date.now())
+          unreserve()
           // Hashed as it arrived: the published file needs no hashing on read until it changes.
           const fingerprint = await this.#scrub?.fingerprint(key)
           if (fingerprint) this.#scrub?.checked(key, fingerprint)
@@ -280,11 +286,13 @@ export class ContentStore {
   putBlobBytes(digest: string, bytes: Buffer): void {
     const key = blobKey(digest)
     if (this.#index.has(key) || !this.#canWrite()) return
+    // Writable again only once written: "no room" is no proof that the store writes.
     this.#background(async () => {
       if (!(await this.#roomFor(bytes.length))) return
       await this.driver.writeBytes(key, bytes)
       this.#add(key, bytes.length, Date.now())
-    })
+      this.#writable()
+    }, false)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -351,7 +359,9 @@ export class ContentStore {
     const text = JSON.stringify(value)
     if (this.#written.get(key) === text) return
     this.#written.set(key, text)
-    this.#background(() => this.driver.writeBytes(key, Buffer.from(text)))
+    // A record is tiny: writing one proves nothing about room for blobs (a disk too full for them
+    // still takes records), so only a blob written says the store writes again.
+    this.#background(() => this.driver.writeBytes(key, Buffer.from(text)), false)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -466,10 +476,10 @@ export class ContentStore {
     }
   }
 
-  #background(run: () => Promise<void>): void {
+  #background(run: () => Promise<void>, provesWritable = true): void {
     this.#track(
       run().then(
-        () => this.#writable(),
+        () => provesWritable && this.#writable(),
         (err: unknown) => this.#writeFailed(err),
       ),
     )

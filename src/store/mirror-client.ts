@@ -21,6 +21,8 @@ export interface MirrorOptions {
   /** A blob request answered from the store, or not (bytes counted by the HTTP layer). */
   blobLookup?: (hit: boolean) => void
   manifestLookup?: (kind: 'manifest' | 'tag', hit: boolean) => void
+  /** An upstream request this store saved: a hit, or a blob request that joined another's fill. */
+  saved?: (kind: 'manifest' | 'blob') => void
 }
 
 /** Failures that mean "the upstream cannot answer now", as opposed to "the answer is no". */
@@ -50,7 +52,10 @@ export class MirrorClient implements RegistryClient {
     if (isDigest(reference)) {
       const stored = await this.#store.manifest(this.#options.upstream, repository, reference, maxBytes)
       this.#options.manifestLookup?.('manifest', stored !== undefined)
-      if (stored) return { ...stored, source: 'store' }
+      if (stored) {
+        this.#options.saved?.('manifest')
+        return { ...stored, source: 'store' }
+      }
     }
     try {
       const fetched = await this.#inner.getManifest(repository, reference, options)
@@ -107,6 +112,7 @@ export class MirrorClient implements RegistryClient {
       const answer = await this.#fromStore(digest, size, options)
       if (answer) {
         this.#options.blobLookup?.(true)
+        this.#options.saved?.('blob')
         return answer
       }
     }
@@ -114,7 +120,9 @@ export class MirrorClient implements RegistryClient {
     // HEAD and ranges of a blob not stored go to the upstream as they are; a whole GET fills the store.
     if (options.method === 'HEAD' || options.range) return this.#inner.getBlob(repository, digest, options)
     let passed: BlobResponse | undefined
+    let led = false
     const answer = await this.#store.fill(digest, async () => {
+      led = true
       const res = await this.#inner.getBlob(repository, digest, { method: 'GET' })
       if (!res) return undefined
       if (res.status !== 200) {
@@ -127,6 +135,8 @@ export class MirrorClient implements RegistryClient {
     if (answer.kind === 'absent') return undefined
     if (answer.kind === 'direct') return answer.response && passed ? passed : this.#inner.getBlob(repository, digest, options)
     const { fill } = answer
+    // Only the first caller's fetch runs: everyone else reads its fill.
+    if (!led) this.#options.saved?.('blob')
     if (!fill.open) {
       // Published and closed while this request waited its turn: read it from the store.
       const size = await this.#store.blobSize(digest)

@@ -63,6 +63,7 @@ export class Metrics {
   readonly storeEvictedBytes: HotCounter
   readonly admissionDecisions: HotCounter
   readonly admissionDuration: Histogram
+  readonly storeSaved: HotCounter
   #storeRead: (() => { bytes: number; objects: number; writable: boolean }) | undefined
   #redisUp: number | undefined
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>
@@ -90,6 +91,7 @@ export class Metrics {
     this.inFlight = new HotCounter(meter, 'trustpull_http_requests_in_flight', 'Requests being served', [], { upDown: true })
     this.httpRequests = new HotCounter(meter, 'trustpull_http_requests', 'Requests answered, by method, route and status', ['method', 'route', 'status'])
     this.storeLookups = new HotCounter(meter, 'trustpull_store_lookups', 'Content store look-ups by kind (blob, manifest, tag) and result (hit, miss); a hit is an upstream request saved', ['kind', 'result'])
+    this.storeSaved = new HotCounter(meter, 'trustpull_store_upstream_requests_saved', 'Upstream requests the content store saved, by kind (manifest, blob): answered from the store, or (blob) joined a fetch already under way', ['kind'])
     this.storeEvictedBytes = new HotCounter(meter, 'trustpull_store_evicted_bytes', 'Bytes evicted from the content store (least recently used, over storage.maxSize)', [], { unit: 'By' })
     this.admissionDecisions = new HotCounter(meter, 'trustpull_admission_decisions', 'Admission reviews answered, by result (allowed, refused, timeout, skipped, invalid) and object kind', ['result', 'kind'])
     this.admissionDuration = meter.createHistogram('trustpull_admission_duration_seconds', {

@@ -112,6 +112,7 @@ t.test('the real CLI with old spellings: one deprecation warning at start-up nam
     JSON.stringify({
       listen: `127.0.0.1:${port}`,
       noMatchPolicy: 'allow',
+      storage: { path: join(dir, 'mirror-store') },
       log: { level: 'trace' },
       reload: { watch: false },
       upstreams: [{ name: 'docker.io', url: registry.url, default: true, auth: { username: 'bot', passwordFile: secretFile } }],

@@ -25,7 +25,7 @@ async function writeConfig(t: Teardown, keys: KeyCase[]): Promise<string> {
   await writeFile(join(policyDir, 'cip.yaml'), stringify(cip))
   const file = join(dir, 'config.yaml')
   const policies = [...keys.map((k) => keyPolicy(slug(k.name), { data: k.pem })), keyPolicy('key-file', { file: 'file.pub' })]
-  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }], policies, policyDirs: [policyDir] }))
+  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }], policies, policyDirs: [policyDir], storage: { path: join(dir, 'store') } }))
   return file
 }
 

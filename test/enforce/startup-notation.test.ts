@@ -32,7 +32,7 @@ async function writeConfig(t: Teardown, files: { policy: object; cip: object; in
     { name: 'inline', images: [{ glob: 'ghcr.io/inline/**' }], authorities: [{ notation: { certificates: pki.ca('Inline Root').pem, ...files.inline } }] },
   ]
   const file = join(dir, 'config.yaml')
-  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }], policies, policyDirs: [policyDir] }))
+  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }], policies, policyDirs: [policyDir], storage: { path: join(dir, 'mirror-store') } }))
   return file
 }
 

@@ -17,8 +17,9 @@ const CIP_KEY = join(REPO_ROOT, 'test/fixtures/policy-controller-cip/e2e/cip-key
 const GITHUB = 'https://token.actions.githubusercontent.com'
 
 async function writeConfig(t: Teardown, config: Record<string, unknown>): Promise<string> {
-  const file = join(await tempDir(t, 'trustpull-startup-'), 'config.yaml')
-  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'docker.io', url: 'http://127.0.0.1:9', default: true }], ...config }))
+  const dir = await tempDir(t, 'trustpull-startup-')
+  const file = join(dir, 'config.yaml')
+  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'docker.io', url: 'http://127.0.0.1:9', default: true }], storage: { path: join(dir, 'store') }, ...config }))
   return file
 }
 

@@ -72,6 +72,9 @@ await writeFile(
     upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
     policies: [{ name: 'signed', images: [{ glob: `${UPSTREAM}/**` }], authorities: [{ key: { data: keys.publicKeyPem } }] }],
     timeouts: { connect: '1s', headers: '2s', body: '2s' },
+    // Pass-through under an outage is what this measures; with the store, blobs and tags would be
+    // served from it instead (that is test/store/mirror.test.ts).
+    storage: { enabled: false },
     log: { level: 'warn' },
   }),
 )

@@ -2,7 +2,7 @@
 // timeout, free loopback ports and temp dirs that disappear with the test.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -34,6 +34,13 @@ process.once('exit', () => {
     }
   }
 })
+
+// A trustpull a test starts without storage.path would store under $XDG_DATA_HOME/trustpull: make
+// that a directory of this test process's own, removed when it exits, never the user's. Tests
+// still give each trustpull its own storage.path (test/helpers/trustpull.ts does).
+const dataHome = mkdtempSync(join(tmpdir(), 'trustpull-test-data-'))
+process.env.XDG_DATA_HOME = dataHome
+process.once('exit', () => rmSync(dataHome, { recursive: true, force: true }))
 
 /** Binds port 0 on 127.0.0.1, reads the port the kernel chose and closes again. */
 export async function freePort(): Promise<number> {

@@ -106,12 +106,12 @@ t.test('/healthz and /readyz', async (t) => {
   const dir = await tempDir(t)
   const port = await freePort()
   const configFile = join(dir, 'trustpull.yaml')
-  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], cache: { url: redis.url } }))
+  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], cache: { url: redis.url }, storage: { path: join(dir, 'store') } }))
   const child = await startTrustpull(t, configFile, port)
   t.same(await getJson(`${child.url}/healthz`), { status: 200, body: { status: 'ok' } })
   t.same(await getJson(`${child.url}/readyz`), {
     status: 200,
-    body: { ready: true, checks: { config: 'loaded', policies: 0, upstreamsReachable: [UPSTREAM], redis: 'up', store: 'off' } },
+    body: { ready: true, checks: { config: 'loaded', policies: 0, upstreamsReachable: [UPSTREAM], redis: 'up', store: 'writable' } },
   })
 
   // Nothing answers: no upstream, no Redis. Alive, but not ready; listening beyond loopback is warned about.
@@ -120,13 +120,13 @@ t.test('/healthz and /readyz', async (t) => {
   const lonelyConfig = join(dir, 'lonely.yaml')
   await writeFile(
     lonelyConfig,
-    JSON.stringify({ listen: `0.0.0.0:${lonelyPort}`, upstreams: [{ name: UPSTREAM, url: `http://127.0.0.1:${deadPort}`, default: true }], cache: { url: `redis://127.0.0.1:${deadPort}` } }),
+    JSON.stringify({ listen: `0.0.0.0:${lonelyPort}`, upstreams: [{ name: UPSTREAM, url: `http://127.0.0.1:${deadPort}`, default: true }], cache: { url: `redis://127.0.0.1:${deadPort}` }, storage: { path: join(dir, 'lonely-store') } }),
   )
   const lonely = await startTrustpull(t, lonelyConfig, lonelyPort)
   t.same(await getJson(`${lonely.url}/healthz`), { status: 200, body: { status: 'ok' } }, 'alive')
   t.same(await getJson(`${lonely.url}/readyz`), {
     status: 503,
-    body: { ready: false, checks: { config: 'loaded', policies: 0, upstreamsReachable: [], redis: 'down', store: 'off' } },
+    body: { ready: false, checks: { config: 'loaded', policies: 0, upstreamsReachable: [], redis: 'down', store: 'writable' } },
   })
   t.match(
     lonely.logs().find((l) => l.level === 'warn' && /beyond loopback/.test(String(l.msg))),
@@ -140,7 +140,7 @@ t.test('/healthz and /readyz', async (t) => {
   const guardedConfig = join(dir, 'guarded.yaml')
   await writeFile(
     guardedConfig,
-    JSON.stringify({ listen: `0.0.0.0:${guardedPort}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], clients: { tokens: [{ name: 'nodes', token: 'nodes-token-0123456789' }] } }),
+    JSON.stringify({ listen: `0.0.0.0:${guardedPort}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], clients: { tokens: [{ name: 'nodes', token: 'nodes-token-0123456789' }] }, storage: { enabled: false } }),
   )
   const guarded = await startTrustpull(t, guardedConfig, guardedPort)
   t.same(await getJson(`${guarded.url}/healthz`), { status: 200, body: { status: 'ok' } })
@@ -160,6 +160,7 @@ t.test('SIGHUP: new policies for new requests; a bad config or trust root is ref
     trustRoots: [{ name: 'corp', file: rootFile }],
     policyDirs: [policyDir],
     cache: { url: redis.url },
+    storage: { path: join(dir, 'store') },
     log: { level: 'info' },
   }
   await writeFile(configFile, JSON.stringify(config))
@@ -265,6 +266,7 @@ t.test('SIGTERM during a 128 MiB blob: the download completes, new connections a
       policies: [{ name: 'big', images: [{ glob: '**' }], authorities: [{ static: { action: 'pass' } }] }],
       cache: { url: redis.url },
       telemetry: { otlp: { endpoint: otlp.endpoint } },
+      storage: { path: join(dir, 'store') },
     }),
   )
   const child = await startTrustpull(t, configFile, port)

@@ -40,7 +40,7 @@ async function serveAndStop(t: Teardown, otel: Record<string, string>): Promise<
   const dir = await tempDir(t)
   const port = await freePort()
   const configFile = join(dir, 'config.yaml')
-  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, noMatchPolicy: 'allow', reload: { watch: false } }))
+  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, noMatchPolicy: 'allow', reload: { watch: false }, storage: { path: join(dir, 'mirror-store') } }))
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')))
   const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, env: { ...env, ...otel }, readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000 })
   for (let i = 0; i < 3; i++) {

@@ -39,7 +39,7 @@ const newKey = await generateKeyPair(await tempDir(t))
 async function writeConfig(dir: string, extra: Record<string, unknown>): Promise<{ port: number; configFile: string }> {
   const port = await freePort()
   const configFile = join(dir, 'trustpull.yaml')
-  const config = { listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], reload: { interval: '200ms' }, log: { level: 'info' }, ...extra }
+  const config = { listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], reload: { interval: '200ms' }, log: { level: 'info' }, storage: { path: join(dir, 'store') }, ...extra }
   await writeFile(configFile, JSON.stringify(config))
   return { port, configFile }
 }

@@ -71,7 +71,7 @@ t.test('a slow client on a 256 MiB blob keeps the proxy under 64 MiB of growth',
   const configFile = join(dir, 'trustpull.yaml')
   await writeFile(
     configFile,
-    `listen: 127.0.0.1:${port}\nnoMatchPolicy: allow\nupstreams:\n  - name: big.test\n    url: ${registry.url}\n    default: true\nlog:\n  level: warn\n`,
+    `listen: 127.0.0.1:${port}\nnoMatchPolicy: allow\nupstreams:\n  - name: big.test\n    url: ${registry.url}\n    default: true\nlog:\n  level: warn\n# The pass-through path is measured here; the store's own send path has bench/mirror.ts.\nstorage:\n  enabled: false\n`,
   )
   const proxyUrl = `http://127.0.0.1:${port}`
   const proxy = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {

@@ -20,7 +20,8 @@ const PASSWORD = `s3cret-${randomBytes(6).toString('hex')}`
 const LOGIN = { username: USER, password: PASSWORD }
 
 async function proxyFor(t: Teardown, front: TokenFront, auth?: Record<string, string>): Promise<TestProxy> {
-  return startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: UPSTREAM, url: front.url, default: true, ...(auth ? { auth } : {}) }] })
+  // No store: every pull must reach the upstream, which is what these tests count.
+  return startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: UPSTREAM, url: front.url, default: true, ...(auth ? { auth } : {}) }], storage: { enabled: false } })
 }
 
 interface Pulled {

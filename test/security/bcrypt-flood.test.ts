@@ -30,6 +30,7 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
     JSON.stringify({
       listen: `127.0.0.1:${port}`,
       noMatchPolicy: 'allow',
+      storage: { path: join(dir, 'mirror-store') },
       upstreams: [{ name: 'docker.io', url: registry.url, default: true }],
       clients: { htpasswd, failedAuth: { burst: BURST, perMinute: 1 } },
       reload: { watch: false },

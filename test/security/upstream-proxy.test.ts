@@ -20,7 +20,7 @@ async function serve(t: Teardown, config: Record<string, unknown>, proxyVars: Re
   const dir = await tempDir(t)
   const port = await freePort()
   const configFile = join(dir, 'config.yaml')
-  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, noMatchPolicy: 'allow', reload: { watch: false }, ...config }))
+  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, noMatchPolicy: 'allow', reload: { watch: false }, storage: { path: join(dir, 'mirror-store') }, ...config }))
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !PROXY_VARS.includes(k)))
   await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
     name: 'trustpull',

@@ -16,6 +16,7 @@ import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { startFaultProxy } from '../helpers/fault-proxy.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage } from '../helpers/images.ts'
 import { tempDir } from '../helpers/proc.ts'
+import { scrape } from '../helpers/prometheus.ts'
 import { startRegistry } from '../helpers/registry.ts'
 import { skopeoCopy } from '../helpers/skopeo.ts'
 import { startProxy } from '../helpers/trustpull.ts'
@@ -39,6 +40,9 @@ const up = () => upstream.setFault(undefined)
 const layerFile = (digest: string) => join(storePath, 'blobs', 'sha256', digest.slice('sha256:'.length))
 
 let proxy = await startProxy(t, config(keys.publicKeyPem))
+/** Where the audit lines say each of these blobs came from (the last line for each). */
+const blobSources = (digests: string[]) => digests.map((d) => proxy.logs.filter((l) => l.audit === 'blob' && l.digest === d).at(-1)?.source)
+const saved = async (kind: string) => (await scrape(proxy.url)).value('trustpull_store_upstream_requests_saved_total', { kind }) ?? 0
 
 t.test('first pull: verified, and every blob stored as a plain file holding exactly its bytes', async (t) => {
   const r = await skopeoCopy(`${proxy.host}/app:1`, join(work, 'pull-1'))
@@ -50,13 +54,18 @@ t.test('first pull: verified, and every blob stored as a plain file holding exac
     t.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, digest, `blobs/sha256/${digest.slice(7, 19)}… holds its bytes`)
   }
   t.same(await readdir(join(storePath, '_spool')), [], 'no spool file left behind')
+  t.same(blobSources(image.layerDigests), ['upstream', 'upstream', 'upstream'], 'audit lines: the layers came from the upstream')
+  t.match(proxy.logs.find((l) => l.audit === 'verdict' && l.digest === image.digest), { source: 'upstream', result: 'allow' })
 })
 
 t.test('second pull: no blob request reaches the upstream', async (t) => {
   upstream.clearRequests()
+  const savedBefore = await saved('blob')
   const r = await skopeoCopy(`${proxy.host}/app:1`, join(work, 'pull-2'))
   t.equal(r.code, 0, r.stderr)
   t.equal(blobGets(), 0)
+  t.same(blobSources(image.layerDigests), ['store', 'store', 'store'], 'audit lines: the layers came from the store')
+  t.ok((await saved('blob')) - savedBefore >= 4, 'config and three layers counted as upstream requests saved')
   const metrics = await (await request(`${proxy.url}/metrics`)).body.text()
   t.match(metrics, /trustpull_store_lookups_total\{kind="blob",result="hit"\} [1-9]/)
 })
@@ -69,6 +78,7 @@ t.test('20 clients starting the same cold blob together: one upstream fetch, eve
   await m.body.dump()
   upstream.clearRequests()
   const layer = cold.layerDigests[0]!
+  const savedBefore = await saved('blob')
   const bodies = await Promise.all(
     Array.from({ length: 20 }, async () => {
       const res = await request(`${proxy.url}/v2/app/blobs/${layer}`)
@@ -77,6 +87,7 @@ t.test('20 clients starting the same cold blob together: one upstream fetch, eve
   )
   t.ok(bodies.every((b) => b.status === 200 && b.digest === layer), 'all 20 got the whole, right blob')
   t.equal(blobGets(), 1)
+  t.equal((await saved('blob')) - savedBefore, 19, 'the 19 that did not fetch are counted as upstream requests saved')
 })
 
 t.test('upstream down: tags from their last verified digest (Warning 110), digests and blobs from the store; unseen content 503', async (t) => {
@@ -105,6 +116,8 @@ t.test('restart on the store with the upstream still down: the verdict is made a
   t.equal(r.code, 0, r.stderr)
   t.equal(r.digest, image.digest)
   t.ok(proxy.logs.some((l) => l.audit === 'verdict' && l.result === 'allow' && l.cached === false), 'verified again, not from a cache')
+  t.ok(proxy.logs.some((l) => l.audit === 'verdict' && l.digest === image.digest && l.source === 'store'), 'the audit line says the manifest came from the store')
+  t.same(blobSources(image.layerDigests), ['store', 'store', 'store'])
 })
 
 t.test('a stored file with a flipped byte is never served whole, and is fetched again', async (t) => {
