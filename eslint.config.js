@@ -19,7 +19,7 @@ const mayImport = {
   http: ['pull', 'store', 'upstream', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   'core.ts': ['cache', 'pull', 'store', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   copy: ['core.ts', 'pull', 'upstream', 'signatures', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
-  admin: ['http', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
+  admin: ['cache', 'http', 'policy', 'verify', 'config', 'oci', 'telemetry', 'errors.ts'],
   admission: ['http', 'pull', 'upstream', 'policy', 'oci', 'telemetry', 'errors.ts'],
   'server.ts': ['core.ts', 'admin', 'admission', 'http', 'store', 'config', 'telemetry', 'errors.ts'],
 }

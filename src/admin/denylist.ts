@@ -13,7 +13,8 @@ import { isDigest } from '../oci/digest.ts'
 import type { SignerIdentity } from '../policy/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import { KeyError, parsePublicKeys } from '../verify/keys.ts'
-import { ADMIN_PREFIX, withTimeout, type AdminRedis } from './redis.ts'
+import { withRedisTimeout } from '../cache/tiered-store.ts'
+import { ADMIN_PREFIX, type AdminRedis } from './redis.ts'
 
 export type DenyTarget = { kind: 'digest'; digest: string } | { kind: 'identity'; issuer: string; subject: string } | { kind: 'key'; keyHint: string }
 
@@ -131,8 +132,8 @@ export class Denylist {
     const redis = this.#redis
     if (redis) {
       try {
-        await withTimeout(entry ? redis.client.hSet(HASH, id, JSON.stringify(entry)) : redis.client.hDel(HASH, id), REDIS_TIMEOUT_MS)
-        await withTimeout(redis.client.publish(DENYLIST_CHANNEL, id), REDIS_TIMEOUT_MS)
+        await withRedisTimeout(entry ? redis.client.hSet(HASH, id, JSON.stringify(entry)) : redis.client.hDel(HASH, id), REDIS_TIMEOUT_MS)
+        await withRedisTimeout(redis.client.publish(DENYLIST_CHANNEL, id), REDIS_TIMEOUT_MS)
       } catch (err) {
         throw new RegistryError('UNAVAILABLE', `the denylist is kept in Redis, which does not answer (${(err as Error).message}); nothing was changed`)
       }
@@ -149,7 +150,7 @@ export class Denylist {
   async #reload(): Promise<void> {
     const redis = this.#redis!
     try {
-      const all = await withTimeout(redis.client.hGetAll(HASH), REDIS_TIMEOUT_MS)
+      const all = await withRedisTimeout(redis.client.hGetAll(HASH), REDIS_TIMEOUT_MS)
       this.#replace(parseEntries({ entries: Object.values(all).map((v) => JSON.parse(v) as unknown) }))
     } catch (err) {
       // Keep the copy we have: an outage must not empty the denylist.

@@ -7,7 +7,8 @@
 import { LRUCache } from 'lru-cache'
 import type { Verdict, VerdictResult } from '../policy/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
-import { ADMIN_PREFIX, withTimeout, type AdminRedis } from './redis.ts'
+import { withRedisTimeout } from '../cache/tiered-store.ts'
+import { ADMIN_PREFIX, type AdminRedis } from './redis.ts'
 
 export interface VerdictRecord extends Verdict {
   /** The tag or digest the last client asked for. */
@@ -111,7 +112,7 @@ export class VerdictHistory {
     const redis = this.#redis
     if (redis) {
       try {
-        const [doc, pulls] = await withTimeout(Promise.all([redis.client.hGet(DOCS, digest), redis.client.hGetAll(pullsKey(digest))]), REDIS_TIMEOUT_MS)
+        const [doc, pulls] = await withRedisTimeout(Promise.all([redis.client.hGet(DOCS, digest), redis.client.hGetAll(pullsKey(digest))]), REDIS_TIMEOUT_MS)
         if (doc) return withCounts(JSON.parse(doc) as VerdictRecord, pulls, this.#unflushed(digest))
       } catch (err) {
         this.#logger.debug({ err: (err as Error).message }, 'verdict history: redis read failed, answering from this process')
@@ -137,7 +138,7 @@ export class VerdictHistory {
         }
         for (const [client, n] of counts) multi.hIncrBy(pullsKey(digest), client, n)
       }
-      await withTimeout(multi.exec(), REDIS_TIMEOUT_MS)
+      await withRedisTimeout(multi.exec(), REDIS_TIMEOUT_MS)
       await this.#trim(redis)
     } catch (err) {
       // Lost counts are only statistics; each document is written again at its next pull.
@@ -157,7 +158,7 @@ export class VerdictHistory {
     if (old.length === 0) return
     const multi = redis.client.multi().zRem(INDEX, old).hDel(DOCS, old)
     for (const digest of old) multi.del(pullsKey(digest))
-    await withTimeout(multi.exec(), REDIS_TIMEOUT_MS)
+    await withRedisTimeout(multi.exec(), REDIS_TIMEOUT_MS)
   }
 
   /** Every record in Redis, newest first; undefined without Redis or when it does not answer. */
@@ -165,12 +166,12 @@ export class VerdictHistory {
     const redis = this.#redis
     if (!redis) return undefined
     try {
-      const digests = await withTimeout(redis.client.zRange(INDEX, 0, -1, { REV: true }), REDIS_TIMEOUT_MS)
+      const digests = await withRedisTimeout(redis.client.zRange(INDEX, 0, -1, { REV: true }), REDIS_TIMEOUT_MS)
       if (digests.length === 0) return []
-      const docs = await withTimeout(redis.client.hmGet(DOCS, digests), REDIS_TIMEOUT_MS)
+      const docs = await withRedisTimeout(redis.client.hmGet(DOCS, digests), REDIS_TIMEOUT_MS)
       const multi = redis.client.multi()
       for (const digest of digests) multi.hGetAll(pullsKey(digest))
-      const counts = (await withTimeout(multi.exec(), REDIS_TIMEOUT_MS)) as unknown as Record<string, string>[]
+      const counts = (await withRedisTimeout(multi.exec(), REDIS_TIMEOUT_MS)) as unknown as Record<string, string>[]
       const out: VerdictRecord[] = []
       for (const [i, doc] of docs.entries()) {
         if (!doc) continue

@@ -3,6 +3,7 @@
 // once while disconnected (no queue), and both connections reconnect by themselves.
 import { createClient } from '@keyv/redis'
 import type { Logger } from '../telemetry/logger.ts'
+import { withRedisTimeout } from '../cache/tiered-store.ts'
 
 function newClient(options: { url: string; disableOfflineQueue: boolean; socket: { connectTimeout: number; reconnectStrategy: (retries: number) => number } }) {
   return createClient(options)
@@ -34,7 +35,7 @@ export async function connectAdminRedis(url: string, logger: Logger, password?: 
   const quiet = (err: Error): void => logger.debug({ err: err.message }, 'admin redis connection trouble')
   client.on('error', quiet)
   subscriber.on('error', quiet)
-  await Promise.allSettled([withTimeout(client.connect(), 3_000), withTimeout(subscriber.connect(), 3_000)])
+  await Promise.allSettled([withRedisTimeout(client.connect(), 3_000), withRedisTimeout(subscriber.connect(), 3_000)])
   return {
     client,
     async subscribe(channel, onMessage, onReady) {
@@ -42,7 +43,7 @@ export async function connectAdminRedis(url: string, logger: Logger, password?: 
       // Queued until Redis answers; node-redis subscribes again by itself after a reconnect.
       const subscribed = subscriber.subscribe(channel, onMessage)
       subscribed.catch((err: Error) => logger.warn({ err: err.message }, 'admin redis: subscription failed'))
-      await withTimeout(subscribed, 3_000).catch(() => logger.warn('admin redis: subscription pending until redis answers'))
+      await withRedisTimeout(subscribed, 3_000).catch(() => logger.warn('admin redis: subscription pending until redis answers'))
     },
     async close() {
       await Promise.allSettled([client.close(), subscriber.close()])
@@ -50,12 +51,3 @@ export async function connectAdminRedis(url: string, logger: Logger, password?: 
   }
 }
 
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`redis did not answer within ${ms} ms`)), ms)
-    }),
-  ]).finally(() => clearTimeout(timer))
-}

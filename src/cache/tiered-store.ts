@@ -207,14 +207,7 @@ export class TieredStore {
   }
 
   #withTimeout<T>(promise: Promise<T>): Promise<T> {
-    const ms = this.#options.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS
-    let timer: NodeJS.Timeout
-    return Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new RedisTimeoutError(`redis did not answer within ${ms} ms`)), ms)
-      }),
-    ]).finally(() => clearTimeout(timer))
+    return withRedisTimeout(promise, this.#options.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS)
   }
 
   #setRedisUp(up: boolean, error?: string): void {
@@ -226,4 +219,15 @@ export class TieredStore {
   #emit(event: CacheEvent): void {
     this.#options.onEvent?.(event)
   }
+}
+
+/** `promise`, or a RedisTimeoutError after `ms`: a Redis that does not answer is treated as down, never waited on. */
+export function withRedisTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeoutError(`redis did not answer within ${ms} ms`)), ms)
+    }),
+  ]).finally(() => clearTimeout(timer))
 }
