@@ -177,8 +177,11 @@ t.test('thousands of query parameters', async (t) => {
 
   faults.clearRequests()
   const referrers = await raw('GET', `/v2/library/app/referrers/${img.digest}?artifactType=a%26ns%3Devil.example%23&artifactType=b`)
-  t.equal(referrers.status, 404, 'referrers: the registry has no API')
-  t.same(upstreamSaw(), [`GET /v2/library/app/referrers/${img.digest}?artifactType=a%26ns%3Devil.example%23`], 'artifactType is passed on encoded, alone')
+  // The registry has no referrers API: trustpull builds the index itself and filters it, so the
+  // hostile artifactType reaches neither the router nor the upstream.
+  t.equal(referrers.status, 200, 'referrers: an index built by trustpull')
+  const seen = upstreamSaw()
+  t.ok(seen.length > 0 && seen.every((line) => line.startsWith('GET /v2/library/app/') && !line.includes('evil.example') && !line.includes('artifactType')), JSON.stringify(seen))
   t.same((await raw('GET', '/v2/library/app/tags/list?n=1&last=v1%0D%0AX:%201')).status, 400, 'tags/list: last must be a tag')
 })
 

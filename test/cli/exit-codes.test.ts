@@ -20,7 +20,10 @@ t.test('usage errors exit 2 for every command; --version exits 0', async (t) => 
 })
 
 t.test('another failure exits 3 on one line', async (t) => {
-  const r = await trustpull(['verify', 'x/y:1', '--trusted-root', '/nonexistent/trusted_root.json'])
+  // With a config, nothing is dialled before the trust root is loaded.
+  const config = join(await tempDir(t), 'trustpull.yaml')
+  await writeFile(config, JSON.stringify({ upstreams: [{ name: 'registry.test', url: 'http://127.0.0.1:9' }], storage: { enabled: false } }))
+  const r = await trustpull(['verify', 'registry.test/x/y:1', '--config', config, '--trusted-root', '/nonexistent/trusted_root.json'])
   t.equal(r.code, 3)
   t.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
   t.match(r.stderr, /^trustpull: TRUST_ROOT_UNAVAILABLE/)
