@@ -61,10 +61,14 @@ export async function getVerdict(deps: AdminDeps, digest: string) {
 }
 
 export function mountApi(app: Hono, deps: AdminDeps): void {
-  app.use('/api/v1/*', async (c, next) => {
-    c.set('route', 'admin')
-    await next()
-  }, deps.access)
+  app.use(
+    '/api/v1/*',
+    async (c, next) => {
+      c.set('route', 'admin')
+      await next()
+    },
+    deps.access,
+  )
 
   app.get('/api/v1/verdicts', async (c) => c.json({ verdicts: await listVerdicts(deps, c.req.query()) }))
   app.get('/api/v1/verdicts/:digest', async (c) => c.json(await getVerdict(deps, c.req.param('digest'))))
