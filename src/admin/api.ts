@@ -10,7 +10,7 @@ import { isDigest } from '../oci/digest.ts'
 import { compileGlob, GlobError, imageNames } from '../policy/glob.ts'
 import type { VerdictResult } from '../policy/types.ts'
 import { entryId, parseTarget } from './denylist.ts'
-import type { AdminDeps } from './index.ts'
+import type { AdminDeps } from './deps.ts'
 import { policiesView, trustRootsView, verdictDetail, verdictSummary } from './views.ts'
 
 const RESULTS = new Set<VerdictResult>(['deny', 'warn', 'allow', 'error'])

@@ -9,7 +9,7 @@ import { jsx, type Child, type JSXNode } from 'hono/jsx'
 import { RegistryError } from '../errors.ts'
 import { getVerdict, listVerdicts } from './api.ts'
 import type { DenyEntry } from './denylist.ts'
-import type { AdminDeps } from './index.ts'
+import type { AdminDeps } from './deps.ts'
 import { EXPIRY_WARNING_DAYS, policiesView, trustRootsView, type VerdictDetail } from './views.ts'
 
 type Props = Record<string, unknown>
