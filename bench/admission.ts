@@ -28,7 +28,11 @@ await scenario(async (scope) => {
   const coldPull = await pushSigned(registry, keys, 'bench/pull-cold', N + 1)
   const cert = await servingCert(scope)
   const port = await freePort()
-  const trustpull = await startTrustpull(scope, 'trustpull', proxyConfig(registry.url, { policies: [keyPolicy(keys)], admission: { listen: `127.0.0.1:${port}`, tls: { cert: cert.cert, key: cert.key } } }))
+  const trustpull = await startTrustpull(
+    scope,
+    'trustpull',
+    proxyConfig(registry.url, { policies: [keyPolicy(keys)], admission: { listen: `127.0.0.1:${port}`, tls: { cert: cert.cert, key: cert.key } } }),
+  )
   const url = `https://127.0.0.1:${port}/validate`
   const dispatcher = new Agent({ connect: { ca: cert.pem } })
   scope.teardown(() => dispatcher.close())
@@ -59,7 +63,10 @@ await scenario(async (scope) => {
     () => withServerCpu([trustpull.pid], () => cannon(pullUrl, { connections: CONNECTIONS, seconds: SECONDS, headers: { accept: ACCEPT } })),
   ])
   for (const r of [...tagRuns!, ...digestRuns!, ...pullRuns!]) assertClean('warm', r)
-  const refused = (await trustpull.metric('trustpull_admission_decisions_total', { result: 'refused' })) - refusedBefore + (await trustpull.metric('trustpull_admission_decisions_total', { result: 'timeout' }))
+  const refused =
+    (await trustpull.metric('trustpull_admission_decisions_total', { result: 'refused' })) -
+    refusedBefore +
+    (await trustpull.metric('trustpull_admission_decisions_total', { result: 'timeout' }))
   if (refused > 0) throw new Error(`${refused} warm reviews were refused: not a valid measurement`)
   const tag = medianRun(tagRuns!)
   const digest = medianRun(digestRuns!)
@@ -96,7 +103,17 @@ await scenario(async (scope) => {
       { metric: 'cold decision, new signed digest: p50 ms', value: coldA.p50Ms, target: '≤ 9000 ms (default budget)', met: coldA.maxMs <= 9000 },
       { metric: 'cold first pull (pull path), same process: p50 ms', value: coldP.p50Ms },
     ],
-    details: { connections: CONNECTIONS, secondsPerRound: SECONDS, rounds: ROUNDS, byTag: tagRuns, byDigest: digestRuns, pullByDigest: pullRuns, coldAdmission: coldA, coldPull: coldP, verifications },
+    details: {
+      connections: CONNECTIONS,
+      secondsPerRound: SECONDS,
+      rounds: ROUNDS,
+      byTag: tagRuns,
+      byDigest: digestRuns,
+      pullByDigest: pullRuns,
+      coldAdmission: coldA,
+      coldPull: coldP,
+      verifications,
+    },
     tables: [
       {
         caption: `autocannon, ${CONNECTIONS} connections over HTTPS, ${SECONDS} s per round, ${ROUNDS} round(s) per side alternating; the median round is shown. One Pod with one container (made by kubectl), the verdict cached.`,

@@ -44,7 +44,11 @@ await scenario(async (scope) => {
   ]
   const [direct, viaNginx, viaTrustpull] = await rotate(
     ROUNDS,
-    sides.map(([base, pids]) => () => download(`${base}${path}`, layer.size, pids)),
+    sides.map(
+      ([base, pids]) =>
+        () =>
+          download(`${base}${path}`, layer.size, pids),
+    ),
   )
   clearInterval(sampler)
   const after = memoryOf(trustpull.pid)
@@ -67,7 +71,12 @@ await scenario(async (scope) => {
       { metric: "trustpull's RSS growth while streaming (MiB)", value: growthMiB, target: '< 64 MiB', met: growthMiB < 64 },
       { metric: 'proxy CPU per GiB, trustpull ÷ nginx', value: cpu(viaTrustpull!) / cpu(viaNginx!) },
     ],
-    details: { layerBytes: layer.size, rounds: ROUNDS, mibPerSecond: { registry: direct, nginx: viaNginx, trustpull: viaTrustpull }, trustpullRss: { beforeMiB: round(before.rss / MIB, 1), peakMiB: round(peak / MIB, 1), afterMiB: round(after.rss / MIB, 1) } },
+    details: {
+      layerBytes: layer.size,
+      rounds: ROUNDS,
+      mibPerSecond: { registry: direct, nginx: viaNginx, trustpull: viaTrustpull },
+      trustpullRss: { beforeMiB: round(before.rss / MIB, 1), peakMiB: round(peak / MIB, 1), afterMiB: round(after.rss / MIB, 1) },
+    },
     tables: [
       {
         caption: `One download at a time (undici, body read and discarded), ${ROUNDS} round(s), order rotating; median MiB/s.`,

@@ -50,18 +50,35 @@ await scenario(async (scope) => {
   ]
   const [directRuns, mutableRuns, ttlRuns] = await rotate(
     ROUNDS,
-    sides.map(([url, pids]) => () => withServerCpu(pids, () => apacheBenchHead(`${url}${path}`, { connections: CONNECTIONS, seconds: SECONDS, headers }))),
+    sides.map(
+      ([url, pids]) =>
+        () =>
+          withServerCpu(pids, () => apacheBenchHead(`${url}${path}`, { connections: CONNECTIONS, seconds: SECONDS, headers })),
+    ),
   )
-  for (const [name, runs] of [['registry', directRuns], ['tagTTL 0', mutableRuns], ['tagTTL 30s', ttlRuns]] as const) runs!.forEach((r) => assertClean(name, r))
+  for (const [name, runs] of [
+    ['registry', directRuns],
+    ['tagTTL 0', mutableRuns],
+    ['tagTTL 30s', ttlRuns],
+  ] as const)
+    runs!.forEach((r) => assertClean(name, r))
 
   say(`distinct tags: ${ROUNDS} round(s) of ${DISTINCT_SECONDS} s per side, one tag per connection, undici HEAD loop`)
   const tagUrls = (base: string) => tags.map((tag) => `${base}/v2/${image!.repo}/manifests/${tag}?ns=docker.io`)
   const before = await mutable.metric('trustpull_upstream_request_duration_seconds_count')
   const [directDistinctRuns, mutableDistinctRuns] = await rotate(
     ROUNDS,
-    sides.slice(0, 2).map(([url, pids]) => () => withServerCpu(pids, () => undiciLoop(tagUrls(url), { connections: CONNECTIONS, seconds: DISTINCT_SECONDS, headers }))),
+    sides.slice(0, 2).map(
+      ([url, pids]) =>
+        () =>
+          withServerCpu(pids, () => undiciLoop(tagUrls(url), { connections: CONNECTIONS, seconds: DISTINCT_SECONDS, headers })),
+    ),
   )
-  for (const [name, runs] of [['registry, distinct tags', directDistinctRuns], ['tagTTL 0, distinct tags', mutableDistinctRuns]] as const) runs!.forEach((r) => assertClean(name, r))
+  for (const [name, runs] of [
+    ['registry, distinct tags', directDistinctRuns],
+    ['tagTTL 0, distinct tags', mutableDistinctRuns],
+  ] as const)
+    runs!.forEach((r) => assertClean(name, r))
   const distinctUpstream = (await mutable.metric('trustpull_upstream_request_duration_seconds_count')) - before
   const distinctRequests = mutableDistinctRuns!.reduce((n, r) => n + r.requests, 0)
   const directDistinct = medianRun(directDistinctRuns!)
@@ -87,7 +104,10 @@ await scenario(async (scope) => {
       { metric: 'HEAD by tag, tagTTL 0, one tag per connection (all upstream): req/s, trustpull ÷ registry', value: rDistinct, target: '≥ 0.8×', met: rDistinct >= 0.8 },
       { metric: 'HEAD by tag, tagTTL 30s: req/s, trustpull ÷ registry', value: r30, target: '≥ 10×', met: r30 >= 10 },
       { metric: 'HEAD by tag, tagTTL 30s: server CPU per request, registry ÷ trustpull', value: direct.cpuUsPerRequest! / tag30.cpuUsPerRequest! },
-      { metric: 'HEAD by tag, tagTTL 0, one tag per connection: server CPU per request, registry ÷ (trustpull + registry)', value: directDistinct.cpuUsPerRequest! / mutableDistinct.cpuUsPerRequest! },
+      {
+        metric: 'HEAD by tag, tagTTL 0, one tag per connection: server CPU per request, registry ÷ (trustpull + registry)',
+        value: directDistinct.cpuUsPerRequest! / mutableDistinct.cpuUsPerRequest!,
+      },
     ],
     details: {
       connections: CONNECTIONS,
@@ -117,7 +137,15 @@ await scenario(async (scope) => {
         header: ['side', 'req/s', 'p50 ms', 'p99 ms', 'requests', '× registry', 'server CPU µs/request'],
         rows: [
           ['docker-registry directly', directDistinct.rps, directDistinct.p50Ms, directDistinct.p99Ms, directDistinct.requests, 1, directDistinct.cpuUsPerRequest!],
-          ['trustpull, tagTTL 0 (+ the registry behind it)', mutableDistinct.rps, mutableDistinct.p50Ms, mutableDistinct.p99Ms, mutableDistinct.requests, round(rDistinct, 2), mutableDistinct.cpuUsPerRequest!],
+          [
+            'trustpull, tagTTL 0 (+ the registry behind it)',
+            mutableDistinct.rps,
+            mutableDistinct.p50Ms,
+            mutableDistinct.p99Ms,
+            mutableDistinct.requests,
+            round(rDistinct, 2),
+            mutableDistinct.cpuUsPerRequest!,
+          ],
         ],
       },
     ],

@@ -92,8 +92,30 @@ await scenario(async (scope) => {
     tables: [
       {
         caption: `${HERD} requests started at once (undici, one connection each), a new digest per round. The registry side serves the same manifest GET with no verification.`,
-        header: ['round', 'allowed', 'verifications', 'audit lines', 'upstream requests', 'max fetches of one resource', 'trustpull p50 ms', `trustpull ${HERD}th ms`, 'registry p50 ms', `registry ${HERD}th ms`],
-        rows: rounds.map((r, i) => [i + 1, r.statuses[200] ?? 0, r.verifications, r.auditLines, r.upstreamRequests, r.maxFetchesOfOneResource, r.trustpull.p50Ms, r.trustpull.maxMs, r.registry.p50Ms, r.registry.maxMs]),
+        header: [
+          'round',
+          'allowed',
+          'verifications',
+          'audit lines',
+          'upstream requests',
+          'max fetches of one resource',
+          'trustpull p50 ms',
+          `trustpull ${HERD}th ms`,
+          'registry p50 ms',
+          `registry ${HERD}th ms`,
+        ],
+        rows: rounds.map((r, i) => [
+          i + 1,
+          r.statuses[200] ?? 0,
+          r.verifications,
+          r.auditLines,
+          r.upstreamRequests,
+          r.maxFetchesOfOneResource,
+          r.trustpull.p50Ms,
+          r.trustpull.maxMs,
+          r.registry.p50Ms,
+          r.registry.maxMs,
+        ]),
       },
     ],
     notes: [

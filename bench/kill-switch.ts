@@ -28,7 +28,11 @@ async function until(url: string, wanted: number, timeoutMs = 10_000): Promise<n
 }
 
 async function change(method: 'POST' | 'DELETE', url: string, digest: string): Promise<void> {
-  const res = await request(`${url}/api/v1/denylist`, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ digest, ...(method === 'POST' ? { reason: 'bench' } : {}) }) })
+  const res = await request(`${url}/api/v1/denylist`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ digest, ...(method === 'POST' ? { reason: 'bench' } : {}) }),
+  })
   await res.body.dump()
   if (res.statusCode !== (method === 'POST' ? 201 : 200)) throw new Error(`${method} /api/v1/denylist answered ${res.statusCode}`)
 }

@@ -31,7 +31,10 @@ await scenario(async (scope) => {
     'trustpull-verify-on-read',
     proxyConfig(registry.url, { policies: [keyPolicy(keys)], storage: { enabled: true, path: join(await scope.tempDir('trustpull-bench-store-'), 'store'), scrubRate: 0 } }),
   )
-  for (const [tp, list] of [[trustpull, images], [hashing, images.slice(ROUNDS)]] as const) {
+  for (const [tp, list] of [
+    [trustpull, images],
+    [hashing, images.slice(ROUNDS)],
+  ] as const) {
     for (const image of list) {
       const m = await request(`${tp.url}/v2/${image.repo}/manifests/v1`, { headers: { accept: ACCEPT } })
       await m.body.dump()
@@ -92,7 +95,12 @@ server { listen 127.0.0.1:${nginxPort}; location /blobs/ { alias ${storePath}/bl
     environment: env,
     headlines: [
       { metric: 'MiB/s, stored blob from trustpull ÷ registry from its own disk', value: speed(stored) / d, target: '≥ 1.0×', met: speed(stored) / d >= 1 },
-      { metric: 'MiB/s, stored blob from trustpull ÷ nginx sendfile of the same file', value: speed(stored) / speed(sendfile), target: '≥ 0.5× (moonshot)', met: speed(stored) / speed(sendfile) >= 0.5 },
+      {
+        metric: 'MiB/s, stored blob from trustpull ÷ nginx sendfile of the same file',
+        value: speed(stored) / speed(sendfile),
+        target: '≥ 0.5× (moonshot)',
+        met: speed(stored) / speed(sendfile) >= 0.5,
+      },
       { metric: 'MiB/s, stored blob hashed on every read (scrubRate 0) ÷ registry', value: speed(verified) / d },
       { metric: 'MiB/s, cold blob through trustpull (filling the store) ÷ registry directly', value: speed(cold) / d, target: '≥ 0.6×', met: speed(cold) / d >= 0.6 },
       { metric: "trustpull's peak RSS growth over the run (MiB)", value: growthMiB, target: '< 64 MiB', met: growthMiB < 64 },
@@ -114,8 +122,8 @@ server { listen 127.0.0.1:${nginxPort}; location /blobs/ { alias ${storePath}/bl
       },
     ],
     notes: [
-      'The cold figure counts only trustpull\'s CPU; the registry behind it works too.',
-      'Stored, default: every read checks the file\'s size; a whole read is hashed while sent (cut short on a mismatch, then removed and fetched again) unless this very file (inode, size, mtime, ctime) hashed right since start-up — when it was fetched, read, or scrubbed. The scrub re-hashes every stored file at `storage.scrubRate` (a pass at start-up, then daily). Verify on read (`scrubRate: 0`) hashes every whole read.',
+      "The cold figure counts only trustpull's CPU; the registry behind it works too.",
+      "Stored, default: every read checks the file's size; a whole read is hashed while sent (cut short on a mismatch, then removed and fetched again) unless this very file (inode, size, mtime, ctime) hashed right since start-up — when it was fetched, read, or scrubbed. The scrub re-hashes every stored file at `storage.scrubRate` (a pass at start-up, then daily). Verify on read (`scrubRate: 0`) hashes every whole read.",
       'Client, trustpull, nginx and the registry share the same 2 cores, so MiB/s moves with whatever else runs; CPU per GiB is the steadier comparison.',
     ],
   })

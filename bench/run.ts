@@ -81,7 +81,10 @@ const md = [
   '',
 ].join('\n')
 writeFileSync(join(RESULTS_DIR, 'summary.md'), md)
-writeFileSync(join(RESULTS_DIR, 'summary.json'), `${JSON.stringify({ environment: env, scenarios: outcomes.map((o) => ({ name: o.entry.name, exitCode: o.code, seconds: o.seconds, headlines: o.result?.headlines })) }, null, 2)}\n`)
+writeFileSync(
+  join(RESULTS_DIR, 'summary.json'),
+  `${JSON.stringify({ environment: env, scenarios: outcomes.map((o) => ({ name: o.entry.name, exitCode: o.code, seconds: o.seconds, headlines: o.result?.headlines })) }, null, 2)}\n`,
+)
 console.log(`\n${md}`)
 console.log('→ bench/results/summary.md, summary.json')
 process.exitCode = outcomes.some((o) => o.code !== 0) ? 1 : 0

@@ -37,12 +37,22 @@ function preloadCommands(count: number, fingerprint: string): Buffer {
       image,
       digest,
       fingerprint,
-      policies: [{ name: 'signed', origin: 'config policies[0]', mode: 'enforce', result: 'pass', authorities: [{ name: 'release-key', type: 'key', ok: true, status: 'pass', evidence: [], reasons: [] }] }],
+      policies: [
+        {
+          name: 'signed',
+          origin: 'config policies[0]',
+          mode: 'enforce',
+          result: 'pass',
+          authorities: [{ name: 'release-key', type: 'key', ok: true, status: 'pass', evidence: [], reasons: [] }],
+        },
+      ],
       reasons: ['allowed by policy "signed"'],
       signers: [{ policy: 'signed', authority: 'release-key', keyHint: 'LWe4+A/VViUIpxx7t2lzsBN78QIB9YEjFg1P/9F9Ptg=' }],
       transient: false,
     }
-    const key = `trustpull::verdict:${createHash('sha256').update(`${fingerprint}\ndocker.io\npreload/app-${i % 1000}\n${digest}`).digest('hex')}`
+    const key = `trustpull::verdict:${createHash('sha256')
+      .update(`${fingerprint}\ndocker.io\npreload/app-${i % 1000}\n${digest}`)
+      .digest('hex')}`
     chunks.push(respSet(key, JSON.stringify({ value: verdict, expires }), 3_600_000))
   }
   return Buffer.from(chunks.join(''))
@@ -117,7 +127,10 @@ await scenario(async (scope) => {
 
   const keysBefore = Number((await redisCli(['DBSIZE'])).stdout.trim())
   say(`B and C: ${q[0]!.length + q[1]!.length} hits, Redis holding ${keysBefore} keys`)
-  const small = await hits([[b!, q[0]!], [c!, q[1]!]])
+  const small = await hits([
+    [b!, q[0]!],
+    [c!, q[1]!],
+  ])
 
   say(`preloading ${PRELOAD.toLocaleString('en-US')} verdicts into Redis`)
   const fingerprint = createHash('sha256').update('another policy set').digest('hex')
@@ -129,7 +142,10 @@ await scenario(async (scope) => {
   await sleep(1_000)
 
   say(`B and C: ${q[2]!.length + q[3]!.length} hits, Redis holding ${keysAfter} keys (${memory})`)
-  const large = await hits([[b!, q[2]!], [c!, q[3]!]])
+  const large = await hits([
+    [b!, q[2]!],
+    [c!, q[3]!],
+  ])
 
   const shared = small.verifications === 0 && large.verifications === 0 && small.signatureRequests === 0 && large.signatureRequests === 0
   const lookupRatio = large.verdictLookup.p50Ms / small.verdictLookup.p50Ms
@@ -140,8 +156,18 @@ await scenario(async (scope) => {
     quick: QUICK,
     environment: env,
     headlines: [
-      { metric: 'digests verified by A that B and C verified again', value: small.verifications + large.verifications, target: '0', met: small.verifications + large.verifications === 0 },
-      { metric: 'upstream signature requests from B and C', value: small.signatureRequests + large.signatureRequests, target: '0', met: small.signatureRequests + large.signatureRequests === 0 },
+      {
+        metric: 'digests verified by A that B and C verified again',
+        value: small.verifications + large.verifications,
+        target: '0',
+        met: small.verifications + large.verifications === 0,
+      },
+      {
+        metric: 'upstream signature requests from B and C',
+        value: small.signatureRequests + large.signatureRequests,
+        target: '0',
+        met: small.signatureRequests + large.signatureRequests === 0,
+      },
       { metric: `hit latency p50 (end to end), ${PRELOAD.toLocaleString('en-US')} verdicts in Redis ÷ empty`, value: e2eRatio, target: '≤ 1.2×', met: e2eRatio <= 1.2 },
       { metric: `verdict look-up p50 (trustpull's audit durationMs), ${PRELOAD.toLocaleString('en-US')} ÷ empty`, value: lookupRatio, target: '≤ 1.2×', met: lookupRatio <= 1.2 },
     ],
@@ -151,8 +177,30 @@ await scenario(async (scope) => {
         caption: `${MEASURED} digests verified by replica A, each requested once (by digest) on B or C: a miss in that replica's memory, a hit in Redis; it fetches the manifest bytes upstream and no signature. A quarter each: B and C before the preload, B and C after it, taking turns. The registry's answer to the same GET, just before each, is the baseline.`,
         header: ['Redis holds', 'replica', 'verifications', 'hits', 'signature requests', 'hit p50 ms', 'hit p99 ms', 'look-up p50 ms', 'look-up p99 ms', 'registry p50 ms'],
         rows: [
-          [`${keysBefore} keys (the bench's own)`, 'B and C', small.verifications, small.hits, small.signatureRequests, small.endToEnd.p50Ms, small.endToEnd.p99Ms, small.verdictLookup.p50Ms, small.verdictLookup.p99Ms, small.direct.p50Ms],
-          [`${keysAfter.toLocaleString('en-US')} keys (${memory})`, 'B and C', large.verifications, large.hits, large.signatureRequests, large.endToEnd.p50Ms, large.endToEnd.p99Ms, large.verdictLookup.p50Ms, large.verdictLookup.p99Ms, large.direct.p50Ms],
+          [
+            `${keysBefore} keys (the bench's own)`,
+            'B and C',
+            small.verifications,
+            small.hits,
+            small.signatureRequests,
+            small.endToEnd.p50Ms,
+            small.endToEnd.p99Ms,
+            small.verdictLookup.p50Ms,
+            small.verdictLookup.p99Ms,
+            small.direct.p50Ms,
+          ],
+          [
+            `${keysAfter.toLocaleString('en-US')} keys (${memory})`,
+            'B and C',
+            large.verifications,
+            large.hits,
+            large.signatureRequests,
+            large.endToEnd.p50Ms,
+            large.endToEnd.p99Ms,
+            large.verdictLookup.p50Ms,
+            large.verdictLookup.p99Ms,
+            large.direct.p50Ms,
+          ],
         ],
       },
     ],

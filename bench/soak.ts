@@ -125,19 +125,33 @@ await scenario(async (scope) => {
   const kinds: Kind[] = [
     { name: 'manifest by tag', weight: 25, make: () => ((img) => ({ path: `${img.repo}/manifests/v1`, method: 'GET', status: 200, digest: img.digest }))(pick(manifests)) },
     { name: 'HEAD by tag', weight: 15, make: () => ((img) => ({ path: `${img.repo}/manifests/v1`, method: 'HEAD', status: 200, digest: img.digest }))(pick(manifests)) },
-    { name: 'manifest by digest', weight: 15, make: () => ((img) => ({ path: `${img.repo}/manifests/${img.digest}`, method: 'GET', status: 200, digest: img.digest }))(pick(manifests)) },
+    {
+      name: 'manifest by digest',
+      weight: 15,
+      make: () => ((img) => ({ path: `${img.repo}/manifests/${img.digest}`, method: 'GET', status: 200, digest: img.digest }))(pick(manifests)),
+    },
     {
       name: 'blob',
       weight: 20,
-      make: () => ((img) => ((d) => ({ path: `${img.repo}/blobs/${d}`, method: 'GET' as const, status: 200, digest: d }))(pick(img.layerDigests)))(Math.random() < 0.02 ? big[0]! : pick(warm)),
+      make: () =>
+        ((img) => ((d) => ({ path: `${img.repo}/blobs/${d}`, method: 'GET' as const, status: 200, digest: d }))(pick(img.layerDigests)))(
+          Math.random() < 0.02 ? big[0]! : pick(warm),
+        ),
     },
     {
       name: 'index and platforms',
       weight: 5,
-      make: () => (Math.random() < 0.5 ? { path: `${index.repo}/manifests/v1`, method: 'GET', status: 200, digest: index.digest } : ((c) => ({ path: `${index.repo}/manifests/${c.digest}`, method: 'GET' as const, status: 200, digest: c.digest }))(pick(index.children))),
+      make: () =>
+        Math.random() < 0.5
+          ? { path: `${index.repo}/manifests/v1`, method: 'GET', status: 200, digest: index.digest }
+          : ((c) => ({ path: `${index.repo}/manifests/${c.digest}`, method: 'GET' as const, status: 200, digest: c.digest }))(pick(index.children)),
     },
     { name: 'denied (unsigned)', weight: 10, make: () => ((img) => ({ path: `${img.repo}/manifests/v1`, method: 'GET', status: 403 }))(pick(unsigned)) },
-    { name: 'cold digest', weight: 10, make: () => ((img) => ({ path: `${img.repo}/manifests/${img.digest}`, method: 'GET', status: 200, digest: img.digest }))(pick(cold.slice(-3))) },
+    {
+      name: 'cold digest',
+      weight: 10,
+      make: () => ((img) => ({ path: `${img.repo}/manifests/${img.digest}`, method: 'GET', status: 200, digest: img.digest }))(pick(cold.slice(-3))),
+    },
   ]
   const totalWeight = kinds.reduce((s, k) => s + k.weight, 0)
   const chooseKind = () => {
@@ -276,7 +290,9 @@ await scenario(async (scope) => {
     lastRequests = requests
     lastFailed = failures.length
     samples.push(sample)
-    say(`${sample.atS}s rss ${sample.rssMiB} MiB heap ${sample.heapMiB} MiB fds ${sample.fds} lag p99 ${sample.lagP99Ms} ms ${sample.rps} req/s p99 ${sample.p99Ms} ms failed ${sample.failed} redis ${sample.redisUp}${sample.event ? ` [${sample.event}]` : ''}`)
+    say(
+      `${sample.atS}s rss ${sample.rssMiB} MiB heap ${sample.heapMiB} MiB fds ${sample.fds} lag p99 ${sample.lagP99Ms} ms ${sample.rps} req/s p99 ${sample.p99Ms} ms failed ${sample.failed} redis ${sample.redisUp}${sample.event ? ` [${sample.event}]` : ''}`,
+    )
   }
   running = false
   await Promise.all([...workers, publisher])

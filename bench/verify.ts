@@ -68,7 +68,12 @@ function round(n: number, digits: number): number {
 }
 
 function simpleSigning(digest: string): Buffer {
-  return Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': 'registry.test/org/app' }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' }, optional: null }))
+  return Buffer.from(
+    JSON.stringify({
+      critical: { identity: { 'docker-reference': 'registry.test/org/app' }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' },
+      optional: null,
+    }),
+  )
 }
 
 // --- key-based -----------------------------------------------------------------------------------
@@ -95,8 +100,22 @@ const mockRoot = trustRootFromJSON(
   'mock',
   {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [{ baseUrl: 'https://rekor.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.tlog.publicKey), logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') } }],
-    certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: 'https://fulcio.mock.test', certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
+    tlogs: [
+      {
+        baseUrl: 'https://rekor.mock.test',
+        hashAlgorithm: 'SHA2_256',
+        publicKey: logKey(keys.tlog.publicKey),
+        logId: { keyId: createHash('sha256').update(spki(keys.tlog.publicKey)).digest('base64') },
+      },
+    ],
+    certificateAuthorities: [
+      {
+        subject: { organization: 'sigstore.mock', commonName: 'sigstore' },
+        uri: 'https://fulcio.mock.test',
+        certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] },
+        validFor: { start },
+      },
+    ],
     ctlogs: [{ baseUrl: 'https://ctfe.mock.test', hashAlgorithm: 'SHA2_256', publicKey: logKey(keys.ct.publicKey), logId: { keyId: b64(ctlog.logID) } }],
     timestampAuthorities: [],
   },
@@ -124,7 +143,13 @@ async function keylessCandidate(digest: string): Promise<Candidate> {
       signature: { content: sig.toString('base64'), publicKey: { content: Buffer.from(pem).toString('base64') } },
     },
   }
-  const logged = Object.values(await tlog.log(entry))[0] as { body: string; integratedTime: number; logIndex: number; logID: string; verification: { signedEntryTimestamp: string } }
+  const logged = Object.values(await tlog.log(entry))[0] as {
+    body: string
+    integratedTime: number
+    logIndex: number
+    logID: string
+    verification: { signedEntryTimestamp: string }
+  }
   const annotations = {
     [CosignAnnotation.signature]: sig.toString('base64'),
     [CosignAnnotation.certificate]: pem,
@@ -133,7 +158,13 @@ async function keylessCandidate(digest: string): Promise<Candidate> {
       Payload: { body: logged.body, integratedTime: logged.integratedTime, logIndex: logged.logIndex, logID: logged.logID },
     }),
   }
-  return { kind: 'signature', format: 'cosign-legacy', origin: { repository: 'org/app', via: 'sig-tag', manifestDigest: digest }, bundle: legacySignatureBundle(body, annotations), payload: body }
+  return {
+    kind: 'signature',
+    format: 'cosign-legacy',
+    origin: { repository: 'org/app', via: 'sig-tag', manifestDigest: digest },
+    bundle: legacySignatureBundle(body, annotations),
+    payload: body,
+  }
 }
 
 const POOL = 64
@@ -147,7 +178,12 @@ const publicGoodBundle: unknown = JSON.parse(readFileSync(`${CASE}happy-path-v0.
 const artifact = readFileSync(`${CASE}a.txt`)
 const publicGood: AuthorityMaterial = {
   type: 'keyless',
-  identities: [{ issuer: ISSUER, subject: 'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main' }],
+  identities: [
+    {
+      issuer: ISSUER,
+      subject: 'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main',
+    },
+  ],
   trustRoot: publicGoodTrustRoot(),
   ignoreSCT: false,
 }
@@ -161,7 +197,10 @@ const must = (ok: boolean, what: string) => {
 }
 must(verify('sha256', payload, signer.publicKey, signature), 'crypto.verify')
 must(verifyCandidate(keyCandidate, byKey, DIGEST).ok, 'key-based')
-must(keyless.every((c) => verifyCandidate(c, byIdentity, DIGEST).ok), 'keyless')
+must(
+  keyless.every((c) => verifyCandidate(c, byIdentity, DIGEST).ok),
+  'keyless',
+)
 must(verifyBundle(parseBundle(publicGoodBundle), artifact, publicGood).signer.subject !== undefined, 'public-good')
 
 const loadBefore = loadavg()[0]!

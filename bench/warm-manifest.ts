@@ -53,7 +53,15 @@ await scenario(async (scope) => {
     quick: QUICK,
     environment: env,
     headlines,
-    details: { connections: CONNECTIONS, secondsPerRound: SECONDS, rounds: ROUNDS, trustpull: tpRuns, registry: directRuns, verifications, upstreamRequestsDuringRun: upstreamCalls },
+    details: {
+      connections: CONNECTIONS,
+      secondsPerRound: SECONDS,
+      rounds: ROUNDS,
+      trustpull: tpRuns,
+      registry: directRuns,
+      verifications,
+      upstreamRequestsDuringRun: upstreamCalls,
+    },
     tables: [
       {
         caption: `autocannon, ${CONNECTIONS} connections, ${SECONDS} s per round, ${ROUNDS} round(s) per side alternating; the median round is shown.`,

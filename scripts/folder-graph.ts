@@ -1,6 +1,6 @@
 // Prints which folder of src/ imports which (with the number of import lines), and every cycle
 // between files: the view issue reviews and the lint boundaries in eslint.config.js are based on.
-// Usage: npm exec -- node scripts/folder-graph.ts [--dot]
+// Usage: npm exec -- node scripts/folder-graph.ts [--dot | --check]   (--check: only the cycles; exit 1 when there is one, type imports included)
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 
@@ -31,7 +31,10 @@ for (const file of files(root)) {
   edges.set(file, targets)
 }
 
-if (process.argv.includes('--dot')) {
+const check = process.argv.includes('--check')
+if (check) {
+  // the graph itself is not printed
+} else if (process.argv.includes('--dot')) {
   console.log('digraph src {')
   for (const [edge, n] of [...folderEdges].sort()) console.log(`  ${edge.replace(/([\w.-]+)/g, '"$1"')} [label=${n}];`)
   console.log('}')

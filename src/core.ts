@@ -76,7 +76,10 @@ export interface Core {
 }
 
 /** Trust roots and policies: everything a reload replaces. Throws ConfigError on any problem. */
-export async function loadPolicyState(config: Config, options: { configDir?: string; trustedRoot?: string; logger: Logger }): Promise<{ policySet: PolicySet; trustRoots: Map<string, LoadedTrustRoot> }> {
+export async function loadPolicyState(
+  config: Config,
+  options: { configDir?: string; trustedRoot?: string; logger: Logger },
+): Promise<{ policySet: PolicySet; trustRoots: Map<string, LoadedTrustRoot> }> {
   const trustRoots = await loadTrustRoots(config.trustRoots, options.trustedRoot ? { publicGoodFile: options.trustedRoot } : {})
   const { policySet, warnings } = loadPolicies(config, { trustRoots, configDir: options.configDir })
   for (const warning of warnings) options.logger.warn({ warning }, 'policy warning')
@@ -105,17 +108,25 @@ export function signatureEvaluator(router: UpstreamRouter, limits: Config['limit
       )
     },
     verify: (candidate, material, digest) =>
-      spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
-        const evidence = verifyCandidate(candidate, material, digest)
-        s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
-        return evidence
-      }),
+      spanSync(
+        'verify',
+        { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type },
+        (s) => {
+          const evidence = verifyCandidate(candidate, material, digest)
+          s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
+          return evidence
+        },
+      ),
     verifyNotation: (candidate, material, digest, image) =>
-      spanSync('verify', { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type }, (s) => {
-        const evidence = verifyNotationCandidate(candidate, material, notationArtifact(image, digest))
-        s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
-        return evidence
-      }),
+      spanSync(
+        'verify',
+        { 'trustpull.digest': digest, 'trustpull.signature.kind': candidate.kind, 'trustpull.signature.format': candidate.format, 'trustpull.authority.type': material.type },
+        (s) => {
+          const evidence = verifyNotationCandidate(candidate, material, notationArtifact(image, digest))
+          s?.setAttributes({ 'trustpull.verify.ok': evidence.ok, ...(evidence.code ? { 'trustpull.verify.code': evidence.code } : {}) })
+          return evidence
+        },
+      ),
   }
 }
 

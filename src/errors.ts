@@ -55,11 +55,7 @@ export class RegistryError extends CodedError<ErrorCode> {
   readonly detail: unknown
   readonly headers: Record<string, string>
 
-  constructor(
-    code: ErrorCode,
-    message?: string,
-    options: { detail?: unknown; headers?: Record<string, string>; cause?: unknown } = {},
-  ) {
+  constructor(code: ErrorCode, message?: string, options: { detail?: unknown; headers?: Record<string, string>; cause?: unknown } = {}) {
     super(code, message ?? ErrorCodes[code].message, { cause: options.cause })
     this.name = 'RegistryError'
     this.detail = options.detail

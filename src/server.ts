@@ -51,7 +51,17 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
         screen: (digest, signers) => admin.denylist.screen(digest, signers),
         denyLink: admin.link,
         onVerdict: (verdict, { cached, durationMs, client, reference }) =>
-          admin.history.record({ verdict, reference, client, cached, durationMs, trustRoots: trustRootsOf(policiesInForce(), verdict.policies.map((p) => p.name)) }),
+          admin.history.record({
+            verdict,
+            reference,
+            client,
+            cached,
+            durationMs,
+            trustRoots: trustRootsOf(
+              policiesInForce(),
+              verdict.policies.map((p) => p.name),
+            ),
+          }),
       },
     }),
   })
@@ -98,7 +108,14 @@ export async function buildRuntime(config: Config, options: RuntimeOptions = {})
   }
   let admins = new Set(config.clients.admins)
   if (admin) {
-    mountAdmin(app, { history: admin.history, denylist: admin.denylist, policySet: core.policySet, trustRoots: core.trustRoots, health: ready, access: adminAccess(clientAccess, () => admins) })
+    mountAdmin(app, {
+      history: admin.history,
+      denylist: admin.denylist,
+      policySet: core.policySet,
+      trustRoots: core.trustRoots,
+      health: ready,
+      access: adminAccess(clientAccess, () => admins),
+    })
   }
   return {
     ...core,
@@ -137,7 +154,6 @@ export interface RunningServer {
   /** Graceful: stops accepting, lets in-flight requests finish (cut off after `deadlineMs`), then releases everything. */
   close(deadlineMs?: number): Promise<void>
 }
-
 
 export async function startServer(config: Config, options: RuntimeOptions = {}): Promise<RunningServer> {
   const contentStore = options.contentStore ?? (config.storage.enabled ? await openContentStore(config, options.logger ?? createLogger(config.log.level)) : undefined)
@@ -234,4 +250,3 @@ function secureContextOptions(tls: NonNullable<Config['tls']>) {
     ...(tls.clientCA ? { ca: readFileSync(tls.clientCA), requestCert: true, rejectUnauthorized: true } : {}),
   }
 }
-

@@ -8,18 +8,7 @@ import { digestTag } from '../src/oci/digest.ts'
 import { ctrImageNames, ctrPull, startContainerd, writeHostsToml } from './helpers/containerd.ts'
 import { attest, generateKeyPair, signImage, verifyAttestation, verifyImage, writeSlsaPredicate } from './helpers/cosign.ts'
 import { faultTimes, flipByte, startFaultProxy } from './helpers/fault-proxy.ts'
-import {
-  MediaTypes,
-  deleteManifest,
-  getManifest,
-  listTags,
-  measure,
-  pushBlob,
-  pushImage,
-  pushIndex,
-  randomStream,
-  sha256,
-} from './helpers/images.ts'
+import { MediaTypes, deleteManifest, getManifest, listTags, measure, pushBlob, pushImage, pushIndex, randomStream, sha256 } from './helpers/images.ts'
 import { freePort, run, startDaemon, tempDir } from './helpers/proc.ts'
 import { redisPing, startRedis } from './helpers/redis.ts'
 import { startRegistry } from './helpers/registry.ts'

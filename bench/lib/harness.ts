@@ -121,12 +121,15 @@ export async function startTrustpull(scope: Scope, name: string, config: Record<
   const proc = startProcess(scope, dir, name, process.execPath, [...nodeFlags, 'src/cli/main.ts', 'serve', '--config', configFile])
   const url = `http://127.0.0.1:${port}`
   try {
-    await waitFor(async () => {
-      if (proc.child.exitCode !== null) throw new Error('exited')
-      const res = await request(`${url}/healthz`)
-      await res.body.dump()
-      return res.statusCode === 200
-    }, { timeoutMs: 30_000, what: `trustpull ${name} to answer /healthz` })
+    await waitFor(
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error('exited')
+        const res = await request(`${url}/healthz`)
+        await res.body.dump()
+        return res.statusCode === 200
+      },
+      { timeoutMs: 30_000, what: `trustpull ${name} to answer /healthz` },
+    )
   } catch (err) {
     const stderr = readFileSync(join(dir, `${name}.err`), 'utf8')
     throw new Error(`${(err as Error).message}\n${stderr.slice(-2000)}\n${readFileSync(proc.logFile, 'utf8').slice(-2000)}`, { cause: err })
@@ -184,7 +187,12 @@ export function round(n: number, digits = 2): number {
 function firstLine(command: string, args: string[]): string {
   try {
     const out = execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 })
-    return out.split('\n').find((l) => l.trim())?.trim() ?? ''
+    return (
+      out
+        .split('\n')
+        .find((l) => l.trim())
+        ?.trim() ?? ''
+    )
   } catch (err) {
     // nginx -v prints on stderr; others may too
     const e = err as { stderr?: string; stdout?: string }
@@ -194,7 +202,12 @@ function firstLine(command: string, args: string[]): string {
 
 function stderrLine(command: string, args: string[]): string {
   const r = execFileSync('/bin/sh', ['-c', `${command} ${args.join(' ')} 2>&1`], { encoding: 'utf8', timeout: 10_000 })
-  return r.split('\n').find((l) => l.trim())?.trim() ?? ''
+  return (
+    r
+      .split('\n')
+      .find((l) => l.trim())
+      ?.trim() ?? ''
+  )
 }
 
 function cosignVersion(): string {
@@ -238,7 +251,10 @@ export function environment(tools: ('docker-registry' | 'autocannon' | 'ab' | 'n
   }
   return {
     date: new Date().toISOString(),
-    command: `node ${process.argv.slice(1).map((a) => a.replace(REPO_ROOT, '')).join(' ')}`,
+    command: `node ${process.argv
+      .slice(1)
+      .map((a) => a.replace(REPO_ROOT, ''))
+      .join(' ')}`,
     gitCommit,
     machine: {
       nproc: availableParallelism(),
@@ -294,16 +310,23 @@ export function writeResult(result: ScenarioResult): void {
     '',
     `\`${env.command}\` on ${env.date.slice(0, 10)} (${env.date}), commit ${env.gitCommit}${result.quick ? ' — **quick mode**: short runs, figures are indicative only' : ''}.`,
     '',
-    `Machine: ${env.machine.cpuModel}, ${env.machine.nproc} cores, ${env.machine.ramGiB} GiB RAM, ${env.machine.os}; load average at start ${env.machine.loadAverageAtStart.join(' / ')}, at end ${loadavg().map((l) => round(l, 2)).join(' / ')}.`,
+    `Machine: ${env.machine.cpuModel}, ${env.machine.nproc} cores, ${env.machine.ramGiB} GiB RAM, ${env.machine.os}; load average at start ${env.machine.loadAverageAtStart.join(' / ')}, at end ${loadavg()
+      .map((l) => round(l, 2))
+      .join(' / ')}.`,
     '',
-    `Versions: ${Object.entries(env.versions).map(([k, v]) => `${k} ${v}`).join('; ')}.`,
+    `Versions: ${Object.entries(env.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('; ')}.`,
     '',
     markdownTable({ header: ['figure', 'value', 'target', 'met'], rows: headlineRows(result.headlines) }),
     '',
     ...result.tables.flatMap((t) => [markdownTable(t), '']),
     ...(result.notes.length ? ['Notes:', '', ...result.notes.map((n) => `- ${n}`), ''] : []),
   ].join('\n')
-  writeFileSync(join(RESULTS_DIR, `${result.scenario}.json`), `${JSON.stringify({ ...result, environment: { ...env, loadAverageAtEnd: loadavg().map((l) => round(l, 2)) } }, null, 2)}\n`)
+  writeFileSync(
+    join(RESULTS_DIR, `${result.scenario}.json`),
+    `${JSON.stringify({ ...result, environment: { ...env, loadAverageAtEnd: loadavg().map((l) => round(l, 2)) } }, null, 2)}\n`,
+  )
   writeFileSync(join(RESULTS_DIR, `${result.scenario}.md`), md)
   console.log(`\n${result.title}`)
   for (const h of result.headlines) console.log(`  ${h.metric}: ${round(h.value, 2)}${h.target ? ` (target ${h.target}: ${h.met ? 'met' : 'NOT met'})` : ''}`)
@@ -316,7 +339,9 @@ export function say(message: string): void {
 
 /** CPU time (user + system) a process has used so far, in milliseconds (10 ms resolution). */
 export function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ')
   // After "(comm) ": state is field 3, so utime (14) and stime (15) are at indexes 11 and 12.
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
 }

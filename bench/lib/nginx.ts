@@ -46,17 +46,15 @@ http {
   )
   const proc = startProcess(scope, dir, 'nginx', NGINX_BIN, ['-p', dir, '-c', conf])
   const url = `http://127.0.0.1:${port}`
-  await waitFor(async () => {
-    if (proc.child.exitCode !== null) throw new Error('nginx exited')
-    const res = await request(`${url}/v2/`)
-    await res.body.dump()
-    return res.statusCode === 200
-  }, { timeoutMs: 15_000, what: 'nginx to proxy /v2/' })
-  const workerPids = () =>
-    readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number)
+  await waitFor(
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error('nginx exited')
+      const res = await request(`${url}/v2/`)
+      await res.body.dump()
+      return res.statusCode === 200
+    },
+    { timeoutMs: 15_000, what: 'nginx to proxy /v2/' },
+  )
+  const workerPids = () => readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
   return { ...proc, url, workerPids }
 }

@@ -12,7 +12,10 @@ export function adminAccess(clients: ClientAuthenticator, admins: () => Readonly
   return async function adminOnly(c, next) {
     if (!clients.enabled) {
       if (!isLoopback(remoteAddress(c))) {
-        throw new RegistryError('DENIED', 'the operator API answers only on loopback while no client authentication is configured (clients.tokens, htpasswd or mtls, with clients.admins)')
+        throw new RegistryError(
+          'DENIED',
+          'the operator API answers only on loopback while no client authentication is configured (clients.tokens, htpasswd or mtls, with clients.admins)',
+        )
       }
     } else {
       // 401 (with a challenge) for no or bad credentials; the proxy's own middleware decides.

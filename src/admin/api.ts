@@ -10,7 +10,7 @@ import { isDigest } from '../oci/digest.ts'
 import { compileGlob, GlobError, imageNames } from '../policy/glob.ts'
 import type { VerdictResult } from '../policy/types.ts'
 import { entryId, parseTarget } from './denylist.ts'
-import type { AdminDeps } from './index.ts'
+import type { AdminDeps } from './deps.ts'
 import { policiesView, trustRootsView, verdictDetail, verdictSummary } from './views.ts'
 
 const RESULTS = new Set<VerdictResult>(['deny', 'warn', 'allow', 'error'])
@@ -61,10 +61,14 @@ export async function getVerdict(deps: AdminDeps, digest: string) {
 }
 
 export function mountApi(app: Hono, deps: AdminDeps): void {
-  app.use('/api/v1/*', async (c, next) => {
-    c.set('route', 'admin')
-    await next()
-  }, deps.access)
+  app.use(
+    '/api/v1/*',
+    async (c, next) => {
+      c.set('route', 'admin')
+      await next()
+    },
+    deps.access,
+  )
 
   app.get('/api/v1/verdicts', async (c) => c.json({ verdicts: await listVerdicts(deps, c.req.query()) }))
   app.get('/api/v1/verdicts/:digest', async (c) => c.json(await getVerdict(deps, c.req.param('digest'))))

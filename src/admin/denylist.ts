@@ -61,7 +61,11 @@ export class Denylist {
   static async open(options: { redis?: AdminRedis; path: string; logger: Logger }): Promise<Denylist> {
     if (options.redis) {
       const list = new Denylist({ redis: options.redis, logger: options.logger })
-      await options.redis.subscribe(DENYLIST_CHANNEL, () => void list.#reload(), () => void list.#reload())
+      await options.redis.subscribe(
+        DENYLIST_CHANNEL,
+        () => void list.#reload(),
+        () => void list.#reload(),
+      )
       await list.#reload()
       list.#timer = setInterval(() => void list.#reload(), RESYNC_MS)
       list.#timer.unref()

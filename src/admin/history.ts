@@ -103,7 +103,12 @@ export class VerdictHistory {
   async list(query: ListQuery): Promise<VerdictRecord[]> {
     const records = (await this.#shared()) ?? [...this.#memory.values()]
     return records
-      .filter((r) => (query.result === undefined || r.result === query.result) && (query.image === undefined || matchesImage(r.image, query.image)) && (query.since === undefined || Date.parse(r.at) >= query.since))
+      .filter(
+        (r) =>
+          (query.result === undefined || r.result === query.result) &&
+          (query.image === undefined || matchesImage(r.image, query.image)) &&
+          (query.since === undefined || Date.parse(r.at) >= query.since),
+      )
       .sort((a, b) => RESULT_ORDER[a.result] - RESULT_ORDER[b.result] || b.at.localeCompare(a.at))
       .slice(0, query.limit)
   }

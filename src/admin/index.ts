@@ -1,27 +1,17 @@
 // The operator surface, assembled: verdict history and denylist (shared through Redis when
 // cache.url is set), the API under /api/v1 and the page under /ui/, both behind adminAccess.
 // Threat: see access.ts (who may use it) and denylist.ts (a kill switch that misses a replica).
-import type { Hono, MiddlewareHandler } from 'hono'
+import type { Hono } from 'hono'
 import { join } from 'node:path'
 import type { Config } from '../config/schema.ts'
-import type { PolicySet } from '../policy/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
-import type { LoadedTrustRoot } from '../verify/types.ts'
 import { mountApi } from './api.ts'
+import type { AdminDeps } from './deps.ts'
 import { Denylist } from './denylist.ts'
 import { VerdictHistory } from './history.ts'
 import { connectAdminRedis, type AdminRedis } from './redis.ts'
 import { mountUi } from './ui.ts'
 import { readSecret } from '../config/secret.ts'
-
-export interface AdminDeps {
-  history: VerdictHistory
-  denylist: Denylist
-  policySet: () => PolicySet
-  trustRoots: () => ReadonlyMap<string, LoadedTrustRoot>
-  health: () => Promise<{ ready: boolean; checks: Record<string, unknown> }>
-  access: MiddlewareHandler
-}
 
 export interface AdminState {
   history: VerdictHistory

@@ -50,4 +50,3 @@ export async function connectAdminRedis(url: string, logger: Logger, password?: 
     },
   }
 }
-

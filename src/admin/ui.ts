@@ -9,7 +9,7 @@ import { jsx, type Child, type JSXNode } from 'hono/jsx'
 import { RegistryError } from '../errors.ts'
 import { getVerdict, listVerdicts } from './api.ts'
 import type { DenyEntry } from './denylist.ts'
-import type { AdminDeps } from './index.ts'
+import type { AdminDeps } from './deps.ts'
 import { EXPIRY_WARNING_DAYS, policiesView, trustRootsView, type VerdictDetail } from './views.ts'
 
 type Props = Record<string, unknown>
@@ -38,7 +38,14 @@ function page(title: string, ...content: Child[]): string {
   const doc = h(
     'html',
     { lang: 'en' },
-    h('head', null, h('meta', { charset: 'utf-8' }), h('meta', { name: 'viewport', content: 'width=device-width, initial-scale=1' }), h('title', null, `${title} · trustpull`), h('style', { dangerouslySetInnerHTML: { __html: CSS } })),
+    h(
+      'head',
+      null,
+      h('meta', { charset: 'utf-8' }),
+      h('meta', { name: 'viewport', content: 'width=device-width, initial-scale=1' }),
+      h('title', null, `${title} · trustpull`),
+      h('style', { dangerouslySetInnerHTML: { __html: CSS } }),
+    ),
     h('body', null, h('header', null, h('h1', null, h('a', { href: '/ui/' }, 'trustpull')), h('span', null, title)), h('main', null, ...content)),
   )
   return `<!doctype html>${doc.toString() as string}`
@@ -54,14 +61,19 @@ const clientsText = (clients: Record<string, number>): string =>
     .join(', ')
 
 export function mountUi(app: Hono, deps: AdminDeps): void {
-  app.use('/ui/*', async (c, next) => {
-    c.set('route', 'admin')
-    await next()
-  }, deps.access, async (c, next) => {
-    await next()
-    c.header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'")
-    c.header('x-content-type-options', 'nosniff')
-  })
+  app.use(
+    '/ui/*',
+    async (c, next) => {
+      c.set('route', 'admin')
+      await next()
+    },
+    deps.access,
+    async (c, next) => {
+      await next()
+      c.header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'")
+      c.header('x-content-type-options', 'nosniff')
+    },
+  )
   app.get('/ui', (c) => c.redirect('/ui/'))
 
   app.get('/ui/', async (c) => {
@@ -72,7 +84,11 @@ export function mountUi(app: Hono, deps: AdminDeps): void {
     const filter = h(
       'form',
       { method: 'get', action: '/ui/' },
-      h('select', { name: 'result', 'aria-label': 'result' }, ...['', 'deny', 'warn', 'allow', 'error'].map((r) => h('option', { value: r, selected: (query.result ?? '') === r }, r || 'any result'))),
+      h(
+        'select',
+        { name: 'result', 'aria-label': 'result' },
+        ...['', 'deny', 'warn', 'allow', 'error'].map((r) => h('option', { value: r, selected: (query.result ?? '') === r }, r || 'any result')),
+      ),
       h('input', { name: 'image', placeholder: 'image glob, e.g. ghcr.io/org/**', value: query.image ?? '', 'aria-label': 'image glob' }),
       h('button', { type: 'submit' }, 'Filter'),
     )
@@ -97,7 +113,26 @@ export function mountUi(app: Hono, deps: AdminDeps): void {
           null,
           h('h2', null, 'Verdicts (denies first)'),
           filter,
-          verdicts.length ? h('table', null, h('thead', null, h('tr', null, h('th', null, 'result'), h('th', null, 'image'), h('th', null, 'reason'), h('th', { class: 'wide' }, 'last pull'), h('th', { class: 'wide' }, 'pulled by'))), h('tbody', null, ...rows)) : h('p', { class: 'muted' }, 'No verdicts recorded yet.'),
+          verdicts.length
+            ? h(
+                'table',
+                null,
+                h(
+                  'thead',
+                  null,
+                  h(
+                    'tr',
+                    null,
+                    h('th', null, 'result'),
+                    h('th', null, 'image'),
+                    h('th', null, 'reason'),
+                    h('th', { class: 'wide' }, 'last pull'),
+                    h('th', { class: 'wide' }, 'pulled by'),
+                  ),
+                ),
+                h('tbody', null, ...rows),
+              )
+            : h('p', { class: 'muted' }, 'No verdicts recorded yet.'),
         ),
         denylistSection(deps.denylist.list()),
         h(
@@ -109,16 +144,62 @@ export function mountUi(app: Hono, deps: AdminDeps): void {
             'table',
             null,
             h('thead', null, h('tr', null, h('th', null, 'policy'), h('th', null, 'mode'), h('th', null, 'images'), h('th', null, 'authorities'))),
-            h('tbody', null, ...policies.policies.map((p) => h('tr', null, h('td', null, p.name, h('div', { class: 'muted' }, p.origin)), h('td', null, badge(p.mode === 'enforce' ? 'deny' : 'warn'), ' ', p.mode), h('td', { class: 'mono' }, p.images.join(' ')), h('td', null, p.authorities.map((a) => `${a.name} (${a.type})`).join(', '))))),
+            h(
+              'tbody',
+              null,
+              ...policies.policies.map((p) =>
+                h(
+                  'tr',
+                  null,
+                  h('td', null, p.name, h('div', { class: 'muted' }, p.origin)),
+                  h('td', null, badge(p.mode === 'enforce' ? 'deny' : 'warn'), ' ', p.mode),
+                  h('td', { class: 'mono' }, p.images.join(' ')),
+                  h('td', null, p.authorities.map((a) => `${a.name} (${a.type})`).join(', ')),
+                ),
+              ),
+            ),
           ),
         ),
         h(
           'section',
           null,
           h('h2', null, 'Trust roots'),
-          h('table', null, h('thead', null, h('tr', null, h('th', null, 'name'), h('th', null, 'content hash'), h('th', null, 'first expiry'))), h('tbody', null, ...roots.map((r) => h('tr', null, h('td', null, r.name, h('div', { class: 'muted' }, r.source)), h('td', { class: 'mono' }, r.contentHash.slice(0, 23)), h('td', null, r.firstExpiry ? `${when(r.firstExpiry)} (${r.daysToFirstExpiry} days)` : 'none', r.daysToFirstExpiry !== null && r.daysToFirstExpiry < EXPIRY_WARNING_DAYS ? h('span', null, ' ', badge('warn')) : ''))))),
+          h(
+            'table',
+            null,
+            h('thead', null, h('tr', null, h('th', null, 'name'), h('th', null, 'content hash'), h('th', null, 'first expiry'))),
+            h(
+              'tbody',
+              null,
+              ...roots.map((r) =>
+                h(
+                  'tr',
+                  null,
+                  h('td', null, r.name, h('div', { class: 'muted' }, r.source)),
+                  h('td', { class: 'mono' }, r.contentHash.slice(0, 23)),
+                  h(
+                    'td',
+                    null,
+                    r.firstExpiry ? `${when(r.firstExpiry)} (${r.daysToFirstExpiry} days)` : 'none',
+                    r.daysToFirstExpiry !== null && r.daysToFirstExpiry < EXPIRY_WARNING_DAYS ? h('span', null, ' ', badge('warn')) : '',
+                  ),
+                ),
+              ),
+            ),
+          ),
         ),
-        h('section', null, h('h2', null, 'Health'), h('dl', null, h('dt', null, 'ready'), h('dd', null, badge(health.ready ? 'ok' : 'fail')), ...Object.entries(health.checks).flatMap(([k, v]) => [h('dt', null, k), h('dd', null, Array.isArray(v) ? v.join(', ') || 'none' : String(v))]))),
+        h(
+          'section',
+          null,
+          h('h2', null, 'Health'),
+          h(
+            'dl',
+            null,
+            h('dt', null, 'ready'),
+            h('dd', null, badge(health.ready ? 'ok' : 'fail')),
+            ...Object.entries(health.checks).flatMap(([k, v]) => [h('dt', null, k), h('dd', null, Array.isArray(v) ? v.join(', ') || 'none' : String(v))]),
+          ),
+        ),
       ),
     )
   })
@@ -139,7 +220,14 @@ export function mountUi(app: Hono, deps: AdminDeps): void {
 
 function verdictPage(v: VerdictDetail & { denylisted: DenyEntry | null }): JSXNode[] {
   const out: JSXNode[] = []
-  if (v.denylisted) out.push(h('div', { class: 'banner deny', id: 'denylisted' }, `On the denylist: ${v.denylisted.reason || 'no reason given'} (added by ${v.denylisted.addedBy}, ${when(v.denylisted.addedAt)})`))
+  if (v.denylisted)
+    out.push(
+      h(
+        'div',
+        { class: 'banner deny', id: 'denylisted' },
+        `On the denylist: ${v.denylisted.reason || 'no reason given'} (added by ${v.denylisted.addedBy}, ${when(v.denylisted.addedAt)})`,
+      ),
+    )
   out.push(
     h(
       'section',
@@ -184,7 +272,11 @@ function verdictPage(v: VerdictDetail & { denylisted: DenyEntry | null }): JSXNo
               ? h(
                   'table',
                   null,
-                  h('thead', null, h('tr', null, h('th', null, 'found'), h('th', null, 'where'), h('th', null, 'code'), h('th', null, 'signer'), h('th', { class: 'wide' }, 'detail'))),
+                  h(
+                    'thead',
+                    null,
+                    h('tr', null, h('th', null, 'found'), h('th', null, 'where'), h('th', null, 'code'), h('th', null, 'signer'), h('th', { class: 'wide' }, 'detail')),
+                  ),
                   h(
                     'tbody',
                     null,
@@ -218,7 +310,18 @@ function denylistSection(entries: DenyEntry[]): JSXNode {
     null,
     h('h2', null, `Denylist (${entries.length})`),
     entries.length
-      ? h('table', null, h('thead', null, h('tr', null, h('th', null, 'kind'), h('th', null, 'target'), h('th', null, 'reason'), h('th', { class: 'wide' }, 'added'))), h('tbody', null, ...entries.map((e) => h('tr', null, h('td', null, e.kind), h('td', { class: 'mono' }, target(e)), h('td', null, e.reason), h('td', { class: 'wide' }, `${e.addedBy}, ${when(e.addedAt)}`)))))
+      ? h(
+          'table',
+          null,
+          h('thead', null, h('tr', null, h('th', null, 'kind'), h('th', null, 'target'), h('th', null, 'reason'), h('th', { class: 'wide' }, 'added'))),
+          h(
+            'tbody',
+            null,
+            ...entries.map((e) =>
+              h('tr', null, h('td', null, e.kind), h('td', { class: 'mono' }, target(e)), h('td', null, e.reason), h('td', { class: 'wide' }, `${e.addedBy}, ${when(e.addedAt)}`)),
+            ),
+          ),
+        )
       : h('p', { class: 'muted' }, 'Empty. Add with: trustpull deny add --digest D --reason TEXT --server URL'),
   )
 }

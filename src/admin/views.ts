@@ -12,7 +12,17 @@ const OPEN_ENDED_MS = 100 * 365 * DAY_MS
 export const EXPIRY_WARNING_DAYS = 30
 
 export function verdictSummary(r: VerdictRecord) {
-  return { digest: r.digest, image: r.image, reference: r.reference, result: r.result, reason: r.reasons[0] ?? r.result, at: r.at, cached: r.cached, pulls: r.pulls, clients: r.clients }
+  return {
+    digest: r.digest,
+    image: r.image,
+    reference: r.reference,
+    result: r.result,
+    reason: r.reasons[0] ?? r.result,
+    at: r.at,
+    cached: r.cached,
+    pulls: r.pulls,
+    clients: r.clients,
+  }
 }
 
 export function verdictDetail(r: VerdictRecord) {
@@ -87,7 +97,13 @@ export function policiesView(policySet: PolicySet) {
       authorities: p.authorities.map((a) => {
         if (a.type === 'static') return { name: a.name, type: a.type, action: a.action }
         if (a.type === 'notation') {
-          return { name: a.name, type: a.type, statements: a.material.statements.length, revocation: a.material.revocation, sources: a.sources.map((s) => `${s.upstream}/${s.repository}`) }
+          return {
+            name: a.name,
+            type: a.type,
+            statements: a.material.statements.length,
+            revocation: a.material.revocation,
+            sources: a.sources.map((s) => `${s.upstream}/${s.repository}`),
+          }
         }
         const m = a.material
         return {
@@ -126,7 +142,12 @@ export function trustRootsView(roots: ReadonlyMap<string, LoadedTrustRoot>, now 
         return validity(`${kind} ${i + 1}`, ca.validFor.start, ca.validFor.end, notAfter)
       })
     const logs = (list: typeof m.tlogs, kind: string) => list.map((l) => validity(`${kind} ${l.baseURL || l.logID.toString('hex').slice(0, 16)}`, l.validFor.start, l.validFor.end))
-    const items = [...certs(m.certificateAuthorities, 'certificate authority'), ...certs(m.timestampAuthorities, 'timestamp authority'), ...logs(m.tlogs, 'transparency log'), ...logs(m.ctlogs, 'certificate transparency log')]
+    const items = [
+      ...certs(m.certificateAuthorities, 'certificate authority'),
+      ...certs(m.timestampAuthorities, 'timestamp authority'),
+      ...logs(m.tlogs, 'transparency log'),
+      ...logs(m.ctlogs, 'certificate transparency log'),
+    ]
     const active = items.filter((i) => !i.retired && i.validUntil !== null).map((i) => Date.parse(i.validUntil!))
     const firstExpiry = active.length ? Math.min(...active) : undefined
     return {

@@ -72,7 +72,10 @@ export function parseReview(body: Uint8Array): AdmissionRequest {
   }
   const apiVersion = (value as { apiVersion?: unknown } | null)?.apiVersion
   if (typeof value === 'object' && value !== null && !Array.isArray(value) && apiVersion !== ADMISSION_API_VERSION) {
-    throw new AdmissionError('ADMISSION_VERSION', `apiVersion must be ${ADMISSION_API_VERSION} (admissionReviewVersions: [v1]), got ${JSON.stringify(apiVersion)?.slice(0, 100) ?? 'none'}`)
+    throw new AdmissionError(
+      'ADMISSION_VERSION',
+      `apiVersion must be ${ADMISSION_API_VERSION} (admissionReviewVersions: [v1]), got ${JSON.stringify(apiVersion)?.slice(0, 100) ?? 'none'}`,
+    )
   }
   const parsed = admissionReview.safeParse(value)
   if (!parsed.success) {

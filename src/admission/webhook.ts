@@ -92,7 +92,12 @@ export function createWebhookApp(deps: WebhookDeps): Hono {
 
 type Result = 'allowed' | 'refused' | 'timeout' | 'skipped'
 
-async function review(deps: WebhookDeps, endpoint: Endpoint, request: AdmissionRequest, address: string | undefined): Promise<{ response: AdmissionResponse; result: Result; images: ImageJudgement[] }> {
+async function review(
+  deps: WebhookDeps,
+  endpoint: Endpoint,
+  request: AdmissionRequest,
+  address: string | undefined,
+): Promise<{ response: AdmissionResponse; result: Result; images: ImageJudgement[] }> {
   const uid = request.uid
   const kind = request.kind.kind
   // DELETE and CONNECT run nothing new; kinds without a pod spec carry no image.
@@ -105,16 +110,22 @@ async function review(deps: WebhookDeps, endpoint: Endpoint, request: AdmissionR
     if (!distinct.has(c.image)) {
       distinct.set(
         c.image,
-        span('admission.image', { 'trustpull.admission.image': String(c.image).slice(0, 300) }, () => judgeImage(deps, c.image, client)).catch(
-          (err: unknown) => ({ image: String(c.image).slice(0, 300), allowed: false, reason: `could not be judged: ${(err as Error).message}`.slice(0, 300), warnings: [] }),
-        ),
+        span('admission.image', { 'trustpull.admission.image': String(c.image).slice(0, 300) }, () => judgeImage(deps, c.image, client)).catch((err: unknown) => ({
+          image: String(c.image).slice(0, 300),
+          allowed: false,
+          reason: `could not be judged: ${(err as Error).message}`.slice(0, 300),
+          warnings: [],
+        })),
       )
     }
   }
   const decided = await withinBudget(Promise.all(distinct.values()), deps.budgetMs)
   if (decided === 'timeout') {
     const pending = [...distinct.keys()].map((image) => ({ image: String(image).slice(0, 300), allowed: false, reason: 'verification timed out', warnings: [] }))
-    const message = bounded(`verification timed out after ${deps.budgetMs / 1000} s (admission.budget) for ${pending.map((p) => p.image).join(', ')}; it goes on, and a retry is answered from its verdict`, MAX_MESSAGE)
+    const message = bounded(
+      `verification timed out after ${deps.budgetMs / 1000} s (admission.budget) for ${pending.map((p) => p.image).join(', ')}; it goes on, and a retry is answered from its verdict`,
+      MAX_MESSAGE,
+    )
     if (endpoint === 'mutate') return { response: { uid, allowed: true, warnings: [`trustpull: images not pinned: ${message}`] }, result: 'timeout', images: pending }
     return { response: { uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `trustpull: ${message}` } }, result: 'timeout', images: pending }
   }
@@ -141,7 +152,10 @@ function pinningPatch(judged: { container: ContainerImage; judgement: ImageJudge
 function refusal(refused: { container: ContainerImage; judgement: ImageJudgement }[]): string {
   const head = `trustpull: ${refused.length} image${refused.length > 1 ? 's' : ''} refused`
   for (const reasonLength of [300, 120, 40, 0]) {
-    const parts = refused.map(({ container, judgement }) => `${container.list} "${printable(container.container)}" image ${judgement.image}${reasonLength ? `: ${bounded(judgement.reason ?? 'refused', reasonLength)}` : ''}`)
+    const parts = refused.map(
+      ({ container, judgement }) =>
+        `${container.list} "${printable(container.container)}" image ${judgement.image}${reasonLength ? `: ${bounded(judgement.reason ?? 'refused', reasonLength)}` : ''}`,
+    )
     const message = `${head}: ${parts.join('; ')}`
     if (message.length <= MAX_MESSAGE) return message
   }

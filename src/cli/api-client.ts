@@ -27,7 +27,13 @@ export async function call(options: ServerOptions, method: string, path: string,
   const authorization = credentials(options)
   if (authorization) headers.authorization = authorization
   if (body !== undefined) headers['content-type'] = 'application/json'
-  const res = await request(new URL(path, base), { method: method as 'GET', headers, body: body === undefined ? undefined : JSON.stringify(body), headersTimeout: 30_000, bodyTimeout: 30_000 })
+  const res = await request(new URL(path, base), {
+    method: method as 'GET',
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    headersTimeout: 30_000,
+    bodyTimeout: 30_000,
+  })
   const text = await res.body.text()
   let parsed: unknown
   try {

@@ -47,7 +47,9 @@ export async function copyCommand(args: string[], options: CopyOptions, io: Io =
     try {
       lines = parseList(await readFile(options.fromFile!, 'utf8'))
     } catch (err) {
-      io.err(`trustpull copy: ${err instanceof CopyError ? `${options.fromFile}: ${err.message}` : `cannot read ${options.fromFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`}\n`)
+      io.err(
+        `trustpull copy: ${err instanceof CopyError ? `${options.fromFile}: ${err.message}` : `cannot read ${options.fromFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`}\n`,
+      )
       return 2
     }
   }

@@ -28,7 +28,8 @@ export const REASONS = {
   // The OCI error body a client sees (HTTP status in parentheses).
   DENIED: {
     seen: 'HTTP',
-    meaning: 'The policy refused the image (403): the message names the image, the policy and the first reason, `detail` lists every reason. Also: an upstream\'s token service refused trustpull\'s credentials (the message says so).',
+    meaning:
+      "The policy refused the image (403): the message names the image, the policy and the first reason, `detail` lists every reason. Also: an upstream's token service refused trustpull's credentials (the message says so).",
     fix: 'Run `trustpull verify IMAGE` for the whole verdict and `trustpull explain` the first code in it; sign the image or fix the policy that matched (README, "Runbook"). For the upstream case, fix `upstreams[].auth`.',
   },
   UNAUTHORIZED: {
@@ -38,7 +39,8 @@ export const REASONS = {
   },
   TOOMANYREQUESTS: {
     seen: 'HTTP',
-    meaning: 'Too many requests (429): the client exceeded `clients.requestsPerSecond`, an upstream is rate limiting, or `limits.upstreamConnections` / `limits.concurrentVerifications` are all in use.',
+    meaning:
+      'Too many requests (429): the client exceeded `clients.requestsPerSecond`, an upstream is rate limiting, or `limits.upstreamConnections` / `limits.concurrentVerifications` are all in use.',
     fix: 'Clients retry after `Retry-After`. If it persists, raise the limit named in the message or add upstream credentials (anonymous Docker Hub pulls are rate limited).',
   },
   UNAVAILABLE: {
@@ -53,7 +55,8 @@ export const REASONS = {
   },
   UPSTREAM_ERROR: {
     seen: 'HTTP',
-    meaning: 'The upstream answered with an error or something trustpull refuses to pass on (502): bytes that do not match their digest, a bad redirect, a body over its size limit.',
+    meaning:
+      'The upstream answered with an error or something trustpull refuses to pass on (502): bytes that do not match their digest, a bad redirect, a body over its size limit.',
     fix: 'Read the message for the upstream and what it sent; retry once the upstream is healthy.',
   },
   INTERNAL: {
@@ -120,7 +123,8 @@ export const REASONS = {
   // Reasons inside a verdict (DENIED detail, audit line, `trustpull verify`).
   NO_SIGNATURES: {
     seen: 'verification',
-    meaning: 'No signature or attestation for this digest where the authority looks (referrers, `sha256-…` tags, `source.oci`); the reason reads "no signatures found for sha256:…".',
+    meaning:
+      'No signature or attestation for this digest where the authority looks (referrers, `sha256-…` tags, `source.oci`); the reason reads "no signatures found for sha256:…".',
     fix: 'Sign the digest that is pulled (a re-pushed tag has a new digest); with `source.oci`, check the signature repository.',
   },
   DIGEST_MISMATCH: {
@@ -131,12 +135,12 @@ export const REASONS = {
   UNTRUSTED_KEY: {
     seen: 'verification',
     meaning: 'The signature does not verify with any key of the authority.',
-    fix: 'Check the policy\'s `key` against `cosign public-key` of the signing key; a rotated key needs a second key or authority during the change.',
+    fix: "Check the policy's `key` against `cosign public-key` of the signing key; a rotated key needs a second key or authority during the change.",
   },
   IDENTITY_MISMATCH: {
     seen: 'verification',
-    meaning: 'A keyless certificate\'s issuer or subject is not the one the policy names.',
-    fix: 'Compare the audit line\'s signer identity with `identities` (an exact subject is matched exactly: a new workflow path or ref is a new identity).',
+    meaning: "A keyless certificate's issuer or subject is not the one the policy names.",
+    fix: "Compare the audit line's signer identity with `identities` (an exact subject is matched exactly: a new workflow path or ref is a new identity).",
   },
   SIGNATURE_INVALID: {
     seen: 'verification',
@@ -145,7 +149,7 @@ export const REASONS = {
   },
   CERTIFICATE_INVALID: {
     seen: 'verification',
-    meaning: 'The signing certificate does not chain to the trust root\'s Fulcio CA, or is malformed.',
+    meaning: "The signing certificate does not chain to the trust root's Fulcio CA, or is malformed.",
     fix: 'Use the trust root the signature was made against (`trustRootRef`: public-good or your own Sigstore).',
   },
   CERTIFICATE_EXPIRED: {
@@ -165,22 +169,22 @@ export const REASONS = {
   },
   TIMESTAMP_INVALID: {
     seen: 'verification',
-    meaning: 'The RFC 3161 timestamp does not verify against the trust root\'s timestamp authorities.',
-    fix: 'Add the TSA\'s certificate chain to the trust root, or sign again.',
+    meaning: "The RFC 3161 timestamp does not verify against the trust root's timestamp authorities.",
+    fix: "Add the TSA's certificate chain to the trust root, or sign again.",
   },
   PAYLOAD_INVALID: {
     seen: 'verification',
     meaning: 'The signed payload is not a valid simple-signing or in-toto document (not JSON, duplicate keys, wrong type).',
-    fix: 'Sign with cosign (or a tool producing cosign\'s payload format); duplicate keys are refused on purpose.',
+    fix: "Sign with cosign (or a tool producing cosign's payload format); duplicate keys are refused on purpose.",
   },
   REFERENCE_MISMATCH: {
     seen: 'verification',
-    meaning: 'The simple-signing payload\'s `docker-reference` names another repository than the one pulled.',
+    meaning: "The simple-signing payload's `docker-reference` names another repository than the one pulled.",
     fix: 'Sign the image under the name it is pulled by, or pull it by the signed name.',
   },
   PREDICATE_TYPE_MISMATCH: {
     seen: 'verification',
-    meaning: 'An attestation\'s predicate type is not the one the policy asks for.',
+    meaning: "An attestation's predicate type is not the one the policy asks for.",
     fix: 'Check `predicateType` in the policy (cosign short names or full URIs) against `cosign download attestation`.',
   },
   LIMIT_EXCEEDED: {
@@ -212,39 +216,111 @@ export const REASONS = {
   // Start-up and CLI errors about keys and trust roots.
   KEY_NOT_PEM: { seen: 'key', meaning: 'The key is not a PEM `PUBLIC KEY` block.', fix: 'Use `cosign public-key` output (`-----BEGIN PUBLIC KEY-----`).' },
   KEY_PRIVATE: { seen: 'key', meaning: 'A private key was given where a public key belongs.', fix: 'Give the public half; rotate the private key if it was shared.' },
-  KEY_UNREADABLE: { seen: 'key', meaning: 'The PEM block does not decode as a public key.', fix: 'Export the key again (`cosign public-key --key …`); check it was not truncated or re-wrapped.' },
-  KEY_MULTIPLE: { seen: 'key', meaning: 'More keys than this place accepts (e.g. `verify-bundle --key` takes one).', fix: 'Give one key, or use a policy with several `key` authorities.' },
+  KEY_UNREADABLE: {
+    seen: 'key',
+    meaning: 'The PEM block does not decode as a public key.',
+    fix: 'Export the key again (`cosign public-key --key …`); check it was not truncated or re-wrapped.',
+  },
+  KEY_MULTIPLE: {
+    seen: 'key',
+    meaning: 'More keys than this place accepts (e.g. `verify-bundle --key` takes one).',
+    fix: 'Give one key, or use a policy with several `key` authorities.',
+  },
   KEY_RSA_SIZE: { seen: 'key', meaning: 'An RSA key outside 2048–4096 bits.', fix: 'Use an RSA 2048–4096, ECDSA P-256/P-384/P-521 or Ed25519 key.' },
-  KEY_EC_CURVE: { seen: 'key', meaning: 'An ECDSA key on a curve other than P-256, P-384 or P-521.', fix: 'Use P-256 (cosign\'s default), P-384 or P-521.' },
+  KEY_EC_CURVE: { seen: 'key', meaning: 'An ECDSA key on a curve other than P-256, P-384 or P-521.', fix: "Use P-256 (cosign's default), P-384 or P-521." },
   KEY_TYPE: { seen: 'key', meaning: 'A key type cosign does not accept (DSA, RSA-PSS, X25519, …).', fix: 'Use RSA, ECDSA or Ed25519.' },
-  TRUST_ROOT_INVALID: { seen: 'trust root', meaning: 'A `trusted_root.json` is not a valid Sigstore TrustedRoot, or has unusable keys or certificates.', fix: 'Regenerate it (`cosign trusted-root create`, or your Sigstore\'s TUF repository).' },
-  TRUST_ROOT_UNAVAILABLE: { seen: 'trust root', meaning: 'The trust root cannot be read (missing file, TUF mirror unreachable at start-up).', fix: 'Check the path or the mirror and its egress; start-up stops rather than verifying without it.' },
+  TRUST_ROOT_INVALID: {
+    seen: 'trust root',
+    meaning: 'A `trusted_root.json` is not a valid Sigstore TrustedRoot, or has unusable keys or certificates.',
+    fix: "Regenerate it (`cosign trusted-root create`, or your Sigstore's TUF repository).",
+  },
+  TRUST_ROOT_UNAVAILABLE: {
+    seen: 'trust root',
+    meaning: 'The trust root cannot be read (missing file, TUF mirror unreachable at start-up).',
+    fix: 'Check the path or the mirror and its egress; start-up stops rather than verifying without it.',
+  },
 
   // Notation (Notary Project) signatures.
   NOTATION_MALFORMED: { seen: 'notation', meaning: 'The Notation envelope (JWS or COSE) or its payload cannot be parsed.', fix: 'Sign again with a current notation.' },
-  NOTATION_UNKNOWN_CRIT: { seen: 'notation', meaning: 'The envelope marks a header critical that trustpull does not understand.', fix: 'Sign without the extension, or wait for support.' },
-  NOTATION_PLUGIN_UNSUPPORTED: { seen: 'notation', meaning: 'The signature needs a verification plugin; trustpull runs none and never passes it.', fix: 'Sign without a plugin, or verify those images elsewhere.' },
-  NOTATION_ALG_MISMATCH: { seen: 'notation', meaning: 'The envelope\'s algorithm does not match the signing key.', fix: 'Sign again; the signer is misconfigured.' },
-  NOTATION_SIGNATURE_INVALID: { seen: 'notation', meaning: 'The signature does not verify with the signing certificate.', fix: 'The envelope was altered or is corrupt: sign again.' },
-  NOTATION_EXPIRED: { seen: 'notation', meaning: 'The signature\'s expiry time has passed.', fix: 'Sign again (with a longer `--expiry` if intended).' },
-  NOTATION_CERT_EXPIRED: { seen: 'notation', meaning: 'A certificate of the chain is not valid now (no timestamp support yet, so no grace).', fix: 'Renew the signing certificate and sign again.' },
-  NOTATION_TARGET_DIGEST_MISMATCH: { seen: 'notation', meaning: 'The signed target digest is not this manifest\'s.', fix: 'Sign the digest that is pulled.' },
-  NOTATION_TARGET_MEDIA_TYPE_MISMATCH: { seen: 'notation', meaning: 'The signed target media type is not this manifest\'s.', fix: 'Sign the manifest as it is served.' },
-  NOTATION_TARGET_SIZE_MISMATCH: { seen: 'notation', meaning: 'The signed target size is not this manifest\'s.', fix: 'Sign the manifest as it is served.' },
-  NOTATION_CHAIN_INVALID: { seen: 'notation', meaning: 'The certificate chain is broken: a link not signed by the next, a non-CA intermediate, SHA-1, or a leaf without code-signing EKU.', fix: 'Fix the signing certificate chain (x5c / x5chain).' },
-  NOTATION_UNTRUSTED_CHAIN: { seen: 'notation', meaning: 'No certificate of the chain is in the trust store.', fix: 'Add the signing CA to the trust store (`x509/<type>/<name>/`).' },
-  NOTATION_UNTRUSTED_IDENTITY: { seen: 'notation', meaning: 'The signing certificate\'s subject is not a trusted identity.', fix: 'Add its `x509.subject:` to the trusted identities, or sign with the expected certificate.' },
-  NOTATION_NO_TRUST_POLICY: { seen: 'notation', meaning: 'The trust policy has no statement whose registryScopes cover the image (`<upstream name>/<repository>`), and no `*` statement.', fix: 'Add the repository to a statement\'s registryScopes, or add a `*` statement.' },
-  NOTATION_REVOCATION_UNCHECKED: { seen: 'notation', meaning: 'The signing chain names OCSP or CRL services, which trustpull never contacts, and the trust policy level enforces revocation.', fix: 'Set `notation.revocation: offline` on the authority (an explicit air-gap choice), or relax revocation in the trust policy (`override: {revocation: log}` or `skip`).' },
+  NOTATION_UNKNOWN_CRIT: {
+    seen: 'notation',
+    meaning: 'The envelope marks a header critical that trustpull does not understand.',
+    fix: 'Sign without the extension, or wait for support.',
+  },
+  NOTATION_PLUGIN_UNSUPPORTED: {
+    seen: 'notation',
+    meaning: 'The signature needs a verification plugin; trustpull runs none and never passes it.',
+    fix: 'Sign without a plugin, or verify those images elsewhere.',
+  },
+  NOTATION_ALG_MISMATCH: { seen: 'notation', meaning: "The envelope's algorithm does not match the signing key.", fix: 'Sign again; the signer is misconfigured.' },
+  NOTATION_SIGNATURE_INVALID: {
+    seen: 'notation',
+    meaning: 'The signature does not verify with the signing certificate.',
+    fix: 'The envelope was altered or is corrupt: sign again.',
+  },
+  NOTATION_EXPIRED: { seen: 'notation', meaning: "The signature's expiry time has passed.", fix: 'Sign again (with a longer `--expiry` if intended).' },
+  NOTATION_CERT_EXPIRED: {
+    seen: 'notation',
+    meaning: 'A certificate of the chain is not valid now (no timestamp support yet, so no grace).',
+    fix: 'Renew the signing certificate and sign again.',
+  },
+  NOTATION_TARGET_DIGEST_MISMATCH: { seen: 'notation', meaning: "The signed target digest is not this manifest's.", fix: 'Sign the digest that is pulled.' },
+  NOTATION_TARGET_MEDIA_TYPE_MISMATCH: { seen: 'notation', meaning: "The signed target media type is not this manifest's.", fix: 'Sign the manifest as it is served.' },
+  NOTATION_TARGET_SIZE_MISMATCH: { seen: 'notation', meaning: "The signed target size is not this manifest's.", fix: 'Sign the manifest as it is served.' },
+  NOTATION_CHAIN_INVALID: {
+    seen: 'notation',
+    meaning: 'The certificate chain is broken: a link not signed by the next, a non-CA intermediate, SHA-1, or a leaf without code-signing EKU.',
+    fix: 'Fix the signing certificate chain (x5c / x5chain).',
+  },
+  NOTATION_UNTRUSTED_CHAIN: {
+    seen: 'notation',
+    meaning: 'No certificate of the chain is in the trust store.',
+    fix: 'Add the signing CA to the trust store (`x509/<type>/<name>/`).',
+  },
+  NOTATION_UNTRUSTED_IDENTITY: {
+    seen: 'notation',
+    meaning: "The signing certificate's subject is not a trusted identity.",
+    fix: 'Add its `x509.subject:` to the trusted identities, or sign with the expected certificate.',
+  },
+  NOTATION_NO_TRUST_POLICY: {
+    seen: 'notation',
+    meaning: 'The trust policy has no statement whose registryScopes cover the image (`<upstream name>/<repository>`), and no `*` statement.',
+    fix: "Add the repository to a statement's registryScopes, or add a `*` statement.",
+  },
+  NOTATION_REVOCATION_UNCHECKED: {
+    seen: 'notation',
+    meaning: 'The signing chain names OCSP or CRL services, which trustpull never contacts, and the trust policy level enforces revocation.',
+    fix: 'Set `notation.revocation: offline` on the authority (an explicit air-gap choice), or relax revocation in the trust policy (`override: {revocation: log}` or `skip`).',
+  },
 
   // `trustpull copy` reports.
-  BAD_ENDPOINT: { seen: 'copy', meaning: 'SRC or DST cannot be parsed, or cannot be used that way round.', fix: 'See `trustpull copy --help` for the accepted forms (`docker://`, `oci:`, `oci-archive:`).' },
+  BAD_ENDPOINT: {
+    seen: 'copy',
+    meaning: 'SRC or DST cannot be parsed, or cannot be used that way round.',
+    fix: 'See `trustpull copy --help` for the accepted forms (`docker://`, `oci:`, `oci-archive:`).',
+  },
   REFUSED: { seen: 'copy', meaning: 'The policy denied the image: nothing of it was written.', fix: 'As for `DENIED`: `trustpull verify SRC` shows why.' },
-  UNVERIFIED: { seen: 'copy', meaning: 'The image could not be verified (upstream or trust-material trouble): nothing was written.', fix: 'Fix the cause in the message and run the copy again (it resumes).' },
+  UNVERIFIED: {
+    seen: 'copy',
+    meaning: 'The image could not be verified (upstream or trust-material trouble): nothing was written.',
+    fix: 'Fix the cause in the message and run the copy again (it resumes).',
+  },
   SOURCE_ERROR: { seen: 'copy', meaning: 'Reading the source failed (registry error, digest mismatch, size limit).', fix: 'Check the source registry or archive; run again.' },
-  DESTINATION_ERROR: { seen: 'copy', meaning: 'The destination refused or failed a write.', fix: 'Check the destination registry or path (space, permissions, TLS: `--dest-cert-dir`).' },
-  DESTINATION_DENIED: { seen: 'copy', meaning: 'The destination asked for credentials that were not given, or refused them.', fix: 'Log in to the destination (`--authfile`, `$REGISTRY_AUTH_FILE`, docker config, credential helpers).' },
-  LAYOUT_INVALID: { seen: 'copy', meaning: 'An OCI layout or archive is malformed: no `oci-layout` or `index.json`, not JSON, an unsupported layout version, an unreadable tar.', fix: 'Recreate the layout or archive with `trustpull copy` or skopeo.' },
+  DESTINATION_ERROR: {
+    seen: 'copy',
+    meaning: 'The destination refused or failed a write.',
+    fix: 'Check the destination registry or path (space, permissions, TLS: `--dest-cert-dir`).',
+  },
+  DESTINATION_DENIED: {
+    seen: 'copy',
+    meaning: 'The destination asked for credentials that were not given, or refused them.',
+    fix: 'Log in to the destination (`--authfile`, `$REGISTRY_AUTH_FILE`, docker config, credential helpers).',
+  },
+  LAYOUT_INVALID: {
+    seen: 'copy',
+    meaning: 'An OCI layout or archive is malformed: no `oci-layout` or `index.json`, not JSON, an unsupported layout version, an unreadable tar.',
+    fix: 'Recreate the layout or archive with `trustpull copy` or skopeo.',
+  },
 } as const satisfies Record<ReasonCode, Reason>
 
 /** The entry for `code` (any case), or undefined. */

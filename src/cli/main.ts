@@ -44,7 +44,10 @@ function withVerificationOptions(command: Command): Command {
 const verify = program
   .command('verify')
   .description('verify one image exactly as the proxy would: exit 0 only when it is allowed')
-  .argument('<image>', '[docker://][registry/]repository[:tag|@digest]; with --config the registry must be a configured upstream, without it the registry named is dialled (as cosign verify)')
+  .argument(
+    '<image>',
+    '[docker://][registry/]repository[:tag|@digest]; with --config the registry must be a configured upstream, without it the registry named is dialled (as cosign verify)',
+  )
 withVerificationOptions(verify)
   .option('--json', 'print the whole verdict as JSON')
   .option('--allow-http-registry', 'without --config: plain HTTP to the registry if HTTPS fails (loopback and private addresses always may, as cosign)')
@@ -56,13 +59,16 @@ withVerificationOptions(verify)
 const copy = program
   .command('copy')
   .description('verify an image with the configured policies, then copy it with its signatures and attestations (exit 0 only when every image was copied)')
-  .argument('<args...>', 'SRC DST, or with --from-file: DST-PREFIX. SRC: [docker://]registry/repo[:tag|@digest], oci:DIR[:tag], oci-archive:FILE[:tag]; DST: [docker://]registry/repo[:tag], oci:DIR, oci-archive:FILE')
+  .argument(
+    '<args...>',
+    'SRC DST, or with --from-file: DST-PREFIX. SRC: [docker://]registry/repo[:tag|@digest], oci:DIR[:tag], oci-archive:FILE[:tag]; DST: [docker://]registry/repo[:tag], oci:DIR, oci-archive:FILE',
+  )
 withVerificationOptions(copy)
   .option('-f, --from-file <list>', 'copy every image listed (one "SRC" or "SRC DST" per line) under DST-PREFIX')
   .option('--concurrency <n>', 'images copied at once with --from-file', '4')
   .option('--as <registry/repo>', 'for a layout or archive source: the name policies are matched against (default: the destination)')
   .option('--authfile <file>', 'destination credentials from this docker config.json / containers auth.json only')
-  .option('--dest-tls-verify [bool]', 'verify the destination\'s TLS certificate (as skopeo; default true)', parseBool, true)
+  .option('--dest-tls-verify [bool]', "verify the destination's TLS certificate (as skopeo; default true)", parseBool, true)
   .option('--dest-cert-dir <dir>', 'trust the CA certificates (*.crt) in this directory for the destination, as skopeo and containers-certs.d(5)')
   .option('--no-progress', 'no progress on stderr')
   .option('--json', 'print the results as JSON')

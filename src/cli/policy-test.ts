@@ -63,7 +63,14 @@ export async function policyTest(options: ServerOptions & { config: string; sinc
     }
     // Newly refused first: those are what enforcing the candidate would break.
     changes.sort((a, b) => Number(served(b.from.result)) - Number(served(a.from.result)))
-    if (options.json) io.out(`${JSON.stringify(changes.map((c) => ({ image: c.from.image, digest: c.from.digest, from: c.from.result, to: c.to, reason: c.reason })), null, 2)}\n`)
+    if (options.json)
+      io.out(
+        `${JSON.stringify(
+          changes.map((c) => ({ image: c.from.image, digest: c.from.digest, from: c.from.result, to: c.to, reason: c.reason })),
+          null,
+          2,
+        )}\n`,
+      )
     else {
       for (const c of changes) io.out(`${c.from.result.toUpperCase()} → ${c.to.toUpperCase()} ${c.from.image}@${c.from.digest}: ${c.reason}\n`)
       io.out(`${recorded.length} digests served in the last ${options.since} judged again: ${changes.length} would change\n`)

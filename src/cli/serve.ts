@@ -15,7 +15,8 @@ export async function serveCommand(options: { config?: string; listen?: string }
   const config = loadConfig(options.config, overrides, EMBEDDED_DEFAULTS)
   const logger = createLogger(config.log.level)
   const deprecated = deprecatedKeys(config)
-  if (deprecated.length) logger.warn({ keys: deprecated }, 'deprecated secret spellings: write each secret as {value | file | env} (e.g. password: {file: /path}); the old keys will be removed')
+  if (deprecated.length)
+    logger.warn({ keys: deprecated }, 'deprecated secret spellings: write each secret as {value | file | env} (e.g. password: {file: /path}); the old keys will be removed')
   setupTracing({ endpoint: config.telemetry.otlp?.endpoint })
   const configDir = options.config ? dirname(resolve(options.config)) : undefined
   const running = await startServer(config, { logger, configDir })
@@ -24,7 +25,8 @@ export async function serveCommand(options: { config?: string; listen?: string }
   logger.info({ url: running.url, metrics: running.metricsUrl, admission: running.admissionUrl, upstreams: config.upstreams.map((u) => u.name) }, 'trustpull listening')
   const { tokens, htpasswd, mtls } = config.clients
   const clientAuth = tokens.length > 0 || htpasswd !== undefined || mtls
-  if (!isLoopback(config.listen) && !clientAuth) logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')
+  if (!isLoopback(config.listen) && !clientAuth)
+    logger.warn({ listen: config.listen }, 'listening beyond loopback without client authentication: anyone who reaches this port can pull through it')
 
   // SIGHUP or a changed file: reload policies, trust roots, client credentials and TLS; a bad
   // config is refused and the old one stays in force. One reload at a time, the last one wins.

@@ -51,7 +51,12 @@ export async function adHocRegistry(image: string, flags: RegistryFlags, timeout
 /** Whether `https://host/v2/` answers at all (any status): the first of the two schemes tried. */
 async function speaksHttps(host: string, dispatcher: Dispatcher | undefined, timeoutMs: number): Promise<boolean> {
   try {
-    const res = await request(`https://${host}/v2/`, { ...(dispatcher && { dispatcher }), headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) })
+    const res = await request(`https://${host}/v2/`, {
+      ...(dispatcher && { dispatcher }),
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    })
     await res.body.dump()
     return true
   } catch {

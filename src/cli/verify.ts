@@ -25,13 +25,18 @@ export interface VerifyOptions extends RegistryFlags {
 }
 
 /** Resolves the exit code: 0 only when the image is allowed (verified, or exempt by policy). */
-export async function verifyCommand(image: string, options: VerifyOptions, io = { out: (s: string) => void process.stdout.write(s), err: (s: string) => void process.stderr.write(s) }): Promise<number> {
+export async function verifyCommand(
+  image: string,
+  options: VerifyOptions,
+  io = { out: (s: string) => void process.stdout.write(s), err: (s: string) => void process.stderr.write(s) },
+): Promise<number> {
   const { name, reference } = splitImage(image)
   const policy = adHocPolicy(options)
   let config
   let dispatcher
   if (options.config) {
-    if (options.allowHttpRegistry || options.allowInsecureRegistry) throw new ConfigError('--allow-http-registry and --allow-insecure-registry apply only without --config (with it, the upstreams configured are what is dialled)')
+    if (options.allowHttpRegistry || options.allowInsecureRegistry)
+      throw new ConfigError('--allow-http-registry and --allow-insecure-registry apply only without --config (with it, the upstreams configured are what is dialled)')
     config = loadConfig(options.config, policy)
   } else {
     if (!policy.policies) throw new ConfigError('without --config, give --key or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp], as cosign verify does')

@@ -48,7 +48,10 @@ function upgrade(obj: Obj, base: string, path: string, found: string[], keepStri
     given.value = obj[base] as string
     found.push(`${path}.${base}`)
   } else if (obj[base] !== undefined) return // already the new shape (or invalid: validation says so)
-  for (const [suffix, key] of [['File', 'file'], ['Env', 'env']] as const) {
+  for (const [suffix, key] of [
+    ['File', 'file'],
+    ['Env', 'env'],
+  ] as const) {
     if (obj[base + suffix] === undefined) continue
     given[key] = obj[base + suffix] as string
     found.push(`${path}.${base}${suffix}`)

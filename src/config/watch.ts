@@ -29,7 +29,9 @@ export function contentHash(paths: readonly string[]): string {
     try {
       if (statSync(path).isDirectory()) {
         // Hidden entries are Kubernetes' own (`..data`, `..2024_...`); their files appear under the visible names too.
-        for (const name of readdirSync(path).filter((n) => !n.startsWith('.')).sort()) {
+        for (const name of readdirSync(path)
+          .filter((n) => !n.startsWith('.'))
+          .sort()) {
           const file = join(path, name)
           hash.update(`\0${name}\0`)
           if (statSync(file).isFile()) hash.update(readFileSync(file))

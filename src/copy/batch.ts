@@ -44,7 +44,16 @@ export async function runBatch(copier: Copier, lines: ListLine[], prefix: string
       return { source: l.source, destination: l.destination ?? copier.destinationUnder(prefix, l.source), ...(options.as ? { as: options.as } : {}) }
     } catch (err) {
       const e = err as CopyError
-      return { source: l.source, destination: prefix, status: 'failed', stats: emptyStats(), notes: [], warnings: [], error: { code: e.code ?? 'BAD_ENDPOINT', message: `line ${l.line}: ${e.message}` }, durationMs: 0 }
+      return {
+        source: l.source,
+        destination: prefix,
+        status: 'failed',
+        stats: emptyStats(),
+        notes: [],
+        warnings: [],
+        error: { code: e.code ?? 'BAD_ENDPOINT', message: `line ${l.line}: ${e.message}` },
+        durationMs: 0,
+      }
     }
   })
   const results: CopyResult[] = new Array(jobs.length)
@@ -63,7 +72,11 @@ export async function runBatch(copier: Copier, lines: ListLine[], prefix: string
       const key = serialKey(job.destination)
       const before = key ? chains.get(key) : undefined
       const run = (before ?? Promise.resolve()).then(() => copier.copy(job, i, options.progress))
-      if (key) chains.set(key, run.catch(() => undefined))
+      if (key)
+        chains.set(
+          key,
+          run.catch(() => undefined),
+        )
       results[i] = await run
     }
   }

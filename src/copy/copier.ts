@@ -101,7 +101,8 @@ export class Copier {
     try {
       const src = parseEndpoint(job.source)
       const dst = parseEndpoint(job.destination)
-      if (job.as !== undefined && src.kind === 'registry') throw new CopyError('BAD_ENDPOINT', '--as names the image of a layout or archive source; a registry source has its own name')
+      if (job.as !== undefined && src.kind === 'registry')
+        throw new CopyError('BAD_ENDPOINT', '--as names the image of a layout or archive source; a registry source has its own name')
       progress.phase(id, 'resolving')
       source = await this.#openSource(src, dst, job.as)
       result.image = `${source.identity.upstream}/${source.identity.repository}`

@@ -102,7 +102,8 @@ function fromDoc(doc: AuthDoc, file: string, registry: string, repository: strin
   let best: { key: string; depth: number } | undefined
   for (const [key, entry] of Object.entries(auths)) {
     if (typeof entry !== 'object' || entry === null) continue
-    const usable = (typeof entry.auth === 'string' && entry.auth !== '') || (typeof entry.username === 'string' && typeof entry.password === 'string') || typeof entry.identitytoken === 'string'
+    const usable =
+      (typeof entry.auth === 'string' && entry.auth !== '') || (typeof entry.username === 'string' && typeof entry.password === 'string') || typeof entry.identitytoken === 'string'
     if (!usable) continue
     const depth = specificity(key, registry, repository)
     if (depth >= 0 && (!best || depth > best.depth)) best = { key, depth }
@@ -110,7 +111,10 @@ function fromDoc(doc: AuthDoc, file: string, registry: string, repository: strin
   if (best) {
     const entry = auths[best.key]!
     if (typeof entry.identitytoken === 'string' && entry.identitytoken !== '') {
-      throw new CopyError('BAD_ENDPOINT', `auth file ${file}: the entry for ${best.key} holds an identity token, which trustpull does not use; log in with a password or token instead`)
+      throw new CopyError(
+        'BAD_ENDPOINT',
+        `auth file ${file}: the entry for ${best.key} holds an identity token, which trustpull does not use; log in with a password or token instead`,
+      )
     }
     if (typeof entry.auth === 'string' && entry.auth !== '') {
       const decoded = Buffer.from(entry.auth, 'base64').toString('utf8')

@@ -6,8 +6,7 @@ import { isValidRepositoryName, isValidTag } from '../oci/reference.ts'
 import { CopyError } from './errors.ts'
 
 export type Endpoint =
-  | { kind: 'registry'; /** `registry/repo` as written */ name: string; tag?: string; digest?: string }
-  | { kind: 'oci' | 'oci-archive'; path: string; tag?: string; digest?: string }
+  { kind: 'registry'; /** `registry/repo` as written */ name: string; tag?: string; digest?: string } | { kind: 'oci' | 'oci-archive'; path: string; tag?: string; digest?: string }
 
 export type RegistryEndpoint = Extract<Endpoint, { kind: 'registry' }>
 export type LayoutEndpoint = Extract<Endpoint, { kind: 'oci' | 'oci-archive' }>

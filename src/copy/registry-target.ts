@@ -69,13 +69,13 @@ export class PushClient {
     this.#credentials = destination.credentials
     this.#timeouts = options.timeouts
     this.#manifestBytes = options.manifestBytes
-    this.#dispatcher = options.dispatcher ?? new Agent({ connect: { timeout: options.timeouts.connect, ...tlsOptions(destination.tls) }, keepAliveTimeout: 30_000, connections: 32 })
+    this.#dispatcher =
+      options.dispatcher ?? new Agent({ connect: { timeout: options.timeouts.connect, ...tlsOptions(destination.tls) }, keepAliveTimeout: 30_000, connections: 32 })
     this.#auth = new TokenAuth({
       label: this.name,
       credentials: this.#credentials,
       get: (url, authorization) => this.#raw('GET', url, authorization, {}),
-      error: (kind, message, { scope, status }) =>
-        kind === 'denied' ? this.#denied(scope.split(':')[1] ?? '', status ?? 401) : new CopyError('DESTINATION_ERROR', message),
+      error: (kind, message, { scope, status }) => (kind === 'denied' ? this.#denied(scope.split(':')[1] ?? '', status ?? 401) : new CopyError('DESTINATION_ERROR', message)),
     })
   }
 
@@ -179,26 +179,28 @@ export class RegistryTarget implements Target {
 
     let streamError: Error | undefined
     let sent = 0
-    const res = await this.#client.send('PUT', path, this.#repository, {
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-      body: async () => {
-        const source = await open()
-        sent = 0
-        const count = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            sent += chunk.length
-            onBytes?.(chunk.length)
-            cb(null, chunk)
-          },
-        })
-        const verify = verifyingStream(digest)
-        // Recorded as they happen, before the request fails with them: the source is to blame, not the destination.
-        for (const stream of [source, count, verify]) stream.once('error', (err: Error) => (streamError ??= err))
-        return pipeline(source, count, verify, () => {})
-      },
-    }).catch((err: unknown) => {
-      throw streamError ? new CopyError('SOURCE_ERROR', `blob ${digest} from the source: ${streamError.message}`, { cause: streamError }) : err
-    })
+    const res = await this.#client
+      .send('PUT', path, this.#repository, {
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+        body: async () => {
+          const source = await open()
+          sent = 0
+          const count = new Transform({
+            transform(chunk: Buffer, _enc, cb) {
+              sent += chunk.length
+              onBytes?.(chunk.length)
+              cb(null, chunk)
+            },
+          })
+          const verify = verifyingStream(digest)
+          // Recorded as they happen, before the request fails with them: the source is to blame, not the destination.
+          for (const stream of [source, count, verify]) stream.once('error', (err: Error) => (streamError ??= err))
+          return pipeline(source, count, verify, () => {})
+        },
+      })
+      .catch((err: unknown) => {
+        throw streamError ? new CopyError('SOURCE_ERROR', `blob ${digest} from the source: ${streamError.message}`, { cause: streamError }) : err
+      })
     if (res.statusCode !== 201) throw await failure(res, `uploading blob ${digest} (${sent} of ${size} bytes) to ${this.description}`)
     await discard(res.body)
   }

@@ -49,7 +49,11 @@ export function renderTable(results: CopyResult[]): string {
     `${(r.durationMs / 1000).toFixed(1)}s`,
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd()
   const lines = [line(header), ...rows.map(line)]
   const problems = results.filter((r) => r.error || r.notes.length)
   for (const r of problems) {

@@ -109,4 +109,3 @@ export async function serveBlob(c: Context, options: BlobOptions, target: Resolv
   })
   return RESPONSE_ALREADY_SENT
 }
-

@@ -21,6 +21,9 @@ export async function serveManifest(c: Context, service: ManifestService, target
     [Header.digest]: m.digest,
   }
   // 110 "Response is Stale" for a tag answered from the store during an outage; 299 for the rest.
-  if (m.warnings.length) headers[Header.warning] = m.warnings.map((w) => `${m.stale && w.startsWith("served from the mirror's store") ? 110 : 299} trustpull "${w.replace(/["\\\r\n]/g, ' ')}"`).join(', ')
+  if (m.warnings.length)
+    headers[Header.warning] = m.warnings
+      .map((w) => `${m.stale && w.startsWith("served from the mirror's store") ? 110 : 299} trustpull "${w.replace(/["\\\r\n]/g, ' ')}"`)
+      .join(', ')
   return new Response(c.req.method === 'HEAD' ? null : m.bytes, { status: 200, headers })
 }

@@ -21,20 +21,10 @@ export const MediaType = {
 } as const
 
 /** What we ask upstream for when the client sent no Accept of its own. */
-export const DEFAULT_MANIFEST_ACCEPT = [
-  MediaType.ociIndex,
-  MediaType.ociManifest,
-  MediaType.dockerManifestList,
-  MediaType.dockerManifest,
-]
+export const DEFAULT_MANIFEST_ACCEPT = [MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.dockerManifest]
 
 export const INDEX_TYPES: ReadonlySet<string> = new Set([MediaType.ociIndex, MediaType.dockerManifestList])
-export const MANIFEST_TYPES: ReadonlySet<string> = new Set([
-  MediaType.ociIndex,
-  MediaType.ociManifest,
-  MediaType.dockerManifestList,
-  MediaType.dockerManifest,
-])
+export const MANIFEST_TYPES: ReadonlySet<string> = new Set([MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.dockerManifest])
 
 export const Header = {
   digest: 'docker-content-digest',

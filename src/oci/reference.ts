@@ -26,4 +26,3 @@ export function parseReference(ref: string): Reference | undefined {
 export function referenceString(ref: Reference): string {
   return ref.kind === 'tag' ? ref.tag : ref.digest
 }
-

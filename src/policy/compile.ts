@@ -96,9 +96,7 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
       errors.push({
         path,
         message:
-          ref === PUBLIC_GOOD
-            ? `the built-in ${PUBLIC_GOOD} trust root is not loaded`
-            : `unknown trust root "${ref}": known roots are ${known} (configure it under trustRoots)`,
+          ref === PUBLIC_GOOD ? `the built-in ${PUBLIC_GOOD} trust root is not loaded` : `unknown trust root "${ref}": known roots are ${known} (configure it under trustRoots)`,
       })
     }
     return found
@@ -126,7 +124,10 @@ function compileAuthority(a: AuthoritySpec, index: number, ctx: CompileContext, 
   if (a.keyless) {
     const trustRoot = root(ref ?? PUBLIC_GOOD, refPath ?? at('keyless'))
     if (a.ctlog && !ctlogConfigured) {
-      warnings.push({ path: at('ctlog'), message: 'an empty ctlog turns transparency-log checks off in policy-controller; trustpull still requires a log entry (or a timestamp) for keyless signatures' })
+      warnings.push({
+        path: at('ctlog'),
+        message: 'an empty ctlog turns transparency-log checks off in policy-controller; trustpull still requires a log entry (or a timestamp) for keyless signatures',
+      })
     }
     if (a.keyless.url && !ref && !/^https:\/\/fulcio\.sigstore\.dev\/?$/.test(a.keyless.url)) {
       warnings.push({

@@ -78,7 +78,14 @@ export async function evaluatePolicies(image: ImageUnderEvaluation, policySet: P
   return summarise(base, outcomes, session)
 }
 
-type AuthorityCheck = { status: AuthorityStatus; evidence: Evidence[]; reasons: string[]; code?: VerifyCode; signer?: Evidence['signer'] & { level?: string; logged?: string[] }; warnings?: string[] }
+type AuthorityCheck = {
+  status: AuthorityStatus
+  evidence: Evidence[]
+  reasons: string[]
+  code?: VerifyCode
+  signer?: Evidence['signer'] & { level?: string; logged?: string[] }
+  warnings?: string[]
+}
 
 /** One evaluation: discovery is done at most once per (repository, digest) and shared by all policies. */
 class Session {
@@ -189,11 +196,20 @@ class Session {
     if (status === 'pass') {
       for (const signer of signers) this.recordSigner({ policy: policy.name, authority: authority.name, ...signer })
     }
-    return { ...head, ok: status === 'pass', status, evidence, reasons: status === 'pass' ? [] : reasons, ...(status === 'pass' && warnings.length > 0 ? { warnings } : {}), ...(status !== 'pass' && code && { code }) }
+    return {
+      ...head,
+      ok: status === 'pass',
+      status,
+      evidence,
+      reasons: status === 'pass' ? [] : reasons,
+      ...(status === 'pass' && warnings.length > 0 ? { warnings } : {}),
+      ...(status !== 'pass' && code && { code }),
+    }
   }
 
   private recordSigner(signer: SignerIdentity): void {
-    const same = (s: SignerIdentity) => s.policy === signer.policy && s.authority === signer.authority && s.keyHint === signer.keyHint && s.issuer === signer.issuer && s.subject === signer.subject
+    const same = (s: SignerIdentity) =>
+      s.policy === signer.policy && s.authority === signer.authority && s.keyHint === signer.keyHint && s.issuer === signer.issuer && s.subject === signer.subject
     if (!this.signers.some(same)) this.signers.push(signer)
   }
 
@@ -329,7 +345,15 @@ class Session {
       return this.deps.verify(candidate, authority.material, digest, this.image)
     } catch (err) {
       // A verifier bug or a hostile candidate must not hide the other candidates: count it as failed.
-      return { kind: candidate.kind, format: candidate.format, origin: candidate.origin, ok: false, code: 'MALFORMED', reason: `verification failed: ${describeError(err)}`, checks: [] }
+      return {
+        kind: candidate.kind,
+        format: candidate.format,
+        origin: candidate.origin,
+        ok: false,
+        code: 'MALFORMED',
+        reason: `verification failed: ${describeError(err)}`,
+        checks: [],
+      }
     }
   }
 }
@@ -369,14 +393,26 @@ function summarise(base: Pick<Verdict, 'image' | 'digest' | 'fingerprint'>, outc
   const warned = [...failed('warn', 'fail'), ...failed('warn', 'error')]
   if (warned.length > 0) {
     const refused = refusedPlatformsOf(outcomes)
-    return { ...common, result: 'warn', reasons: [oneLine(warned[0]!), ...details], transient: warned.some((o) => o.result === 'error'), ...(refused.length ? { refusedPlatforms: refused } : {}) }
+    return {
+      ...common,
+      result: 'warn',
+      reasons: [oneLine(warned[0]!), ...details],
+      transient: warned.some((o) => o.result === 'error'),
+      ...(refused.length ? { refusedPlatforms: refused } : {}),
+    }
   }
   // A Notation level that logs instead of enforcing (audit, permissive) serves the image with a warning.
   const logged = outcomes.flatMap((o) => o.authorities.filter((a) => a.ok).flatMap((a) => (a.warnings ?? []).map((w) => `policy "${o.name}", authority "${a.name}": ${w}`)))
   if (logged.length > 0) return { ...common, result: 'warn', reasons: logged, transient: false }
   const names = outcomes.map((o) => `"${o.name}"`).join(', ')
   const refused = refusedPlatformsOf(outcomes)
-  return { ...common, result: 'allow', reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`], transient: false, ...(refused.length ? { refusedPlatforms: refused } : {}) }
+  return {
+    ...common,
+    result: 'allow',
+    reasons: [`allowed by ${outcomes.length > 1 ? 'policies' : 'policy'} ${names}`],
+    transient: false,
+    ...(refused.length ? { refusedPlatforms: refused } : {}),
+  }
 }
 
 /** Every platform some policy refused (once each). */

@@ -22,8 +22,6 @@ export interface ImageGlob {
 
 const VALID_GLOB = /^[A-Za-z0-9_:/*.-]+$/
 
-
-
 export function compileGlob(glob: string): ImageGlob {
   // policy-controller's two bare forms mean Docker Hub.
   let pattern = glob === '*' ? 'index.docker.io/library/*' : glob === '*/*' ? 'index.docker.io/*/*' : glob
@@ -39,11 +37,7 @@ export function compileGlob(glob: string): ImageGlob {
     if (tagPattern === '' || pattern === '' || tagPattern.includes(':')) throw new GlobError(`invalid glob "${glob}": malformed tag`)
     if (tagPattern !== '*' && tagPattern !== '**') tag = tagPattern
   }
-  const body = pattern
-    .replaceAll('.', '\\.')
-    .replaceAll('**', '\u0000')
-    .replaceAll('*', '[^/]*')
-    .replaceAll('\u0000', '.*')
+  const body = pattern.replaceAll('.', '\\.').replaceAll('**', '\u0000').replaceAll('*', '[^/]*').replaceAll('\u0000', '.*')
   return { source: glob, regex: new RegExp(`^${body}$`), ...(tag === undefined ? {} : { tag }) }
 }
 

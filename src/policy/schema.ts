@@ -123,7 +123,7 @@ const notationRef = z
   .superRefine((n, ctx) => {
     const files = present(n.trustStore) || present(n.trustPolicy)
     const inline = present(n.certificates) || present(n.trustedIdentities) || present(n.level)
-    if (files && inline) fail(ctx, [], 'give either trustStore and trustPolicy (notation\'s files) or certificates, trustedIdentities and level (inline), not both')
+    if (files && inline) fail(ctx, [], "give either trustStore and trustPolicy (notation's files) or certificates, trustedIdentities and level (inline), not both")
     else if (files) {
       if (!present(n.trustStore)) fail(ctx, ['trustStore'], 'missing trustStore: the directory holding x509/ca/NAME/*.pem')
       if (!present(n.trustPolicy)) fail(ctx, ['trustPolicy'], 'missing trustPolicy: the trustpolicy.json file')
@@ -297,9 +297,7 @@ function refuseSpecFeatures(spec: { policy?: unknown; match?: unknown }, ctx: Ct
 export const policySpecSchema = z.strictObject(policySpecShape).superRefine(refuseSpecFeatures)
 
 /** An inline policy in the config: a name plus the fields of a CIP spec. */
-export const inlinePolicySchema = z
-  .strictObject({ name: z.string().min(1, 'missing name').max(253), ...policySpecShape })
-  .superRefine(refuseSpecFeatures)
+export const inlinePolicySchema = z.strictObject({ name: z.string().min(1, 'missing name').max(253), ...policySpecShape }).superRefine(refuseSpecFeatures)
 
 export const CIP_API_VERSIONS = ['policy.sigstore.dev/v1alpha1', 'policy.sigstore.dev/v1beta1'] as const
 

@@ -29,9 +29,7 @@ export interface ContentIndex {
 
 /** Everything a manifest references: an image's config and layers, or an index's children. */
 export function referencedContent(m: Manifest): Vouchers {
-  return m.kind === 'index'
-    ? { blobs: [], manifests: m.manifests.map((d) => d.digest) }
-    : { blobs: [m.config.digest, ...m.layers.map((d) => d.digest)], manifests: [] }
+  return m.kind === 'index' ? { blobs: [], manifests: m.manifests.map((d) => d.digest) } : { blobs: [m.config.digest, ...m.layers.map((d) => d.digest)], manifests: [] }
 }
 
 export function voucherKey(upstream: string, repository: string, kind: VoucherKind, digest: string): string {

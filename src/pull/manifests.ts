@@ -65,7 +65,14 @@ export class ManifestService {
     }
   }
 
-  async #serve(upstream: Upstream, repository: string, ref: Reference, fetched: FetchedManifest | CachedManifest | undefined, lastSeenKey: string, client?: RequestClient): Promise<ServedManifest> {
+  async #serve(
+    upstream: Upstream,
+    repository: string,
+    ref: Reference,
+    fetched: FetchedManifest | CachedManifest | undefined,
+    lastSeenKey: string,
+    client?: RequestClient,
+  ): Promise<ServedManifest> {
     const name = upstream.config.name
     if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${repository}:${referenceString(ref)} not found on ${name}`)
     let manifest: Manifest
@@ -98,7 +105,10 @@ export class ManifestService {
       this.#lastSeen.set(lastSeenKey, fetched.digest)
     }
     const warnings = fetched.stale
-      ? [...decision.warnings, `served from the mirror's store: upstream ${name} cannot be reached (${fetched.stale.reason.slice(0, 200)}); tag ${referenceString(ref)} last resolved to this digest ${new Date(fetched.stale.at).toISOString()}`]
+      ? [
+          ...decision.warnings,
+          `served from the mirror's store: upstream ${name} cannot be reached (${fetched.stale.reason.slice(0, 200)}); tag ${referenceString(ref)} last resolved to this digest ${new Date(fetched.stale.at).toISOString()}`,
+        ]
       : decision.warnings
     return { ...fetched, manifest, warnings, stale: fetched.stale }
   }
@@ -125,7 +135,13 @@ export class ManifestService {
     return client.getManifest(repository, referenceString(ref), { accept })
   }
 
-  #fetch(upstream: Upstream, repository: string, ref: Reference, accept: string[], key: string): { fetching: Promise<FetchedManifest | CachedManifest | undefined>; done: () => void } {
+  #fetch(
+    upstream: Upstream,
+    repository: string,
+    ref: Reference,
+    accept: string[],
+    key: string,
+  ): { fetching: Promise<FetchedManifest | CachedManifest | undefined>; done: () => void } {
     const name = upstream.config.name
     const digest = ref.kind === 'digest' ? ref.digest : this.#tags?.get(`${name}/${repository}:${ref.tag}`)
     const cached = digest ? this.#deps.cache.get(name, repository, digest) : undefined

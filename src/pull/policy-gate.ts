@@ -155,7 +155,14 @@ export class PolicyGate implements ManifestGate {
       return shared.verdict
     }
     try {
-      const image = { upstream: request.upstream, repository: request.repository, digest: request.digest, mediaType: request.mediaType, manifest: request.manifest, bytes: request.bytes }
+      const image = {
+        upstream: request.upstream,
+        repository: request.repository,
+        digest: request.digest,
+        mediaType: request.mediaType,
+        manifest: request.manifest,
+        bytes: request.bytes,
+      }
       const verdict = await this.#bounded(() =>
         span('policy.evaluate', { 'trustpull.image': `${request.upstream}/${request.repository}`, 'trustpull.digest': request.digest }, async (s) => {
           const v = await evaluatePolicies(image, policySet, this.#options.evaluate)
@@ -258,8 +265,14 @@ export function verdictKey(fingerprint: string, upstream: string, repository: st
 function isVerdictFor(value: unknown, digest: string, fingerprint: string): value is Verdict {
   const v = value as Partial<Verdict> | null
   return (
-    typeof v === 'object' && v !== null && v.digest === digest && v.fingerprint === fingerprint &&
-    typeof v.result === 'string' && VERDICT_RESULTS.has(v.result) && Array.isArray(v.reasons) && Array.isArray(v.policies)
+    typeof v === 'object' &&
+    v !== null &&
+    v.digest === digest &&
+    v.fingerprint === fingerprint &&
+    typeof v.result === 'string' &&
+    VERDICT_RESULTS.has(v.result) &&
+    Array.isArray(v.reasons) &&
+    Array.isArray(v.policies)
   )
 }
 
@@ -274,7 +287,8 @@ function decide(verdict: Verdict, referenced: Vouchers, denyLink?: (digest: stri
       return { allow: true, warnings: partial, vouch }
     case 'warn':
       // Every policy passed: the warning is a Notation level (audit, permissive, skip) that logs instead of enforcing.
-      if (verdict.policies.length > 0 && verdict.policies.every((p) => p.result === 'pass')) return { allow: true, warnings: [`served under a Notation trust policy that logs failures: ${first}`, ...partial], vouch }
+      if (verdict.policies.length > 0 && verdict.policies.every((p) => p.result === 'pass'))
+        return { allow: true, warnings: [`served under a Notation trust policy that logs failures: ${first}`, ...partial], vouch }
       return { allow: true, warnings: [`not verified (warn mode): ${first}`, ...partial], vouch }
     case 'deny':
       return {

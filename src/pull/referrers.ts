@@ -53,7 +53,10 @@ export class ReferrerService {
     return this.#flights.run(key, async () => {
       const listing = await listReferrers(upstream.client, repository, digest, { ...this.#deps.limits, indexBytes: this.#deps.limits.manifestBytes }, { memo: this.#memo(key) })
       if (listing.problems.length > 0) {
-        this.#deps.logger.info({ image: `${upstream.config.name}/${repository}`, digest, problems: listing.problems.slice(0, 10).map((p) => `${p.code}: ${p.message}`) }, 'referrers left out of the listing')
+        this.#deps.logger.info(
+          { image: `${upstream.config.name}/${repository}`, digest, problems: listing.problems.slice(0, 10).map((p) => `${p.code}: ${p.message}`) },
+          'referrers left out of the listing',
+        )
       }
       if (listing.unreadable) {
         const why = listing.problems[0]?.message ?? 'unreadable'

@@ -53,7 +53,6 @@ export function isSubjectArtifact(manifest: Manifest): boolean {
   return manifest.layers.every((l) => !RUNNABLE_LAYER.test(l.mediaType))
 }
 
-
 /**
  * The referrers fallback index (tag `sha256-<hex>`) lists signature artifacts; it is metadata,
  * and each artifact it lists is judged on its own when fetched.

@@ -21,10 +21,7 @@ import { isNotationSignature } from '../oci/notation-signature.ts'
 import type { Candidate, CandidateOrigin, Discovery, DiscoveryProblem, NotationCandidate, VerifyCode } from '../verify/types.ts'
 import { CosignAnnotation, envelopePredicateType, legacyAttestationBundles, legacySignatureBundle } from './legacy.ts'
 
-export type DiscoveryLimits = Pick<
-  Config['limits'],
-  'manifestBytes' | 'signatureManifestBytes' | 'signatureLayerBytes' | 'bundleBytes' | 'maxSignatures' | 'maxReferrers'
->
+export type DiscoveryLimits = Pick<Config['limits'], 'manifestBytes' | 'signatureManifestBytes' | 'signatureLayerBytes' | 'bundleBytes' | 'maxSignatures' | 'maxReferrers'>
 
 export interface DiscoverOptions {
   signal?: AbortSignal
@@ -41,12 +38,7 @@ export interface DiscoverOptions {
 
 const BUNDLE_TYPE = /^application\/vnd\.dev\.sigstore\.bundle(\.v0\.\d+\+json|\+json;version=0\.\d+)$/
 /** Referrer artifact types worth reading, best first; the empty type is read to learn the real one. */
-const SIGNATURE_ARTIFACT_TYPES: ReadonlySet<string> = new Set([
-  MediaType.cosignArtifactConfig,
-  MediaType.dsseEnvelope,
-  MediaType.inTotoLayer,
-  MediaType.cosignSimpleSigning,
-])
+const SIGNATURE_ARTIFACT_TYPES: ReadonlySet<string> = new Set([MediaType.cosignArtifactConfig, MediaType.dsseEnvelope, MediaType.inTotoLayer, MediaType.cosignSimpleSigning])
 
 /** Discovers the candidates for `imageDigest` in `repository`. Rejects only when `signal` aborts. */
 export async function discoverSignatures(
@@ -99,11 +91,7 @@ export async function listReferrers(
 ): Promise<ReferrerListing> {
   parseDigest(digest)
   const walk = new Walk(client, repository, digest, limits, options)
-  const [found, sig, att] = await Promise.all([
-    walk.referrerIndex(limits.indexBytes),
-    walk.legacyManifest('.sig', 'sig-tag'),
-    walk.legacyManifest('.att', 'att-tag'),
-  ])
+  const [found, sig, att] = await Promise.all([walk.referrerIndex(limits.indexBytes), walk.legacyManifest('.sig', 'sig-tag'), walk.legacyManifest('.att', 'att-tag')])
   options.signal?.throwIfAborted()
   const listed = unique(found?.index.manifests ?? []).filter((d) => d.digest !== digest && (d.mediaType === MediaType.ociManifest || d.mediaType === MediaType.ociIndex))
   const truncated = listed.length > limits.maxReferrers
@@ -253,11 +241,10 @@ class Walk {
       .filter((r) => r.rank >= 0)
       .sort((a, b) => a.rank - b.rank)
     if (ranked.length > this.#limits.maxReferrers) {
-      this.#problem(
-        'LIMIT_EXCEEDED',
-        `${ranked.length} possible signature referrers listed; only the first ${this.#limits.maxReferrers} were read`,
-        { repository: this.#repository, via },
-      )
+      this.#problem('LIMIT_EXCEEDED', `${ranked.length} possible signature referrers listed; only the first ${this.#limits.maxReferrers} were read`, {
+        repository: this.#repository,
+        via,
+      })
     }
     const lists = await Promise.all(
       ranked.slice(0, this.#limits.maxReferrers).map(async ({ d }) => {

@@ -98,7 +98,13 @@ export class ContentStore {
     this.#logger = options.logger
     const { driver } = options
     if (driver instanceof FilesystemDriver && (options.scrubRate ?? 0) > 0) {
-      this.#scrub = new Scrubber({ root: driver.root, rate: options.scrubRate!, logger: options.logger, keys: () => [...this.#index.keys()], corrupt: (digest) => this.corrupt(digest) })
+      this.#scrub = new Scrubber({
+        root: driver.root,
+        rate: options.scrubRate!,
+        logger: options.logger,
+        keys: () => [...this.#index.keys()],
+        corrupt: (digest) => this.corrupt(digest),
+      })
     }
   }
 
@@ -316,7 +322,9 @@ export class ContentStore {
 
   async tag(upstream: string, repository: string, tag: string): Promise<TagRecord | undefined> {
     return this.#record(tagKey(upstream, repository, tag), (v) =>
-      typeof v.digest === 'string' && isDigest(v.digest) && typeof v.mediaType === 'string' && typeof v.at === 'number' ? { digest: v.digest, mediaType: v.mediaType, at: v.at } : undefined,
+      typeof v.digest === 'string' && isDigest(v.digest) && typeof v.mediaType === 'string' && typeof v.at === 'number'
+        ? { digest: v.digest, mediaType: v.mediaType, at: v.at }
+        : undefined,
     )
   }
 
@@ -333,7 +341,9 @@ export class ContentStore {
 
   /** The upstream's last referrers answer for a digest: the index digest, or null when it had no referrers API. */
   async referrers(upstream: string, repository: string, digest: string): Promise<{ index: string | null } | undefined> {
-    return this.#record(referrersKey(upstream, repository, digest), (v) => (v.index === null || (typeof v.index === 'string' && isDigest(v.index)) ? { index: v.index as string | null } : undefined))
+    return this.#record(referrersKey(upstream, repository, digest), (v) =>
+      v.index === null || (typeof v.index === 'string' && isDigest(v.index)) ? { index: v.index as string | null } : undefined,
+    )
   }
 
   putReferrers(upstream: string, repository: string, digest: string, index: FetchedManifest | undefined): void {

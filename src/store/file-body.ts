@@ -206,7 +206,7 @@ export class FileBody extends Readable {
       if (settled || reading || waiting || ended) return
       let available = this.#available()
       // What a fill still holds in memory goes out from there, as it lands (bounded by READ_CHUNK lent at a time).
-      for (let recent; typeof available === 'number' && available > 0 && lent < READ_CHUNK && (recent = this.#source.recent?.(this.#position, available)); ) {
+      for (let recent; typeof available === 'number' && available > 0 && lent < READ_CHUNK && (recent = this.#source.recent?.(this.#position, available));) {
         take(recent, undefined)
         available = this.#available()
       }

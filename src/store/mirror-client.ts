@@ -69,7 +69,12 @@ export class MirrorClient implements RegistryClient {
     }
   }
 
-  async revalidateManifest(repository: string, reference: string, knownDigest: string, options: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {}): Promise<FetchedManifest | 'unchanged' | undefined> {
+  async revalidateManifest(
+    repository: string,
+    reference: string,
+    knownDigest: string,
+    options: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {},
+  ): Promise<FetchedManifest | 'unchanged' | undefined> {
     try {
       const answer = this.#inner.revalidateManifest
         ? await this.#inner.revalidateManifest(repository, reference, knownDigest, options)
@@ -218,6 +223,7 @@ function byteRange(header: string, size: number): { start: number; end: number }
     start = size
     end = 0
   }
-  if (start > end || start >= size) throw new RegistryError('RANGE_INVALID', `range ${header} is outside the blob's ${size} bytes`, { headers: { 'content-range': `bytes */${size}` } })
+  if (start > end || start >= size)
+    throw new RegistryError('RANGE_INVALID', `range ${header} is outside the blob's ${size} bytes`, { headers: { 'content-range': `bytes */${size}` } })
   return { start, end }
 }

@@ -30,7 +30,9 @@ export async function openContentStore(config: Config, logger: Logger): Promise<
     try {
       await driver.open()
     } catch (err) {
-      throw new ConfigError(`storage.path: ${config.storage.path} cannot be used for the content store (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix its permissions, or set storage.enabled: false`)
+      throw new ConfigError(
+        `storage.path: ${config.storage.path} cannot be used for the content store (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix its permissions, or set storage.enabled: false`,
+      )
     }
   }
   const store = await ContentStore.open({ driver, maxSize: config.storage.maxSize, scrubRate: config.storage.scrubRate, logger: logger.child({ component: 'store' }) })

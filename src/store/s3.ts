@@ -90,9 +90,7 @@ export class S3Driver implements StorageDriver {
 
   async read(key: string, range?: { start: number; end: number }): Promise<Readable | undefined> {
     try {
-      const out = await this.#client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.#key(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
-      )
+      const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#key(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }))
       return out.Body as Readable
     } catch (err) {
       if (isMissing(err)) return undefined
@@ -148,9 +146,7 @@ export class S3Driver implements StorageDriver {
   async *list(prefix: string): AsyncIterable<StoredObject> {
     let token: string | undefined
     do {
-      const page = await this.#client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token, MaxKeys: this.#pageSize }),
-      )
+      const page = await this.#client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token, MaxKeys: this.#pageSize }))
       for (const o of page.Contents ?? []) {
         if (!o.Key) continue
         const key = o.Key.slice(this.prefix.length)

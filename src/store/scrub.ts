@@ -100,7 +100,7 @@ export class Scrubber {
       try {
         const fingerprint = fileFingerprint(await handle.stat({ bigint: true }))
         const hash = createHash(algorithm)
-        for (let position = 0; ; ) {
+        for (let position = 0; ;) {
           const { bytesRead } = await handle.read(buffer, 0, buffer.length, position)
           if (bytesRead === 0) break
           hash.update(buffer.subarray(0, bytesRead))

@@ -5,16 +5,7 @@ import { traceFields } from './tracing.ts'
 
 export type { Logger }
 
-export const REDACTED_PATHS = [
-  'authorization',
-  '*.authorization',
-  '*.headers.authorization',
-  '*.headers.cookie',
-  'password',
-  '*.password',
-  'token',
-  '*.token',
-]
+export const REDACTED_PATHS = ['authorization', '*.authorization', '*.headers.authorization', '*.headers.cookie', 'password', '*.password', 'token', '*.token']
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(

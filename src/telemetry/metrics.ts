@@ -11,7 +11,6 @@ import { existsSync, readdirSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { processMetricsText, startProcessMetrics } from './process-metrics.ts'
 
-
 /** Event-loop lag is reported per window of this length (the last complete one). */
 const LAG_WINDOW_MS = 5_000
 /** The sampling timer's period: Node records the time between its ticks, this much when idle. */
@@ -90,25 +89,44 @@ export class Metrics {
     this.bytesServed = new HotCounter(meter, 'trustpull_bytes_served', 'Bytes served to clients, by kind (manifest, blob)', ['kind'], { unit: 'By' })
     this.inFlight = new HotCounter(meter, 'trustpull_http_requests_in_flight', 'Requests being served', [], { upDown: true })
     this.httpRequests = new HotCounter(meter, 'trustpull_http_requests', 'Requests answered, by method, route and status', ['method', 'route', 'status'])
-    this.storeLookups = new HotCounter(meter, 'trustpull_store_lookups', 'Content store look-ups by kind (blob, manifest, tag) and result (hit, miss); a hit is an upstream request saved', ['kind', 'result'])
-    this.storeSaved = new HotCounter(meter, 'trustpull_store_upstream_requests_saved', 'Upstream requests the content store saved, by kind (manifest, blob): answered from the store, or (blob) joined a fetch already under way', ['kind'])
-    this.storeEvictedBytes = new HotCounter(meter, 'trustpull_store_evicted_bytes', 'Bytes evicted from the content store (least recently used, over storage.maxSize)', [], { unit: 'By' })
-    this.admissionDecisions = new HotCounter(meter, 'trustpull_admission_decisions', 'Admission reviews answered, by result (allowed, refused, timeout, skipped, invalid) and object kind', ['result', 'kind'])
+    this.storeLookups = new HotCounter(
+      meter,
+      'trustpull_store_lookups',
+      'Content store look-ups by kind (blob, manifest, tag) and result (hit, miss); a hit is an upstream request saved',
+      ['kind', 'result'],
+    )
+    this.storeSaved = new HotCounter(
+      meter,
+      'trustpull_store_upstream_requests_saved',
+      'Upstream requests the content store saved, by kind (manifest, blob): answered from the store, or (blob) joined a fetch already under way',
+      ['kind'],
+    )
+    this.storeEvictedBytes = new HotCounter(meter, 'trustpull_store_evicted_bytes', 'Bytes evicted from the content store (least recently used, over storage.maxSize)', [], {
+      unit: 'By',
+    })
+    this.admissionDecisions = new HotCounter(
+      meter,
+      'trustpull_admission_decisions',
+      'Admission reviews answered, by result (allowed, refused, timeout, skipped, invalid) and object kind',
+      ['result', 'kind'],
+    )
     this.admissionDuration = meter.createHistogram('trustpull_admission_duration_seconds', {
       unit: 's',
       description: 'Time to answer one admission review, by endpoint (validate, mutate)',
       advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     })
-    meter.createObservableGauge('trustpull_store_bytes', { unit: 'By', description: 'Bytes of blobs in the content store' }).addCallback((r) => this.#storeRead && r.observe(this.#storeRead().bytes))
-    meter.createObservableGauge('trustpull_store_objects', { description: 'Blobs (and manifests) in the content store' }).addCallback((r) => this.#storeRead && r.observe(this.#storeRead().objects))
+    meter
+      .createObservableGauge('trustpull_store_bytes', { unit: 'By', description: 'Bytes of blobs in the content store' })
+      .addCallback((r) => this.#storeRead && r.observe(this.#storeRead().bytes))
+    meter
+      .createObservableGauge('trustpull_store_objects', { description: 'Blobs (and manifests) in the content store' })
+      .addCallback((r) => this.#storeRead && r.observe(this.#storeRead().objects))
     meter
       .createObservableGauge('trustpull_store_writable', { description: '1 when the content store writes, 0 when it serves pass-through (disk full, read-only)' })
       .addCallback((r) => this.#storeRead && r.observe(this.#storeRead().writable ? 1 : 0))
-    meter
-      .createObservableGauge('trustpull_redis_up', { description: '1 when the shared Redis cache answers, 0 when it does not (absent without Redis)' })
-      .addCallback((result) => {
-        if (this.#redisUp !== undefined) result.observe(this.#redisUp)
-      })
+    meter.createObservableGauge('trustpull_redis_up', { description: '1 when the shared Redis cache answers, 0 when it does not (absent without Redis)' }).addCallback((result) => {
+      if (this.#redisUp !== undefined) result.observe(this.#redisUp)
+    })
 
     startProcessMetrics()
     const build = { version: VERSION, revision: process.env.TRUSTPULL_REVISION || 'unknown', node: process.version }
@@ -146,10 +164,15 @@ export class Metrics {
 
     // Prometheus' own names for this (prometheus_config_last_reload_*), so stock alerts carry over.
     meter
-      .createObservableGauge('trustpull_config_last_reload_successful', { description: '1 when the last reload was applied, 0 when it was refused (the previous configuration stays in force)' })
+      .createObservableGauge('trustpull_config_last_reload_successful', {
+        description: '1 when the last reload was applied, 0 when it was refused (the previous configuration stays in force)',
+      })
       .addCallback((result) => result.observe(this.#reload.ok))
     meter
-      .createObservableGauge('trustpull_config_last_reload_success_timestamp_seconds', { unit: 's', description: 'When the configuration in force was loaded (start-up or the last successful reload)' })
+      .createObservableGauge('trustpull_config_last_reload_success_timestamp_seconds', {
+        unit: 's',
+        description: 'When the configuration in force was loaded (start-up or the last successful reload)',
+      })
       .addCallback((result) => result.observe(this.#reload.at))
   }
 

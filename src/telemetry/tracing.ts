@@ -46,7 +46,8 @@ export function tracingSettings(endpoint: string | undefined, env: NodeJS.Proces
   const disabled = value('OTEL_SDK_DISABLED')?.toLowerCase() === 'true'
   const base = value('OTEL_EXPORTER_OTLP_ENDPOINT')
   const url = disabled ? undefined : (endpoint ?? value('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') ?? (base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined))
-  if (url !== undefined && !/^https?:\/\/[^/]/.test(url)) throw new ConfigError(`${endpoint ? 'telemetry.otlp.endpoint' : 'OTEL_EXPORTER_OTLP_ENDPOINT'}: "${url}" is not an http(s) URL`)
+  if (url !== undefined && !/^https?:\/\/[^/]/.test(url))
+    throw new ConfigError(`${endpoint ? 'telemetry.otlp.endpoint' : 'OTEL_EXPORTER_OTLP_ENDPOINT'}: "${url}" is not an http(s) URL`)
   const resource: Record<string, string> = {}
   for (const pair of (value('OTEL_RESOURCE_ATTRIBUTES') ?? '').split(',')) {
     if (!pair.trim()) continue
@@ -82,7 +83,9 @@ function samplerFrom(name = 'parentbased_always_on', arg: string | undefined): S
     case 'parentbased_traceidratio':
       return new ParentBasedSampler({ root: ratio() })
     default:
-      throw new ConfigError(`OTEL_TRACES_SAMPLER: "${name}" is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio`)
+      throw new ConfigError(
+        `OTEL_TRACES_SAMPLER: "${name}" is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio`,
+      )
   }
 }
 
@@ -93,9 +96,7 @@ export function tracingEnabled(): boolean {
 export function setupTracing(options: TracingOptions): void {
   const settings = tracingSettings(options.endpoint, options.env ?? process.env)
   if (!settings.url && !options.exporter) return
-  const processor = options.exporter
-    ? new SimpleSpanProcessor({ exporter: options.exporter })
-    : new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: settings.url }) })
+  const processor = options.exporter ? new SimpleSpanProcessor({ exporter: options.exporter }) : new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: settings.url }) })
   provider = new TracerProvider({ resource: resourceFromAttributes(settings.resource), sampler: settings.sampler, spanProcessors: [processor] })
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
   propagation.setGlobalPropagator(new W3CTraceContextPropagator())
@@ -161,4 +162,3 @@ export function traceFields(): { trace_id?: string; span_id?: string } {
   const active = trace.getActiveSpan()?.spanContext()
   return active ? { trace_id: active.traceId, span_id: active.spanId } : {}
 }
-

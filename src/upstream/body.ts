@@ -17,9 +17,7 @@ export async function readLimited(body: Readable, maxBytes: number, what: string
   let total = 0
   const { deadlineMs } = options
   const deadline =
-    deadlineMs === undefined
-      ? undefined
-      : setTimeout(() => body.destroy(new RegistryError('UPSTREAM_TIMEOUT', `${what} took longer than ${deadlineMs} ms to arrive`)), deadlineMs)
+    deadlineMs === undefined ? undefined : setTimeout(() => body.destroy(new RegistryError('UPSTREAM_TIMEOUT', `${what} took longer than ${deadlineMs} ms to arrive`)), deadlineMs)
   try {
     for await (const chunk of body) {
       total += (chunk as Buffer).length

@@ -66,11 +66,7 @@ export class UpstreamRegistryClient implements RegistryClient {
     await this.#dispatcher.close()
   }
 
-  async getManifest(
-    repository: string,
-    reference: string,
-    options: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {},
-  ): Promise<FetchedManifest | undefined> {
+  async getManifest(repository: string, reference: string, options: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {}): Promise<FetchedManifest | undefined> {
     const fetched = await this.#manifest(repository, reference, options)
     return fetched === 'unchanged' ? undefined : fetched
   }
@@ -117,11 +113,7 @@ export class UpstreamRegistryClient implements RegistryClient {
     return bytes
   }
 
-  async getBlob(
-    repository: string,
-    digest: string,
-    options: { range?: string; signal?: AbortSignal; method?: Method } = {},
-  ): Promise<BlobResponse | undefined> {
+  async getBlob(repository: string, digest: string, options: { range?: string; signal?: AbortSignal; method?: Method } = {}): Promise<BlobResponse | undefined> {
     const res = await this.#fetchBlob(options.method ?? 'GET', repository, digest, options.range, options.signal)
     if (!res) return undefined
     const length = headerValue(res.headers['content-length'])
@@ -136,11 +128,7 @@ export class UpstreamRegistryClient implements RegistryClient {
     }
   }
 
-  async getReferrers(
-    repository: string,
-    digest: string,
-    options: { artifactType?: string; maxBytes?: number; signal?: AbortSignal } = {},
-  ): Promise<FetchedManifest | undefined> {
+  async getReferrers(repository: string, digest: string, options: { artifactType?: string; maxBytes?: number; signal?: AbortSignal } = {}): Promise<FetchedManifest | undefined> {
     const query = options.artifactType ? `?artifactType=${encodeURIComponent(options.artifactType)}` : ''
     const res = await this.#send('GET', `/v2/${repository}/referrers/${digest}${query}`, repository, { accept: MediaType.ociIndex }, options.signal)
     if (res.statusCode === 404) return void (await discard(res.body))
@@ -182,9 +170,7 @@ export class UpstreamRegistryClient implements RegistryClient {
       }
       url = next
       const sameOrigin = next.origin === this.#base.origin
-      res = sameOrigin
-        ? await this.#send(method, next.pathname + next.search, repository, extra, signal)
-        : await this.#raw(method, next, { ...extra }, signal)
+      res = sameOrigin ? await this.#send(method, next.pathname + next.search, repository, extra, signal) : await this.#raw(method, next, { ...extra }, signal)
     }
     if (res.statusCode === 404) return void (await discard(res.body))
     if (res.statusCode === 416) {
@@ -338,7 +324,8 @@ export function transportError(upstream: string, err: unknown): Error {
   const e = err as { code?: string; name?: string; cause?: { code?: string } }
   if (e.name === 'AbortError') return err as Error
   const code = e.code ?? e.cause?.code ?? ''
-  if (code === 'EPRIVATEADDRESS') return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream}: ${(e.cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
+  if (code === 'EPRIVATEADDRESS')
+    return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream}: ${(e.cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err })
   if (TIMEOUT_CODES.has(code)) return new RegistryError('UPSTREAM_TIMEOUT', `upstream ${upstream} timed out (${code})`, { cause: err })
   if (UNREACHABLE_CODES.has(code)) return new RegistryError('UNAVAILABLE', `upstream ${upstream} is unreachable (${code})`, { cause: err })
   return new RegistryError('UPSTREAM_ERROR', `upstream ${upstream} failed: ${code || (err as Error).message}`, { cause: err })

@@ -15,16 +15,33 @@ import { lookup as lookupCallback, type LookupAddress, type LookupOptions } from
 
 const extra = new BlockList()
 for (const [net, prefix] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
-  ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.88.99.0', 24], ['192.168.0.0', 16],
-  ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) extra.addSubnet(net, prefix, 'ipv4')
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.0.2.0', 24],
+  ['192.88.99.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const)
+  extra.addSubnet(net, prefix, 'ipv4')
 const globalUnicast6 = new BlockList()
 globalUnicast6.addSubnet('2000::', 3, 'ipv6')
 const extra6 = new BlockList()
 for (const [net, prefix] of [
-  ['2001::', 23], ['2001:db8::', 32], ['2002::', 16], ['3fff::', 20],
-] as const) extra6.addSubnet(net, prefix, 'ipv6')
+  ['2001::', 23],
+  ['2001:db8::', 32],
+  ['2002::', 16],
+  ['3fff::', 20],
+] as const)
+  extra6.addSubnet(net, prefix, 'ipv6')
 
 /** True for every address that is not global unicast (see the module comment); false for a non-address. */
 export function isPrivateAddress(address: string): boolean {

@@ -41,7 +41,12 @@ export interface RegistryClient {
    * so a warm tag costs the upstream a look-up instead of a transfer. Optional: clients without
    * conditional requests simply fetch.
    */
-  revalidateManifest?(repository: string, reference: string, knownDigest: string, options?: { accept?: string[]; maxBytes?: number; signal?: AbortSignal }): Promise<FetchedManifest | 'unchanged' | undefined>
+  revalidateManifest?(
+    repository: string,
+    reference: string,
+    knownDigest: string,
+    options?: { accept?: string[]; maxBytes?: number; signal?: AbortSignal },
+  ): Promise<FetchedManifest | 'unchanged' | undefined>
   /** GET a blob fully into memory, at most `maxBytes`, checked against its digest. `undefined` on 404. */
   getBlobBytes(repository: string, digest: string, options: { maxBytes: number; signal?: AbortSignal }): Promise<Buffer | undefined>
   /** Streams a blob (redirects followed without carrying credentials to another origin). `undefined` on 404. */

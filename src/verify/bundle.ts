@@ -3,14 +3,7 @@
 // key-based trust, matches keyless identities and names every failure with a VerifyCode.
 // Synchronous and free of I/O.
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto'
-import {
-  BUNDLE_V01_MEDIA_TYPE,
-  BUNDLE_V02_MEDIA_TYPE,
-  BUNDLE_V03_LEGACY_MEDIA_TYPE,
-  BUNDLE_V03_MEDIA_TYPE,
-  bundleFromJSON,
-  type Bundle,
-} from '@sigstore/bundle'
+import { BUNDLE_V01_MEDIA_TYPE, BUNDLE_V02_MEDIA_TYPE, BUNDLE_V03_LEGACY_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPE, bundleFromJSON, type Bundle } from '@sigstore/bundle'
 import { dsse, X509Certificate } from '@sigstore/core'
 import { toSignedEntity, Verifier, type SignedEntity, type TrustMaterial, type VerifierOptions } from '@sigstore/verify'
 import { toVerifyFailure, VerifyFailure } from './errors.ts'
@@ -19,12 +12,7 @@ import { keyHint } from './keys.ts'
 import { signingCertificate } from './memo.ts'
 import type { AuthorityMaterial, Evidence, KeyHashAlgorithm, LoadedTrustRoot } from './types.ts'
 
-const KNOWN_MEDIA_TYPES: ReadonlySet<string> = new Set([
-  BUNDLE_V01_MEDIA_TYPE,
-  BUNDLE_V02_MEDIA_TYPE,
-  BUNDLE_V03_LEGACY_MEDIA_TYPE,
-  BUNDLE_V03_MEDIA_TYPE,
-])
+const KNOWN_MEDIA_TYPES: ReadonlySet<string> = new Set([BUNDLE_V01_MEDIA_TYPE, BUNDLE_V02_MEDIA_TYPE, BUNDLE_V03_LEGACY_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPE])
 
 /** Parses a serialized bundle (v0.1, v0.2, v0.3) and checks its required fields. */
 export function parseBundle(serialized: unknown): Bundle {
@@ -98,9 +86,7 @@ function leafCertificate(bundle: Bundle): Buffer | undefined {
  */
 function signedEntity(bundle: Bundle, artifact: Buffer | undefined, leaf: Buffer | undefined, asKey: boolean): SignedEntity {
   const withoutCertificate: Bundle =
-    leaf === undefined
-      ? bundle
-      : { ...bundle, verificationMaterial: { ...bundle.verificationMaterial, content: { $case: 'publicKey', publicKey: { hint: '' } } } }
+    leaf === undefined ? bundle : { ...bundle, verificationMaterial: { ...bundle.verificationMaterial, content: { $case: 'publicKey', publicKey: { hint: '' } } } }
   let entity: SignedEntity
   try {
     entity = toSignedEntity(withoutCertificate, artifact)
@@ -181,19 +167,10 @@ function verifyWithKeys(bundle: Bundle, artifact: Buffer | undefined, material: 
  * digest name, which Ed25519 refuses). A key authority states its hash (policy-controller's
  * `hashAlgorithm`); only then is the final signature check done here with that hash.
  */
-function withHashAlgorithm(
-  entity: SignedEntity,
-  bundle: Bundle,
-  artifact: Buffer | undefined,
-  key: KeyObject,
-  hashAlgorithm: KeyHashAlgorithm | undefined,
-): SignedEntity {
+function withHashAlgorithm(entity: SignedEntity, bundle: Bundle, artifact: Buffer | undefined, key: KeyObject, hashAlgorithm: KeyHashAlgorithm | undefined): SignedEntity {
   const ed25519 = key.asymmetricKeyType === 'ed25519'
   if (!ed25519 && (hashAlgorithm ?? 'sha256') === 'sha256') return entity
-  const signed =
-    bundle.content.$case === 'dsseEnvelope'
-      ? dsse.preAuthEncoding(bundle.content.dsseEnvelope.payloadType, bundle.content.dsseEnvelope.payload)
-      : artifact!
+  const signed = bundle.content.$case === 'dsseEnvelope' ? dsse.preAuthEncoding(bundle.content.dsseEnvelope.payloadType, bundle.content.dsseEnvelope.payload) : artifact!
   const content = entity.signature
   const algorithm = ed25519 ? null : hashAlgorithm!
   return {
@@ -268,9 +245,7 @@ function verifyKeyless(bundle: Bundle, artifact: Buffer | undefined, material: E
 function explainCertificateTime(failure: VerifyFailure, entity: SignedEntity): VerifyFailure {
   if (failure.code !== 'CERTIFICATE_INVALID' || entity.key.$case !== 'certificate') return failure
   const cert = entity.key.certificate
-  const times = entity.timestamps.map((t) =>
-    t.$case === 'transparency-log' ? new Date(Number(t.tlogEntry.integratedTime) * 1000) : t.timestamp.signingTime,
-  )
+  const times = entity.timestamps.map((t) => (t.$case === 'transparency-log' ? new Date(Number(t.tlogEntry.integratedTime) * 1000) : t.timestamp.signingTime))
   const outside = times.find((t) => !cert.validForDate(t))
   if (outside === undefined) return failure
   return new VerifyFailure(

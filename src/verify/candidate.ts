@@ -14,12 +14,7 @@ export interface VerifyCandidateOptions {
   expectedRepository?: string
 }
 
-export function verifyCandidate(
-  candidate: Candidate,
-  material: AuthorityMaterial,
-  imageDigest: string,
-  options: VerifyCandidateOptions = {},
-): Evidence {
+export function verifyCandidate(candidate: Candidate, material: AuthorityMaterial, imageDigest: string, options: VerifyCandidateOptions = {}): Evidence {
   const evidence: Evidence = { kind: candidate.kind, format: candidate.format, origin: candidate.origin, ok: false, checks: [] }
   try {
     const bundle = parseBundle(candidate.bundle)

@@ -79,7 +79,9 @@ const hints = new WeakMap<KeyObject, string>()
 export function keyHint(key: KeyObject): string {
   let hint = hints.get(key)
   if (hint === undefined) {
-    hint = createHash('sha256').update(key.export({ format: 'der', type: 'spki' })).digest('base64')
+    hint = createHash('sha256')
+      .update(key.export({ format: 'der', type: 'spki' }))
+      .digest('base64')
     hints.set(key, hint)
   }
   return hint

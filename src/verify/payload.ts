@@ -78,10 +78,7 @@ export function checkSimpleSigning(payload: Buffer, imageDigest: string, expecte
   if (expectedRepository !== undefined) {
     const signed = dockerReference === undefined ? undefined : repositoryOfReference(dockerReference)
     if (signed !== normaliseDockerHubRepository(expectedRepository)) {
-      throw new VerifyFailure(
-        'REFERENCE_MISMATCH',
-        `signature names repository ${JSON.stringify(dockerReference ?? null)}, not ${JSON.stringify(expectedRepository)}`,
-      )
+      throw new VerifyFailure('REFERENCE_MISMATCH', `signature names repository ${JSON.stringify(dockerReference ?? null)}, not ${JSON.stringify(expectedRepository)}`)
     }
   }
   return { dockerReference }
@@ -122,7 +119,13 @@ export function parseStatement(payloadType: string, payload: Buffer): InTotoStat
 export function checkSubject(statement: InTotoStatement, digest: Digest): void {
   const named = statement.subject.some((s) => s.digest[digest.algorithm]?.toLowerCase() === digest.hex)
   if (!named) {
-    const listed = statement.subject.map((s) => Object.entries(s.digest).map(([a, h]) => `${a}:${h}`).join(',')).join(' ')
+    const listed = statement.subject
+      .map((s) =>
+        Object.entries(s.digest)
+          .map(([a, h]) => `${a}:${h}`)
+          .join(','),
+      )
+      .join(' ')
     throw new VerifyFailure('DIGEST_MISMATCH', `statement subjects (${listed.slice(0, 300)}) do not include ${digest.algorithm}:${digest.hex}`)
   }
 }

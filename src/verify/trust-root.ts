@@ -73,7 +73,10 @@ export function checkTrustedRoot(root: TrustedRoot): string[] {
       problems.push(`${where}: validFor.end is before its start`)
     }
   }
-  for (const [kind, logs] of [['tlogs', root.tlogs], ['ctlogs', root.ctlogs]] as const) {
+  for (const [kind, logs] of [
+    ['tlogs', root.tlogs],
+    ['ctlogs', root.ctlogs],
+  ] as const) {
     logs.forEach((log, i) => {
       const where = `${kind}[${i}] (${log.baseUrl || 'no baseUrl'})`
       if (!log.publicKey?.rawBytes?.length) problems.push(`${where}: publicKey.rawBytes is missing`)
@@ -81,7 +84,10 @@ export function checkTrustedRoot(root: TrustedRoot): string[] {
       checkRange(`${where} publicKey`, log.publicKey?.validFor)
     })
   }
-  for (const [kind, cas] of [['certificateAuthorities', root.certificateAuthorities], ['timestampAuthorities', root.timestampAuthorities]] as const) {
+  for (const [kind, cas] of [
+    ['certificateAuthorities', root.certificateAuthorities],
+    ['timestampAuthorities', root.timestampAuthorities],
+  ] as const) {
     cas.forEach((ca, i) => {
       const where = `${kind}[${i}] (${ca.uri || 'no uri'})`
       if (!ca.certChain?.certificates.length) problems.push(`${where}: certChain is empty`)

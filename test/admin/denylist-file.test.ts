@@ -36,7 +36,15 @@ t.test('without Redis: the denylist is a file and survives a restart; loopback c
   const get = async () => (await request(`${proxy.url}/v2/library/app/manifests/1`, { headers: { accept: MediaTypes.ociManifest } })).statusCode
   t.equal(await get(), 200)
   // No client authentication: the loopback caller (this test) is the operator.
-  const add = await trustpull(['deny', 'add', '--identity', 'https://token.actions.githubusercontent.com', 'https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main', '--server', proxy.url])
+  const add = await trustpull([
+    'deny',
+    'add',
+    '--identity',
+    'https://token.actions.githubusercontent.com',
+    'https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main',
+    '--server',
+    proxy.url,
+  ])
   t.equal(add.code, 0, add.stderr)
   const byDigest = await trustpull(['deny', 'add', '--digest', image.digest, '--server', proxy.url])
   t.equal(byDigest.code, 0, byDigest.stderr)
@@ -45,7 +53,10 @@ t.test('without Redis: the denylist is a file and survives a restart; loopback c
   proxy = await startProxy(t, config)
   t.equal(await get(), 403, 'refused after a restart: read back from the file')
   const list = await trustpull(['deny', 'list', '--json', '--server', proxy.url])
-  t.same((JSON.parse(list.stdout) as { kind: string; addedBy: string }[]).map((e) => [e.kind, e.addedBy]).sort(), [['digest', 'loopback'], ['identity', 'loopback']])
+  t.same((JSON.parse(list.stdout) as { kind: string; addedBy: string }[]).map((e) => [e.kind, e.addedBy]).sort(), [
+    ['digest', 'loopback'],
+    ['identity', 'loopback'],
+  ])
   t.equal((await trustpull(['deny', 'remove', '--digest', image.digest, '--server', proxy.url])).code, 0)
   t.equal(await get(), 200)
 

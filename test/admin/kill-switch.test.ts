@@ -61,11 +61,20 @@ t.test('kill switch across two replicas sharing Redis', async (t) => {
   const signed = await pushImage(registry.url, 'library/app', '1')
   const other = await pushImage(registry.url, 'library/other', '1', { seed: 'other' })
   const unsigned = await pushImage(registry.url, 'library/unsigned', '1', { seed: 'unsigned' })
-  await Promise.all([signImage(`${registry.host}/library/app@${signed.digest}`, key.privateKeyPath), signImage(`${registry.host}/library/other@${other.digest}`, key.privateKeyPath)])
+  await Promise.all([
+    signImage(`${registry.host}/library/app@${signed.digest}`, key.privateKeyPath),
+    signImage(`${registry.host}/library/other@${other.digest}`, key.privateKeyPath),
+  ])
 
   const config = hubConfig(registry.url, {
     cache: { url: redis.url },
-    clients: { tokens: [{ name: 'ops', token: ADMIN_TOKEN }, { name: 'node-1', token: NODE_TOKEN }], admins: ['ops'] },
+    clients: {
+      tokens: [
+        { name: 'ops', token: ADMIN_TOKEN },
+        { name: 'node-1', token: NODE_TOKEN },
+      ],
+      admins: ['ops'],
+    },
     admin: { publicUrl: 'https://trustpull.example.test/' },
     policies: [{ name: 'library', images: [{ glob: 'index.docker.io/library/*' }], authorities: [{ key: { data: key.publicKeyPem } }] }],
   })
@@ -94,8 +103,14 @@ t.test('kill switch across two replicas sharing Redis', async (t) => {
     const list = (await api(a, '/api/v1/verdicts')).body.verdicts
     t.equal(list[0]!.result, 'deny', 'a deny comes first')
     t.equal(list[0]!.digest, unsigned.digest)
-    t.same((await api(a, '/api/v1/verdicts?result=allow')).body.verdicts.map((v) => v.digest), [signed.digest])
-    t.same((await api(a, '/api/v1/verdicts?image=library/un*')).body.verdicts.map((v) => v.digest), [unsigned.digest])
+    t.same(
+      (await api(a, '/api/v1/verdicts?result=allow')).body.verdicts.map((v) => v.digest),
+      [signed.digest],
+    )
+    t.same(
+      (await api(a, '/api/v1/verdicts?image=library/un*')).body.verdicts.map((v) => v.digest),
+      [unsigned.digest],
+    )
     t.equal((await api(a, '/api/v1/verdicts?limit=1')).body.verdicts.length, 1)
     t.equal((await api(a, '/api/v1/verdicts?result=maybe')).status, 400)
 
@@ -158,7 +173,11 @@ t.test('kill switch across two replicas sharing Redis', async (t) => {
     const removed = performance.now()
     await waitFor(async () => (await pull(b, 'library/app', '1')).status === 200, { intervalMs: 5, what: 'serving to resume' })
     t.comment(`removal seen by the other replica ${(performance.now() - removed).toFixed(1)} ms after deny remove returned`)
-    const again = await request(`${a.url}/api/v1/denylist`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ digest: signed.digest }) })
+    const again = await request(`${a.url}/api/v1/denylist`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ digest: signed.digest }),
+    })
     t.equal(again.statusCode, 404, 'removing what is not there: 404 (the CLI exits 1)')
     await again.body.dump()
   })

@@ -36,7 +36,10 @@ t.test('the page, in Chromium, over real pulls', async (t) => {
   const [key, otherKey] = await Promise.all([generateKeyPair(await tempDir(t)), generateKeyPair(await tempDir(t))])
   const good = await pushImage(registry.url, 'library/web', '1')
   const wrong = await pushImage(registry.url, 'library/api', '1', { seed: 'api' })
-  await Promise.all([signImage(`${registry.host}/library/web@${good.digest}`, key.privateKeyPath), signImage(`${registry.host}/library/api@${wrong.digest}`, otherKey.privateKeyPath)])
+  await Promise.all([
+    signImage(`${registry.host}/library/web@${good.digest}`, key.privateKeyPath),
+    signImage(`${registry.host}/library/api@${wrong.digest}`, otherKey.privateKeyPath),
+  ])
 
   // admin.publicUrl must name the proxy's own address, known before it starts.
   const port = await freePort()
@@ -112,7 +115,18 @@ t.test('the page, in Chromium, over real pulls', async (t) => {
 
 t.test('anonymous and non-admin browsers are refused the page', async (t) => {
   const registry = await startRegistry(t)
-  const proxy = await startProxy(t, hubConfig(registry.url, { clients: { tokens: [{ name: 'ops', token: ADMIN_TOKEN }, { name: 'node-1', token: NODE_TOKEN }], admins: ['ops'] } }))
+  const proxy = await startProxy(
+    t,
+    hubConfig(registry.url, {
+      clients: {
+        tokens: [
+          { name: 'ops', token: ADMIN_TOKEN },
+          { name: 'node-1', token: NODE_TOKEN },
+        ],
+        admins: ['ops'],
+      },
+    }),
+  )
   const browser = await launch(t)
   const as = async (token?: string) => {
     const context = await browser.newContext(token ? { extraHTTPHeaders: { authorization: `Bearer ${token}` } } : {})

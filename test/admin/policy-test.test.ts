@@ -25,7 +25,11 @@ t.test('policy test replays the pulled digests under a candidate config', async 
   await Promise.all([signImage(`${registry.host}/library/a@${byA.digest}`, keyA.privateKeyPath), signImage(`${registry.host}/library/b@${byB.digest}`, keyB.privateKeyPath)])
   const policies = (pem: string) => [{ name: 'library', images: [{ glob: 'index.docker.io/library/*' }], authorities: [{ key: { data: pem } }] }]
   const proxy = await startProxy(t, hubConfig(registry.url, { policies: policies(keyA.publicKeyPem) }))
-  for (const [repo, status] of [['library/a', 200], ['library/b', 403], ['library/u', 403]] as const) {
+  for (const [repo, status] of [
+    ['library/a', 200],
+    ['library/b', 403],
+    ['library/u', 403],
+  ] as const) {
     const res = await request(`${proxy.url}/v2/${repo}/manifests/1`, { headers: { accept: MediaTypes.ociManifest } })
     t.equal(res.statusCode, status, repo)
     await res.body.dump()
@@ -35,7 +39,11 @@ t.test('policy test replays the pulled digests under a candidate config', async 
     await writeFile(file, JSON.stringify({ upstreams: [{ name: 'docker.io', url: registry.url, default: true }], policies: policies(pem) }))
     return file
   }
-  const policyTest = (config: string) => run(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'policy', 'test', '--config', config, '--since', '1h', '--server', proxy.url], { cwd: REPO_ROOT, timeoutMs: 120_000 })
+  const policyTest = (config: string) =>
+    run(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'policy', 'test', '--config', config, '--since', '1h', '--server', proxy.url], {
+      cwd: REPO_ROOT,
+      timeoutMs: 120_000,
+    })
 
   const [other, same] = await Promise.all([candidate('other-key.yaml', keyB.publicKeyPem), candidate('same.yaml', keyA.publicKeyPem)])
   const flipped = await policyTest(other)

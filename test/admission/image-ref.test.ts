@@ -26,7 +26,21 @@ t.test('names are read as the kubelet reads them', async (t) => {
 })
 
 t.test('what the kubelet could not pull is refused', async (t) => {
-  for (const image of ['', ' nginx', 'nginx ', 'Nginx', 'ghcr.io/Org/app', 'nginx:', 'nginx@sha256:short', 'nginx:bad tag', 'a//b', '/nginx', 'nginx:1:2', `nginx@md5:${'a'.repeat(32)}`, 'x'.repeat(5000)]) {
+  for (const image of [
+    '',
+    ' nginx',
+    'nginx ',
+    'Nginx',
+    'ghcr.io/Org/app',
+    'nginx:',
+    'nginx@sha256:short',
+    'nginx:bad tag',
+    'a//b',
+    '/nginx',
+    'nginx:1:2',
+    `nginx@md5:${'a'.repeat(32)}`,
+    'x'.repeat(5000),
+  ]) {
     t.equal(parseImageReference(image), undefined, JSON.stringify(image.slice(0, 40)))
   }
 })

@@ -73,7 +73,10 @@ t.test('indexes, forgeries and a second replica', async (t) => {
     const { review } = admissionReview(await kubectlObject('deployment', 'shared', 'app/shared:v1'))
     front.clearRequests()
     t.equal((await postA('validate', review)).body.response?.allowed, true)
-    t.ok(front.requests.some((r) => isSignatureFetch(r.path)), 'replica A verified')
+    t.ok(
+      front.requests.some((r) => isSignatureFetch(r.path)),
+      'replica A verified',
+    )
     front.clearRequests()
     t.equal((await postB('validate', review)).body.response?.allowed, true)
     t.equal(front.requests.filter((r) => isSignatureFetch(r.path)).length, 0, 'replica B fetched no signature')

@@ -13,7 +13,7 @@ const exporter = new InMemorySpanExporter()
 setupTracing({ exporter })
 t.teardown(() => shutdownTracing())
 
-t.test('a review is one trace: the caller\'s, then the image, then the verdict', async (t) => {
+t.test("a review is one trace: the caller's, then the image, then the verdict", async (t) => {
   const registry = await startRegistry(t)
   await pushImage(registry.url, 'open/app', 'v1')
   const cert = await servingCert(t)
@@ -26,9 +26,12 @@ t.test('a review is one trace: the caller\'s, then the image, then the verdict',
   await waitFor(() => exporter.getFinishedSpans().some((s) => s.name === 'POST /validate'), { what: 'the review span' })
   const spans = exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId)
   const root = spans.find((s) => s.name === 'POST /validate')!
-  t.equal(root.parentSpanContext?.spanId, parentId, 'continues the caller\'s trace')
+  t.equal(root.parentSpanContext?.spanId, parentId, "continues the caller's trace")
   t.match(root.attributes, { 'trustpull.admission.kind': 'Deployment', 'trustpull.admission.operation': 'CREATE', 'trustpull.admission.result': 'allowed' })
   const image = spans.find((s) => s.name === 'admission.image' && s.parentSpanContext?.spanId === root.spanContext().spanId)
   t.ok(image, 'a span per image under the review')
-  t.ok(spans.some((s) => s.name === 'policy.evaluate' && s.parentSpanContext?.spanId === image?.spanContext().spanId), 'the verdict under the image')
+  t.ok(
+    spans.some((s) => s.name === 'policy.evaluate' && s.parentSpanContext?.spanId === image?.spanContext().spanId),
+    'the verdict under the image',
+  )
 })

@@ -14,7 +14,12 @@ import { startRegistry } from '../helpers/registry.ts'
 import { hubConfig, startProxy, type TestProxy } from '../helpers/trustpull.ts'
 
 const isSignatureFetch = (path: string) => /\/manifests\/sha256-[0-9a-f]{64}(\.sig|\.att)?$/.test(path) || path.includes('/referrers/')
-const keyPolicy = (name: string, glob: string, key: KeyPair, extra: Record<string, unknown> = {}) => ({ name, images: [{ glob }], authorities: [{ key: { data: key.publicKeyPem } }], ...extra })
+const keyPolicy = (name: string, glob: string, key: KeyPair, extra: Record<string, unknown> = {}) => ({
+  name,
+  images: [{ glob }],
+  authorities: [{ key: { data: key.publicKeyPem } }],
+  ...extra,
+})
 
 function admissionConfig(upstreamUrl: string, cert: ServingCert, keyA: KeyPair, extra: Record<string, unknown> = {}) {
   return hubConfig(upstreamUrl, {
@@ -68,7 +73,17 @@ t.test('admission webhook', async (t) => {
     t.equal(r.body.apiVersion, 'admission.k8s.io/v1')
     t.equal(r.body.kind, 'AdmissionReview')
     t.same(r.body.response, { uid, allowed: true })
-    t.match(admissionLines().at(-1), { audit: 'admission', endpoint: 'validate', uid, namespace: 'apps', kind: 'Deployment', name: 'web', user: 'alice', result: 'allowed', images: [{ image: 'app/signed:v1', allowed: true, digest: signed.digest }] })
+    t.match(admissionLines().at(-1), {
+      audit: 'admission',
+      endpoint: 'validate',
+      uid,
+      namespace: 'apps',
+      kind: 'Deployment',
+      name: 'web',
+      user: 'alice',
+      result: 'allowed',
+      images: [{ image: 'app/signed:v1', allowed: true, digest: signed.digest }],
+    })
   })
 
   t.test('unsigned and other-key images are refused with 403 naming each image and its reason', async (t) => {
@@ -179,7 +194,10 @@ t.test('admission webhook', async (t) => {
   t.test('a verdict made at admission is a cache hit at pull, and the other way round: no signature fetched again', async (t) => {
     front.clearRequests()
     t.equal((await post('validate', admissionReview(await kubectlObject('deployment', 'first', 'app/admitted-first:v1')).review)).body.response?.allowed, true)
-    t.ok(front.requests.some((r) => isSignatureFetch(r.path)), 'admission fetched the signature')
+    t.ok(
+      front.requests.some((r) => isSignatureFetch(r.path)),
+      'admission fetched the signature',
+    )
     front.clearRequests()
     const pull = await request(`${proxy.url}/v2/app/admitted-first/manifests/v1`, { headers: { accept: ACCEPT_ANY_MANIFEST } })
     await pull.body.dump()
@@ -193,7 +211,10 @@ t.test('admission webhook', async (t) => {
     front.clearRequests()
     t.equal((await post('validate', admissionReview(await kubectlObject('deployment', 'second', 'app/pulled-first:v1')).review)).body.response?.allowed, true)
     t.equal(front.requests.filter((r) => isSignatureFetch(r.path)).length, 0, 'admission verified nothing again')
-    t.match(proxy.logs.filter((l) => l.audit === 'verdict' && l.digest === pulledFirst.digest).at(-1), { cached: true, client: 'admission:system:serviceaccount:kube-system:replicaset-controller' })
+    t.match(proxy.logs.filter((l) => l.audit === 'verdict' && l.digest === pulledFirst.digest).at(-1), {
+      cached: true,
+      client: 'admission:system:serviceaccount:kube-system:replicaset-controller',
+    })
   })
 
   t.test('over budget: refused "verification timed out"; the verification goes on and the retry is allowed', async (t) => {
@@ -225,7 +246,10 @@ t.test('admission webhook', async (t) => {
   })
 
   t.test('garbage, oversized and wrong-version bodies are 400s; the listener keeps answering', async (t) => {
-    const small = await startProxy(t, admissionConfig(front.url, cert, keyA, { admission: { listen: '127.0.0.1:0', tls: { cert: cert.cert, key: cert.key }, maxBodyBytes: 64 * 1024 } }))
+    const small = await startProxy(
+      t,
+      admissionConfig(front.url, cert, keyA, { admission: { listen: '127.0.0.1:0', tls: { cert: cert.cert, key: cert.key }, maxBodyBytes: 64 * 1024 } }),
+    )
     const postSmall = webhookClient(t, small.running.admissionUrl!, cert.pem)
     const { review } = admissionReview(await kubectlObject('deployment', 'ok', 'app/signed:v1'))
     const cases: [string, unknown, string][] = [

@@ -69,7 +69,13 @@ function answers(stream: string): RawAnswer[] {
 
 /** One request with `Connection: close`; the single answer. */
 async function raw(method: string, target: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
-  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${proxy.host}`, 'Connection: close', `Accept: ${ACCEPT_ANY_MANIFEST}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
+  const lines = [
+    `${method} ${target} HTTP/1.1`,
+    `Host: ${proxy.host}`,
+    'Connection: close',
+    `Accept: ${ACCEPT_ANY_MANIFEST}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ]
   const [answer] = answers(await exchange(`${lines.join('\r\n')}\r\n\r\n`))
   if (!answer) throw new Error(`no answer to ${method} ${target.slice(0, 80)}`)
   return answer
@@ -98,7 +104,10 @@ t.test('request smuggling: conflicting framing is refused by Node before trustpu
   const hidden = `GET /v2/library/app/manifests/smuggled HTTP/1.1\r\nHost: ${proxy.host}\r\n\r\n`
   const cases: [string, string][] = [
     ['CL.TE: Content-Length and Transfer-Encoding', `GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${5 + hidden.length}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${hidden}`],
-    ['TE.CL: Transfer-Encoding first', `GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n${(hidden.length).toString(16)}\r\n${hidden}\r\n0\r\n\r\n`],
+    [
+      'TE.CL: Transfer-Encoding first',
+      `GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`,
+    ],
     ['two different Content-Lengths', `GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: ${hidden.length}\r\n\r\n${hidden}`],
     ['Transfer-Encoding that is not chunked last', `GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${hidden}`],
     ['an obfuscated Transfer-Encoding', `GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n${hidden}`],
@@ -113,21 +122,31 @@ t.test('request smuggling: conflicting framing is refused by Node before trustpu
     const got = answers(await exchange(text))
     t.equal(got.length, 1, `${what}: one answer, not two`)
     t.equal(got[0]?.status, 400, `${what}: 400`)
-    t.notOk(upstreamSaw().some((r) => r.includes('smuggled')), `${what}: the hidden request never reached the upstream`)
+    t.notOk(
+      upstreamSaw().some((r) => r.includes('smuggled')),
+      `${what}: the hidden request never reached the upstream`,
+    )
   }
 })
 
 t.test('a GET whose declared body holds a second request: the body is a body, not a request', async (t) => {
   const hidden = `GET /v2/library/app/manifests/smuggled HTTP/1.1\r\nHost: ${proxy.host}\r\n\r\n`
   const got = answers(await exchange(`GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${hidden.length}\r\n\r\n${hidden}`, 1_000))
-  t.same(got.map((a) => a.status), [200], 'one answer, for /v2/')
+  t.same(
+    got.map((a) => a.status),
+    [200],
+    'one answer, for /v2/',
+  )
   t.notOk(upstreamSaw().some((r) => r.includes('smuggled')))
 })
 
 t.test('control: two honest pipelined requests get two answers, in order', async (t) => {
   const one = (target: string) => `GET ${target} HTTP/1.1\r\nHost: x\r\nAccept: ${ACCEPT_ANY_MANIFEST}\r\n\r\n`
   const got = answers(await exchange(one('/v2/') + one('/v2/library/app/manifests/v1'), 1_500))
-  t.same(got.map((a) => a.status), [200, 200])
+  t.same(
+    got.map((a) => a.status),
+    [200, 200],
+  )
   t.equal(got[1]!.headers['docker-content-digest'], img.digest)
 })
 
@@ -217,7 +236,11 @@ t.test('path traversal and encoding tricks beyond the first round', async (t) =>
   t.equal(query.status, 200, 'dot segments in the query are just query text')
   const nonAscii = await exchange(Buffer.concat([Buffer.from('GET /v2/libr'), Buffer.from('а', 'utf8'), Buffer.from('ry/app/manifests/v1 HTTP/1.1\r\nHost: x\r\n\r\n')]), 1_000)
   t.match(nonAscii, /^HTTP\/1\.1 400/, 'raw non-ASCII bytes in the path: 400')
-  t.same(upstreamSaw().filter((r) => !r.endsWith('/manifests/v1')), [], 'only the honest request reached the upstream')
+  t.same(
+    upstreamSaw().filter((r) => !r.endsWith('/manifests/v1')),
+    [],
+    'only the honest request reached the upstream',
+  )
 })
 
 t.test('malformed Range headers beyond the first round', async (t) => {
@@ -253,27 +276,41 @@ t.test('slow clients', async (t) => {
     const text = `GET /v2/library/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nX-Slow: ${'s'.repeat(10_000)}`
     let i = 0
     const timer = setInterval(() => (socket.destroyed ? clearInterval(timer) : socket.write(text[i++] ?? 's')), 50)
-    const closed = new Promise<string>((resolve) => socket.once('close', () => {
-      clearInterval(timer)
-      resolve(Buffer.concat(got).toString('latin1'))
-    }))
+    const closed = new Promise<string>((resolve) =>
+      socket.once('close', () => {
+        clearInterval(timer)
+        resolve(Buffer.concat(got).toString('latin1'))
+      }),
+    )
     return closed
   })
   await sleep(300)
   const meanwhile = await raw('GET', '/v2/library/app/manifests/v1')
   t.equal(meanwhile.status, 200, 'a normal client is served while 50 others dribble their headers')
   const endings = await Promise.all(dribblers)
-  t.ok(endings.every((e) => e.startsWith('HTTP/1.1 408')), 'every dribbling client got 408 and was disconnected')
-  t.notOk(upstreamSaw().some((r) => r.includes('X-Slow')), 'none of them reached the upstream')
+  t.ok(
+    endings.every((e) => e.startsWith('HTTP/1.1 408')),
+    'every dribbling client got 408 and was disconnected',
+  )
+  t.notOk(
+    upstreamSaw().some((r) => r.includes('X-Slow')),
+    'none of them reached the upstream',
+  )
 
   // Connections that never send a byte: Node's timeouts start with the first byte, so without
   // trustpull's own check these stayed open for ever, an fd each.
   let closed = 0
-  const silent = await Promise.all(Array.from({ length: 200 }, () => new Promise<Socket>((resolve) => {
-    const s = connect(port, '127.0.0.1', () => resolve(s))
-    s.on('error', () => undefined)
-    s.once('close', () => closed++)
-  })))
+  const silent = await Promise.all(
+    Array.from(
+      { length: 200 },
+      () =>
+        new Promise<Socket>((resolve) => {
+          const s = connect(port, '127.0.0.1', () => resolve(s))
+          s.on('error', () => undefined)
+          s.once('close', () => closed++)
+        }),
+    ),
+  )
   t.equal((await raw('GET', '/v2/')).status, 200, '200 silent connections do not stop the proxy from answering')
   for (let i = 0; i < 100 && closed < silent.length; i++) await sleep(50)
   t.equal(closed, silent.length, 'and the proxy closes every one of them once the headers timeout has passed')

@@ -51,7 +51,10 @@ const policies = [
   {
     name: 'signed',
     images: [{ glob: `${UPSTREAM}/app/**` }],
-    authorities: [{ name: 'cosign', key: { data: keys.publicKeyPem } }, { name: 'crafted', key: { data: crafted.publicKey.export({ type: 'spki', format: 'pem' }).toString() } }],
+    authorities: [
+      { name: 'cosign', key: { data: keys.publicKeyPem } },
+      { name: 'crafted', key: { data: crafted.publicKey.export({ type: 'spki', format: 'pem' }).toString() } },
+    ],
   },
   { name: 'platforms', images: [{ glob: `${UPSTREAM}/plat/**` }], requirePlatformSignatures: true, authorities: [{ key: { data: keys.publicKeyPem } }] },
 ]
@@ -75,7 +78,12 @@ async function signCrafted(repo: string, digest: string): Promise<void> {
   const layer = await pushBlob(registry.url, repo, payload)
   const config = await pushBlob(registry.url, repo, '{}')
   const annotations = { 'dev.cosignproject.cosign/signature': sign('sha256', payload, crafted.privateKey).toString('base64') }
-  const sig = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: { mediaType: MediaTypes.ociConfig, ...config }, layers: [{ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', ...layer, annotations }] }
+  const sig = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.ociManifest,
+    config: { mediaType: MediaTypes.ociConfig, ...config },
+    layers: [{ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', ...layer, annotations }],
+  }
   await pushManifest(registry.url, repo, `${digest.replace(':', '-')}.sig`, sig, MediaTypes.ociManifest)
 }
 
@@ -112,9 +120,15 @@ t.test('wrong bytes for a digest', async (t) => {
   })
   t.test('a signature layer with wrong bytes: undecided (502), never allowed; allowed once the upstream is honest', async (t) => {
     const { signed } = await signedAndUnsigned()
-    const sig = JSON.parse((await (await fetch(`${registry.url}/v2/${signed.repo}/manifests/${signed.digest.replace(':', '-')}.sig`, { headers: { accept: MediaTypes.ociManifest } })).text())) as { layers: { digest: string }[] }
+    const sig = JSON.parse(
+      await (await fetch(`${registry.url}/v2/${signed.repo}/manifests/${signed.digest.replace(':', '-')}.sig`, { headers: { accept: MediaTypes.ociManifest } })).text(),
+    ) as { layers: { digest: string }[] }
     const layer = sig.layers[0]!.digest
-    front.setFault((req) => (req.path.endsWith(`/blobs/${layer}`) ? { kind: 'replace', body: (b) => Buffer.from(b.toString('utf8').replace('cosign container image signature', 'cosign container image signaturX')) } : undefined))
+    front.setFault((req) =>
+      req.path.endsWith(`/blobs/${layer}`)
+        ? { kind: 'replace', body: (b) => Buffer.from(b.toString('utf8').replace('cosign container image signature', 'cosign container image signaturX')) }
+        : undefined,
+    )
     const err = refused(t, await get(manifestUrl(signed.repo, 'v1')), 502, 'UPSTREAM_ERROR', [signed.manifest])
     t.match(err.message, /do not match blob/)
     front.setFault(undefined)
@@ -140,7 +154,9 @@ t.test('a manifest that changes between HEAD and GET', async (t) => {
 t.test('an upstream that flips between a signed and an unsigned manifest for one tag, under concurrency', async (t) => {
   const { signed, unsigned } = await signedAndUnsigned()
   let n = 0
-  front.setFault((req) => (req.path.endsWith('/manifests/v1') && n++ % 2 === 1 ? { kind: 'status', status: 200, body: unsigned.manifest, headers: { 'content-type': MediaTypes.ociManifest } } : undefined))
+  front.setFault((req) =>
+    req.path.endsWith('/manifests/v1') && n++ % 2 === 1 ? { kind: 'status', status: 200, body: unsigned.manifest, headers: { 'content-type': MediaTypes.ociManifest } } : undefined,
+  )
   // Rounds of concurrent requests (concurrent ones may share one upstream fetch; rounds do not).
   const answers: Answer[] = []
   for (let round = 0; round < 10; round++) answers.push(...(await Promise.all(Array.from({ length: 4 }, () => get(manifestUrl(signed.repo, 'v1'))))))
@@ -199,11 +215,21 @@ t.test('media-type confusion', async (t) => {
   const indexBody = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [signed.descriptor] }))
   const undeclared = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(signed.manifest).toString('utf8')), mediaType: undefined }))
   const cases: [string, Uint8Array, string, RegExp][] = [
-    ['Content-Type says index, the body is a manifest naming itself one', signed.manifest, MediaTypes.ociIndex, /declares media type .* but was served as "application\/vnd.oci.image.index.v1\+json"/],
+    [
+      'Content-Type says index, the body is a manifest naming itself one',
+      signed.manifest,
+      MediaTypes.ociIndex,
+      /declares media type .* but was served as "application\/vnd.oci.image.index.v1\+json"/,
+    ],
     ['Content-Type says index, the body is a manifest without mediaType', undeclared, MediaTypes.ociIndex, /malformed image index/],
     ['Content-Type says manifest, the body is an index', indexBody, MediaTypes.ociManifest, /declares media type/],
     ['Content-Type says Docker manifest list, the body is an OCI manifest', undeclared, MediaTypes.dockerManifestList, /malformed image index/],
-    ['a schema-1 signed manifest', Buffer.from('{"schemaVersion":1,"name":"x","tag":"v1","fsLayers":[],"signatures":[]}'), 'application/vnd.docker.distribution.manifest.v1+prettyjws', /unsupported manifest media type/],
+    [
+      'a schema-1 signed manifest',
+      Buffer.from('{"schemaVersion":1,"name":"x","tag":"v1","fsLayers":[],"signatures":[]}'),
+      'application/vnd.docker.distribution.manifest.v1+prettyjws',
+      /unsupported manifest media type/,
+    ],
     ['text/html', Buffer.from('<html><body>{"schemaVersion":2}</body></html>'), 'text/html', /unsupported manifest media type/],
   ]
   for (const [what, body, contentType, why] of cases) {
@@ -222,7 +248,9 @@ t.test('duplicate "layers" keys in a signed manifest: blobs are vouched for as G
   const a = await pushImage(registry.url, repo, 'a', { seed: `${repo} a` })
   const b = await pushImage(registry.url, repo, 'b', { seed: `${repo} b` })
   const layer = (img: PushedImage) => JSON.stringify(img.layers.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })))
-  const bytes = Buffer.from(`{"schemaVersion":2,"mediaType":"${MediaTypes.ociManifest}","config":{"mediaType":"${MediaTypes.ociConfig}","digest":"${b.configDigest}","size":${b.config.length}},"layers":${layer(a)},"layers":${layer(b)}}`)
+  const bytes = Buffer.from(
+    `{"schemaVersion":2,"mediaType":"${MediaTypes.ociManifest}","config":{"mediaType":"${MediaTypes.ociConfig}","digest":"${b.configDigest}","size":${b.config.length}},"layers":${layer(a)},"layers":${layer(b)}}`,
+  )
   const pushed = await pushManifest(registry.url, repo, 'dup', bytes, MediaTypes.ociManifest)
   await signCrafted(repo, pushed.digest)
   served(t, await get(manifestUrl(repo, 'dup')), { digest: pushed.digest, manifest: bytes })
@@ -234,7 +262,11 @@ t.test('deeply nested JSON in a manifest', async (t) => {
   const { signed } = await signedAndUnsigned()
   const depth = 100_000
   for (const [what, body, contentType] of [
-    ['an image manifest', `{"schemaVersion":2,"mediaType":"${MediaTypes.ociManifest}","config":${JSON.stringify(signed.descriptor)},"layers":[],"x":${'['.repeat(depth)}${']'.repeat(depth)}}`, MediaTypes.ociManifest],
+    [
+      'an image manifest',
+      `{"schemaVersion":2,"mediaType":"${MediaTypes.ociManifest}","config":${JSON.stringify(signed.descriptor)},"layers":[],"x":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+      MediaTypes.ociManifest,
+    ],
     ['an index', `{"schemaVersion":2,"mediaType":"${MediaTypes.ociIndex}","manifests":[],"annotations":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`, MediaTypes.ociIndex],
   ] as const) {
     front.setFault(serveInstead('/manifests/v1', body, contentType))
@@ -268,7 +300,14 @@ t.test('invalid UTF-8 and byte-order marks in manifests', async (t) => {
 t.test('oversized lists in a manifest are refused by the parser, not walked', async (t) => {
   const { signed } = await signedAndUnsigned()
   const layer = signed.layers[0]!
-  const many = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: signed.descriptor, layers: Array.from({ length: 10_001 }, () => ({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size })) }))
+  const many = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaTypes.ociManifest,
+      config: signed.descriptor,
+      layers: Array.from({ length: 10_001 }, () => ({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size })),
+    }),
+  )
   front.setFault(serveInstead('/manifests/v1', many, MediaTypes.ociManifest))
   t.match(refused(t, await get(manifestUrl(signed.repo, 'v1')), 502, 'UPSTREAM_ERROR', [many.subarray(0, 200)]).message, /malformed image manifest: layers/)
 })

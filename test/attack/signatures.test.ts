@@ -131,10 +131,13 @@ async function startEndlessOrigin(t: Teardown): Promise<{ url: string; written: 
     s.once('close', () => sockets.delete(s))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => {
-    server.close(() => resolve())
-    for (const s of sockets) s.destroy()
-  }))
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        for (const s of sockets) s.destroy()
+      }),
+  )
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, written: () => written }
 }
 
@@ -187,10 +190,26 @@ t.test('duplicate JSON keys in a simple-signing payload signed by the trusted ke
   // JSON.parse (and Go) read the last key, B. A payload that two parsers read differently must
   // approve neither image, whatever key spelling makes the duplicate.
   const variants: [string, (a: string, b: string, repo: string) => string][] = [
-    ['two exact keys', (a, b, repo) => `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}","docker-manifest-digest":"${b}"},"type":"cosign container image signature"},"optional":null}`],
-    ['an escaped spelling of the same key', (a, b, repo) => `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}","docker\\u002dmanifest-digest":"${b}"},"type":"cosign container image signature"},"optional":null}`],
-    ['keys that differ only in case (Go matches them case-insensitively)', (a, b, repo) => `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}","Docker-Manifest-Digest":"${b}"},"type":"cosign container image signature"},"optional":null}`],
-    ['two critical sections', (a, b, repo) => `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}"},"type":"cosign container image signature"},"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${b}"},"type":"cosign container image signature"},"optional":null}`],
+    [
+      'two exact keys',
+      (a, b, repo) =>
+        `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}","docker-manifest-digest":"${b}"},"type":"cosign container image signature"},"optional":null}`,
+    ],
+    [
+      'an escaped spelling of the same key',
+      (a, b, repo) =>
+        `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}","docker\\u002dmanifest-digest":"${b}"},"type":"cosign container image signature"},"optional":null}`,
+    ],
+    [
+      'keys that differ only in case (Go matches them case-insensitively)',
+      (a, b, repo) =>
+        `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}","Docker-Manifest-Digest":"${b}"},"type":"cosign container image signature"},"optional":null}`,
+    ],
+    [
+      'two critical sections',
+      (a, b, repo) =>
+        `{"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${a}"},"type":"cosign container image signature"},"critical":{"identity":{"docker-reference":"${UPSTREAM}/${repo}"},"image":{"docker-manifest-digest":"${b}"},"type":"cosign container image signature"},"optional":null}`,
+    ],
   ]
   for (const [what, payloadOf] of variants) {
     const repo = `attack/dup${++count}`
@@ -339,11 +358,16 @@ t.test('a 1 GiB "signature layer" is cut off at the layer limit', async (t) => {
         layers: [{ mediaType: SIMPLE_SIGNING, digest, size: GiB, annotations }],
       }),
     )
-    front.setFault((req) => (req.path.endsWith(`/manifests/${sigTag(img.digest)}`) ? { kind: 'status', status: 200, body: manifest, headers: { 'content-type': MediaTypes.ociManifest } } : undefined))
+    front.setFault((req) =>
+      req.path.endsWith(`/manifests/${sigTag(img.digest)}`) ? { kind: 'status', status: 200, body: manifest, headers: { 'content-type': MediaTypes.ociManifest } } : undefined,
+    )
     front.clearRequests()
     const err = refused(t, await get(manifestUrl(img)), 403, 'DENIED', [img.manifest])
     t.match(reasons(err), /LIMIT_EXCEEDED: simple-signing layer .* is 1073741824 bytes/)
-    t.notOk(front.requests.some((r) => r.path.endsWith(digest)), 'the layer was not asked for')
+    t.notOk(
+      front.requests.some((r) => r.path.endsWith(digest)),
+      'the layer was not asked for',
+    )
   })
   await stillHealthy(t)
 })
@@ -378,7 +402,9 @@ t.test('signature artifacts that are really runnable images', async (t) => {
     const img = await image()
     const runnable = await pushImage(registry.url, img.repo, undefined, { seed: 'big tar typed as signature', layerSize: 5 * 1024 * 1024 })
     const tar = runnable.layers[0]!
-    const artifact = await pushSignatureManifest(registry.url, img.repo, img.digest, [{ mediaType: SIMPLE_SIGNING, digest: tar.digest, size: tar.size, annotations: { [SIGNATURE_ANNOTATION]: 'AAAA' } }])
+    const artifact = await pushSignatureManifest(registry.url, img.repo, img.digest, [
+      { mediaType: SIMPLE_SIGNING, digest: tar.digest, size: tar.size, annotations: { [SIGNATURE_ANNOTATION]: 'AAAA' } },
+    ])
     t.equal((await get(manifestUrl(img, sigTag(img.digest)))).status, 200, 'the artifact manifest passes (no runtime unpacks a simple-signing layer)')
     t.equal(sha256((await get(manifestUrl(img, sigTag(img.digest)))).body), artifact.digest)
     refused(t, await get(`${proxy.url}/v2/${img.repo}/blobs/${tar.digest}`), 403, 'DENIED')

@@ -39,10 +39,13 @@ async function listen(t: Teardown, server: ReturnType<typeof createServer> | Ret
     s.once('close', () => sockets.delete(s))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => {
-    server.close(() => resolve())
-    for (const s of sockets) s.destroy()
-  }))
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        for (const s of sockets) s.destroy()
+      }),
+  )
   const port = (server.address() as AddressInfo).port
   return { url: `http://127.0.0.1:${port}`, port, sockets }
 }
@@ -85,7 +88,10 @@ async function signedImage(): Promise<PushedImage> {
 }
 const manifestUrl = (img: PushedImage, ref = img.tag!) => `${proxy.url}/v2/${img.repo}/manifests/${ref}`
 const sigTag = (img: PushedImage) => `${img.digest.replace(':', '-')}.sig`
-const on = (suffix: string, fault: Fault): FaultChooser => (req) => (req.path.endsWith(suffix) ? fault : undefined)
+const on =
+  (suffix: string, fault: Fault): FaultChooser =>
+  (req) =>
+    req.path.endsWith(suffix) ? fault : undefined
 
 async function healthy(t: Asserts, url = proxy.url): Promise<void> {
   t.equal((await get(`${url}/healthz`)).status, 200, 'the proxy still answers')
@@ -184,12 +190,21 @@ t.test('resets midway', async (t) => {
 
 t.test('malformed HTTP from the upstream', async (t) => {
   const cases: [string, string][] = [
-    ['Content-Length and Transfer-Encoding together (response smuggling)', 'HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n'],
+    [
+      'Content-Length and Transfer-Encoding together (response smuggling)',
+      'HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+    ],
     ['an invalid chunk size', 'HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'],
     ['a garbage status line', 'HTCPCP/1.0 418 I am a teapot\r\n\r\n'],
-    ['fewer bytes than Content-Length, then a close', 'HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: 5000\r\n\r\n{"schemaVersion":2'],
+    [
+      'fewer bytes than Content-Length, then a close',
+      'HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: 5000\r\n\r\n{"schemaVersion":2',
+    ],
     ['a header with a bare CR inside', 'HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\rset-cookie: x=1\r\ncontent-length: 2\r\n\r\n{}'],
-    [`${70 * 1024} bytes of response headers`, `HTTP/1.1 200 OK\r\n${Array.from({ length: 700 }, (_, i) => `x-junk-${i}: ${'j'.repeat(90)}\r\n`).join('')}content-length: 2\r\n\r\n{}`],
+    [
+      `${70 * 1024} bytes of response headers`,
+      `HTTP/1.1 200 OK\r\n${Array.from({ length: 700 }, (_, i) => `x-junk-${i}: ${'j'.repeat(90)}\r\n`).join('')}content-length: 2\r\n\r\n{}`,
+    ],
   ]
   for (const [what, raw] of cases) {
     const bad = await startRawUpstream(t, (socket) => socket.end(raw))
@@ -262,7 +277,11 @@ t.test('redirects', async (t) => {
   })
 
   t.test('refusePrivateRedirects: a token realm at the metadata address is refused before any request to it', async (t) => {
-    const challenger = await startFaultProxy(t, registry.url, () => ({ kind: 'status', status: 401, headers: { 'www-authenticate': `Bearer realm="http://169.254.169.254/token",service="x"` } }))
+    const challenger = await startFaultProxy(t, registry.url, () => ({
+      kind: 'status',
+      status: 401,
+      headers: { 'www-authenticate': `Bearer realm="http://169.254.169.254/token",service="x"` },
+    }))
     const p = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: UPSTREAM, url: challenger.url, default: true, refusePrivateRedirects: true }], timeouts: TIMEOUTS })
     t.match(refused(t, await get(`${p.url}/v2/${img.repo}/manifests/v1`), 502, 'UPSTREAM_ERROR').message, /token realm at a private address \(169\.254\.169\.254\)/)
   })
@@ -270,7 +289,9 @@ t.test('redirects', async (t) => {
   t.test('a redirect loop on a signature layer: undecided, bounded', async (t) => {
     const other = await signedImage()
     front.clearRequests()
-    front.setFault((req) => (req.path.includes('/blobs/') && !other.layerDigests.some((d) => req.path.endsWith(d)) ? { kind: 'redirect', location: `${front.url}${req.path}?again` } : undefined))
+    front.setFault((req) =>
+      req.path.includes('/blobs/') && !other.layerDigests.some((d) => req.path.endsWith(d)) ? { kind: 'redirect', location: `${front.url}${req.path}?again` } : undefined,
+    )
     const err = refused(t, await get(manifestUrl(other)), 502, 'UPSTREAM_ERROR')
     t.match(err.message, /redirected .* more than 5 times/)
     const hops = front.requests.filter((r) => r.path.includes('/blobs/')).length

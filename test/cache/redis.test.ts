@@ -91,11 +91,19 @@ t.test('three replicas on one redis-server', async (t) => {
     fault.clearRequests()
     for (const replica of [b, cc]) {
       t.equal(await pull(replica, 'shared/app', image.digest), 200)
-      t.same(audits(replica, image.digest).map((l) => l.cached), [true], 'a hit, no verification')
+      t.same(
+        audits(replica, image.digest).map((l) => l.cached),
+        [true],
+        'a hit, no verification',
+      )
       t.equal(await metric(replica, 'trustpull_cache_requests_total', { tier: 'redis', result: 'hit' }), 1, 'served from the Redis tier')
     }
     t.same(signatureRequests(fault), [], 'the other replicas asked upstream for no signature')
-    t.same(fault.requests.map((r) => r.path), [`/v2/shared/app/manifests/${image.digest}`, `/v2/shared/app/manifests/${image.digest}`], 'only the manifest bytes, once per replica')
+    t.same(
+      fault.requests.map((r) => r.path),
+      [`/v2/shared/app/manifests/${image.digest}`, `/v2/shared/app/manifests/${image.digest}`],
+      'only the manifest bytes, once per replica',
+    )
 
     // What the allowed manifest vouched for is shared too: its layer can be pulled from another replica.
     const layer = await request(`${cc.url}/v2/shared/app/blobs/${image.layerDigests[0]}`)
@@ -108,7 +116,11 @@ t.test('three replicas on one redis-server', async (t) => {
     fault.clearRequests()
     const statuses = await Promise.all(Array.from({ length: 30 }, (_, i) => pull(replicas[i % 3]!, 'shared/herd', image.digest)))
     t.same(new Set(statuses), new Set([200]))
-    t.equal(replicas.reduce((n, r) => n + verifications(r, image.digest), 0), 1, 'one replica verified, the others waited for its verdict')
+    t.equal(
+      replicas.reduce((n, r) => n + verifications(r, image.digest), 0),
+      1,
+      'one replica verified, the others waited for its verdict',
+    )
     t.equal(fault.requests.filter((r) => r.path.endsWith('.sig')).length, 1, 'the signature was fetched once across the replicas')
   })
 
@@ -120,7 +132,20 @@ t.test('three replicas on one redis-server', async (t) => {
       ['an allow missing the verdict fields', (digest) => JSON.stringify({ value: { result: 'allow', digest }, expires: null })],
       [
         'a well-formed allow for another digest',
-        () => JSON.stringify({ value: { result: 'allow', image: 'docker.io/shared/unsigned', digest: `sha256:${'0'.repeat(64)}`, fingerprint, policies: [], reasons: [], signers: [], transient: false }, expires: null }),
+        () =>
+          JSON.stringify({
+            value: {
+              result: 'allow',
+              image: 'docker.io/shared/unsigned',
+              digest: `sha256:${'0'.repeat(64)}`,
+              fingerprint,
+              policies: [],
+              reasons: [],
+              signers: [],
+              transient: false,
+            },
+            expires: null,
+          }),
       ],
       ['binary bytes', () => Buffer.from([0, 0xff, 0xfe, 0x7b, 0x0a])],
     ]
@@ -139,7 +164,10 @@ t.test('three replicas on one redis-server', async (t) => {
     t.equal(await pull(a, 'shared/unsigned', listed.digest), 403, 'a list under the key: still denied')
     t.equal(verifications(a, listed.digest), 1)
     t.equal(await metric(a, 'trustpull_redis_up'), 1, 'a Redis that answers, even garbage, is up')
-    t.notOk(a.logs.some((l) => /redis cache unavailable/.test(String(l.msg))), 'and no log line says otherwise')
+    t.notOk(
+      a.logs.some((l) => /redis cache unavailable/.test(String(l.msg))),
+      'and no log line says otherwise',
+    )
 
     const signed = await c.signed('shared/garbled')
     await c.redisCli('SET', c.redisKey('shared/garbled', signed.digest), 'garbage')
@@ -155,7 +183,10 @@ t.test('three replicas on one redis-server', async (t) => {
     await waitFor(async () => !(await redisPing(redis.port, 100)), { what: 'Redis to be busy' })
     t.equal(await pull(b, 'shared/slow', image.digest), 200, 'served while Redis does not answer')
     t.equal(verifications(b, image.digest), 1)
-    t.ok(b.logs.some((l) => /redis cache unavailable/.test(String(l.msg)) && /did not answer within/.test(String(l.error))), 'a log line says Redis is too slow')
+    t.ok(
+      b.logs.some((l) => /redis cache unavailable/.test(String(l.msg)) && /did not answer within/.test(String(l.error))),
+      'a log line says Redis is too slow',
+    )
     t.equal((await busy).code, 0)
 
     const next = await c.signed('shared/slow-after')
@@ -188,12 +219,19 @@ t.test('three replicas on one redis-server', async (t) => {
     for (const replica of [a, b, cc]) {
       await waitFor(async () => (await metric(replica, 'trustpull_redis_up')) === 1, { what: 'trustpull_redis_up 1 after Redis is back', timeoutMs: 20_000 })
     }
-    t.ok(a.logs.some((l) => /redis cache connected/.test(String(l.msg))), 'a log line says it is back')
+    t.ok(
+      a.logs.some((l) => /redis cache connected/.test(String(l.msg))),
+      'a log line says it is back',
+    )
 
     const after = await c.signed('shared/after')
     t.equal(await pull(cc, 'shared/after', after.digest), 200)
     t.match(await c.redisCli('GET', c.redisKey('shared/after', after.digest)), /"result":"allow"/, 'writes land in Redis again')
     t.equal(await pull(a, 'shared/after', after.digest), 200)
-    t.same(audits(a, after.digest).map((l) => l.cached), [true], 'and the other replicas hit them')
+    t.same(
+      audits(a, after.digest).map((l) => l.cached),
+      [true],
+      'and the other replicas hit them',
+    )
   })
 })

@@ -32,7 +32,12 @@ t.test('warm tags are revalidated, not refetched', async (t) => {
     if (method === 'GET') t.same(warm.body, Buffer.from(first.manifest), 'the exact bytes pushed')
   }
   t.equal(tagRequests().length, 3, 'every request still asked upstream')
-  t.ok(tagRequests().slice(1).every((r) => r.headers['if-none-match'] === `"${first.digest}"`), 'warm requests only ask whether the digest changed')
+  t.ok(
+    tagRequests()
+      .slice(1)
+      .every((r) => r.headers['if-none-match'] === `"${first.digest}"`),
+    'warm requests only ask whether the digest changed',
+  )
 
   const moved = await pushImage(registry.url, 'org/app', 'stable', { seed: 'moved' })
   const after = await pull()

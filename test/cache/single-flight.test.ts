@@ -65,7 +65,11 @@ t.test(`${HERD} concurrent first requests for one digest`, async (t) => {
     const counts = fetchesPerResource(fault)
     t.equal(counts.get(`GET /v2/herd/signed/manifests/${image.digest}`), 1, 'the manifest was fetched once')
     t.equal(counts.get(`GET /v2/herd/signed/manifests/sha256-${image.digest.slice(7)}.sig`), 1, 'the signature was fetched once')
-    t.same([...counts.values()].filter((n) => n !== 1), [], `no resource was fetched twice: ${JSON.stringify([...counts])}`)
+    t.same(
+      [...counts.values()].filter((n) => n !== 1),
+      [],
+      `no resource was fetched twice: ${JSON.stringify([...counts])}`,
+    )
   })
 
   t.test('unsigned: one verification, every request denied', async (t) => {
@@ -77,7 +81,11 @@ t.test(`${HERD} concurrent first requests for one digest`, async (t) => {
     const lines = audits(proxy, image.digest)
     t.equal(lines.filter((l) => !l.cached).length, 1, 'exactly one verification')
     t.ok(lines.every((l) => l.result === 'deny'))
-    t.same([...fetchesPerResource(fault).values()].filter((n) => n !== 1), [], 'no resource was fetched twice')
+    t.same(
+      [...fetchesPerResource(fault).values()].filter((n) => n !== 1),
+      [],
+      'no resource was fetched twice',
+    )
   })
 
   t.test('signature unreadable upstream: one attempt shared by the herd, nothing cached, the next request recovers', async (t) => {
@@ -87,7 +95,11 @@ t.test(`${HERD} concurrent first requests for one digest`, async (t) => {
     fault.setFault(slowManifest(image.digest, (r) => (r.path.endsWith('.sig') ? { kind: 'status', status: 503 } : undefined)))
 
     const statuses = await herd(proxy, 'herd/flaky', image.digest)
-    t.same([...statuses.keys()].filter((s) => s < 500), [], `only 5xx answers: ${JSON.stringify([...statuses])}`)
+    t.same(
+      [...statuses.keys()].filter((s) => s < 500),
+      [],
+      `only 5xx answers: ${JSON.stringify([...statuses])}`,
+    )
     t.equal(fetchesPerResource(fault).get(`GET /v2/herd/flaky/manifests/sha256-${image.digest.slice(7)}.sig`), 1, 'one attempt at the signature')
     t.same(new Set(audits(proxy, image.digest).map((l) => l.result)), new Set(['error']))
 

@@ -73,7 +73,10 @@ t.test('a hit answers from the cache: no upstream call, no verification', async 
   const first = await pull(proxy, 'demo/hit', image.digest)
   t.equal(first.status, 200, first.body)
   t.equal(verifications(proxy, image.digest), 1, 'the first pull verifies')
-  t.ok(w.fault.requests.some((r) => r.path.endsWith('.sig')), 'and looks up the signature upstream')
+  t.ok(
+    w.fault.requests.some((r) => r.path.endsWith('.sig')),
+    'and looks up the signature upstream',
+  )
 
   w.fault.clearRequests()
   for (const method of ['GET', 'HEAD', 'GET'] as const) {
@@ -83,7 +86,11 @@ t.test('a hit answers from the cache: no upstream call, no verification', async 
   }
   t.same(w.fault.requests, [], 'no upstream request at all: manifest bytes and verdict are both cached')
   t.equal(verifications(proxy, image.digest), 1, 'no new verification')
-  t.same(audits(proxy, image.digest).map((l) => l.cached), [false, true, true, true], 'each hit is audited as cached')
+  t.same(
+    audits(proxy, image.digest).map((l) => l.cached),
+    [false, true, true, true],
+    'each hit is audited as cached',
+  )
 })
 
 t.test('a policy change never reuses an old verdict', async (t) => {
@@ -169,7 +176,14 @@ t.test('denies live shorter than allows; a signature that appears is honoured on
   t.equal((await pull(proxy, 'demo/ttl', signed.digest)).status, 200)
   t.equal((await pull(proxy, 'demo/late', late.digest)).status, 403)
   t.equal((await pull(proxy, 'demo/late', late.digest)).status, 403)
-  t.same(audits(proxy, late.digest).map((l) => [l.result, l.cached]), [['deny', false], ['deny', true]], 'the deny is cached')
+  t.same(
+    audits(proxy, late.digest).map((l) => [l.result, l.cached]),
+    [
+      ['deny', false],
+      ['deny', true],
+    ],
+    'the deny is cached',
+  )
 
   await pushManifest(w.registry.url, 'demo/late', sigTag, signature.bytes, signature.mediaType!)
   t.equal((await pull(proxy, 'demo/late', late.digest)).status, 403, 'while the deny lives the new signature is not looked at')
@@ -179,7 +193,11 @@ t.test('denies live shorter than allows; a signature that appears is honoured on
   t.match(audits(proxy, late.digest).at(-1), { result: 'allow', cached: false }, 'allowed after a fresh verification')
 
   t.equal((await pull(proxy, 'demo/ttl', signed.digest)).status, 200)
-  t.same(audits(proxy, signed.digest).map((l) => l.cached), [false, true], 'the allow verified before the deny is still cached')
+  t.same(
+    audits(proxy, signed.digest).map((l) => l.cached),
+    [false, true],
+    'the allow verified before the deny is still cached',
+  )
 })
 
 t.test('a transient upstream failure during discovery is not cached as a deny', async (t) => {
@@ -193,7 +211,14 @@ t.test('a transient upstream failure during discovery is not cached as a deny', 
     t.ok(failed.status >= 502 && failed.status <= 504, `a 5xx while the signature cannot be read (got ${failed.status})`)
     t.notMatch(failed.body, /DENIED/, 'never a deny')
   }
-  t.same(audits(proxy, image.digest).map((l) => [l.result, l.cached]), [['error', false], ['error', false]], 'undecided, and not cached')
+  t.same(
+    audits(proxy, image.digest).map((l) => [l.result, l.cached]),
+    [
+      ['error', false],
+      ['error', false],
+    ],
+    'undecided, and not cached',
+  )
 
   w.fault.setFault(undefined)
   const recovered = await pull(proxy, 'demo/flaky', image.digest)
@@ -209,7 +234,10 @@ t.test('tagTTL: 0 asks upstream for every tag request; a tag TTL answers from me
   const ttl = await startProxy(t, { upstreams, policies: [keyPolicy([w.keys])], cache: { tagTTL: '30s' } })
   const tagFetches = () => w.fault.requests.filter((r) => r.path === '/v2/demo/tags/manifests/v1').length
 
-  for (const [name, proxy, expected] of [['tagTTL 0', mutable, 3], ['tagTTL 30s', ttl, 1]] as const) {
+  for (const [name, proxy, expected] of [
+    ['tagTTL 0', mutable, 3],
+    ['tagTTL 30s', ttl, 1],
+  ] as const) {
     w.fault.clearRequests()
     for (let i = 0; i < 3; i++) {
       const res = await pull(proxy, 'demo/tags', 'v1', 'HEAD')

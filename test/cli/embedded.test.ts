@@ -16,12 +16,14 @@ import { REPO_ROOT, startDaemon, tempDir } from '../helpers/proc.ts'
 
 t.test('the embedded policies compile against the public-good root and match only their images', async (t) => {
   const config = parseConfig(structuredClone(EMBEDDED_DEFAULTS), 'embedded defaults')
-  t.same(config.upstreams.map((u) => u.name), ['docker.io', 'ghcr.io', 'registry.k8s.io', 'cgr.dev'])
+  t.same(
+    config.upstreams.map((u) => u.name),
+    ['docker.io', 'ghcr.io', 'registry.k8s.io', 'cgr.dev'],
+  )
   t.equal(config.noMatchPolicy, 'deny')
   const { policySet } = loadPolicies(config, { trustRoots: await loadTrustRoots(config.trustRoots) })
   const names = config.upstreams.map((u) => u.name)
-  const matching = (upstream: string, repository: string) =>
-    policySet.policies.filter((p) => globsMatch(p.globs, imageNames(upstream, repository, names))).map((p) => p.name)
+  const matching = (upstream: string, repository: string) => policySet.policies.filter((p) => globsMatch(p.globs, imageNames(upstream, repository, names))).map((p) => p.name)
   t.same(matching('registry.k8s.io', 'pause'), ['kubernetes-release-images'])
   t.same(matching('registry.k8s.io', 'kube-apiserver-amd64'), ['kubernetes-release-images'])
   t.same(matching('cgr.dev', 'chainguard/static'), ['chainguard-images'])
@@ -52,13 +54,24 @@ t.test('serve without --config runs on the embedded defaults, stores under the d
     env: { ...process.env, XDG_DATA_HOME: dataHome },
     readyLine: /"msg":"trustpull listening"/,
   })
-  const lines = daemon.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
-  t.match(lines.find((l) => l.msg === 'content store opened'), { path: join(dataHome, 'trustpull'), objects: 0 }, 'the store is on by default, under $XDG_DATA_HOME/trustpull')
+  const lines = daemon
+    .stdout()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(
+    lines.find((l) => l.msg === 'content store opened'),
+    { path: join(dataHome, 'trustpull'), objects: 0 },
+    'the store is on by default, under $XDG_DATA_HOME/trustpull',
+  )
   t.same(await readdir(join(dataHome, 'trustpull')), ['_spool'])
   t.same(await readdir(cwd), [], 'nothing written to the working directory')
   const listening = lines.find((l) => l.msg === 'trustpull listening')!
   t.same(listening.upstreams, ['docker.io', 'ghcr.io', 'registry.k8s.io', 'cgr.dev'])
-  t.ok(lines.some((l) => typeof l.msg === 'string' && l.msg.includes('embedded defaults') && l.msg.includes('--config')), 'start-up line names the defaults and --config')
+  t.ok(
+    lines.some((l) => typeof l.msg === 'string' && l.msg.includes('embedded defaults') && l.msg.includes('--config')),
+    'start-up line names the defaults and --config',
+  )
   const base = await request(`${String(listening.url)}/v2/`)
   t.equal(base.statusCode, 200)
   await base.body.dump()

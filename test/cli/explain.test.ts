@@ -34,7 +34,7 @@ t.test('an unknown code or none: exit 2, one line on stderr', async (t) => {
   t.equal(lookupReason('constructor'), undefined, 'no prototype keys')
 })
 
-t.test('the README table is explain\'s table', async (t) => {
+t.test("the README table is explain's table", async (t) => {
   const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8')
   const start = readme.indexOf('## Reason codes\n')
   t.ok(start >= 0, 'README has a "Reason codes" section')
@@ -43,7 +43,12 @@ t.test('the README table is explain\'s table', async (t) => {
   const rows = section
     .split('\n')
     .filter((l) => /^\| `[A-Z_]+` \|/.test(l))
-    .map((l) => l.slice(1, -1).split(/(?<!\\)\|/).map(unescape))
+    .map((l) =>
+      l
+        .slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map(unescape),
+    )
   const table = Object.fromEntries(rows.map(([code, seen, meaning, fix]) => [code!.replaceAll('`', ''), { seen, meaning, fix }]))
   t.equal(rows.length, Object.keys(table).length, 'each code once')
   t.same(table, REASONS)
@@ -53,7 +58,11 @@ t.test('every client-facing error code has a row', async (t) => {
   for (const code of Object.keys(ErrorCodes)) t.ok(lookupReason(code), code)
   // Codes raised by name anywhere in src/ (new RegistryError / VerifyFailure / KeyError / ... ('CODE')).
   const { execFileSync } = await import('node:child_process')
-  const raised = execFileSync('grep', ['-rhoE', String.raw`new (RegistryError|VerifyFailure|KeyError|NotationFailure|CopyError|TrustRootError)\('[A-Z_]+'`, join(REPO_ROOT, 'src')], { encoding: 'utf8' })
+  const raised = execFileSync(
+    'grep',
+    ['-rhoE', String.raw`new (RegistryError|VerifyFailure|KeyError|NotationFailure|CopyError|TrustRootError)\('[A-Z_]+'`, join(REPO_ROOT, 'src')],
+    { encoding: 'utf8' },
+  )
   const codes = new Set([...raised.matchAll(/\('([A-Z_]+)'/g)].map((m) => m[1]!))
   t.ok(codes.size > 30, `${codes.size} codes raised in src/`)
   for (const code of codes) t.ok(lookupReason(code), `${code} (raised in src/) is explained`)

@@ -17,7 +17,11 @@ const TOKEN = 'client-token-0123456789abcdef'
 const up = (auth: Record<string, unknown>) => ({ upstreams: [{ name: 'docker.io', url: 'https://registry.example', default: true, auth }] })
 
 t.test('the new shape loads without a deprecation; each old spelling maps onto it and is listed', async (t) => {
-  const fresh = parseConfig({ ...up({ username: 'bot', password: { env: 'PW' } }), clients: { tokens: [{ name: 'ci', token: { file: '/run/token' } }] }, cache: { password: { file: '/run/redis' } } })
+  const fresh = parseConfig({
+    ...up({ username: 'bot', password: { env: 'PW' } }),
+    clients: { tokens: [{ name: 'ci', token: { file: '/run/token' } }] },
+    cache: { password: { file: '/run/redis' } },
+  })
   t.same(fresh.upstreams[0]!.auth, { username: 'bot', password: { env: 'PW' } })
   t.same(fresh.clients.tokens[0]!.token, { file: '/run/token' })
   t.same(fresh.cache.password, { file: '/run/redis' })
@@ -36,13 +40,28 @@ t.test('the new shape loads without a deprecation; each old spelling maps onto i
   const user = parseConfig(up({ usernameEnv: 'USER', password: { value: 'x' } }))
   t.same(user.upstreams[0]!.auth!.username, { env: 'USER' })
   t.same(deprecatedKeys(user), ['upstreams[0].auth.usernameEnv'])
-  const tokens = parseConfig({ clients: { tokens: [{ name: 'a', token: 'inline-0123456789abcdef' }, { name: 'b', tokenFile: '/run/b' }, { name: 'c', tokenEnv: 'C' }] } })
-  t.same(tokens.clients.tokens.map((x) => x.token), [{ value: 'inline-0123456789abcdef' }, { file: '/run/b' }, { env: 'C' }])
+  const tokens = parseConfig({
+    clients: {
+      tokens: [
+        { name: 'a', token: 'inline-0123456789abcdef' },
+        { name: 'b', tokenFile: '/run/b' },
+        { name: 'c', tokenEnv: 'C' },
+      ],
+    },
+  })
+  t.same(
+    tokens.clients.tokens.map((x) => x.token),
+    [{ value: 'inline-0123456789abcdef' }, { file: '/run/b' }, { env: 'C' }],
+  )
   t.same(deprecatedKeys(tokens), ['clients.tokens[0].token', 'clients.tokens[1].tokenFile', 'clients.tokens[2].tokenEnv'])
   const cache = parseConfig({ cache: { url: 'redis://redis:6379', passwordFile: '/run/redis' } })
   t.same(cache.cache.password, { file: '/run/redis' })
   t.same(deprecatedKeys(cache), ['cache.passwordFile'])
-  t.same(upgradeSecrets({ upstreams: [{ auth: { username: 'u', passwordEnv: 'X' } }] }).raw, { upstreams: [{ auth: { username: 'u', password: { env: 'X' } } }] }, 'the caller’s object is left alone: a copy')
+  t.same(
+    upgradeSecrets({ upstreams: [{ auth: { username: 'u', passwordEnv: 'X' } }] }).raw,
+    { upstreams: [{ auth: { username: 'u', password: { env: 'X' } } }] },
+    'the caller’s object is left alone: a copy',
+  )
 })
 
 t.test('ambiguity and absence are refused at start-up naming the key', async (t) => {
@@ -67,7 +86,10 @@ t.test('readSecret: value, file (one trailing newline dropped), env; a missing o
   t.equal(readSecret({ file }, 'k'), 'from-file')
   t.equal(readSecret({ env: 'TRUSTPULL_TEST_SECRET' }, 'k', { TRUSTPULL_TEST_SECRET: 'from-env' }), 'from-env')
   t.equal(readSecret('plain-user', 'k'), 'plain-user', 'a plain string (a user name) is itself')
-  t.throws(() => readSecret({ env: 'NOT_SET' }, 'upstreams[x].auth.password', {}), { name: 'ConfigError', message: 'upstreams[x].auth.password.env: environment variable NOT_SET is not set' })
+  t.throws(() => readSecret({ env: 'NOT_SET' }, 'upstreams[x].auth.password', {}), {
+    name: 'ConfigError',
+    message: 'upstreams[x].auth.password.env: environment variable NOT_SET is not set',
+  })
   t.throws(() => readSecret({ file: join(dir, 'none') }, 'cache.password'), { name: 'ConfigError', message: /^cache\.password\.file: cannot read .*none: ENOENT$/ })
 })
 
@@ -79,7 +101,11 @@ t.test('cache.password: a Redis that requires a password is reached with it from
   const file = join(dir, 'redis-password')
   await writeFile(file, `${redisPassword}\n`)
   const image = await pushImage(registry.url, 'library/app', '1')
-  const config = (cache: Record<string, unknown>) => ({ noMatchPolicy: 'allow', upstreams: [{ name: 'docker.io', url: registry.url, default: true }], cache: { url: redis.url, ...cache } })
+  const config = (cache: Record<string, unknown>) => ({
+    noMatchPolicy: 'allow',
+    upstreams: [{ name: 'docker.io', url: registry.url, default: true }],
+    cache: { url: redis.url, ...cache },
+  })
   /** Pulls the manifest once and reads the Redis tier's look-up results from /metrics. */
   const redisResults = async (proxy: TestProxy) => {
     const res = await request(`${proxy.url}/v2/library/app/manifests/1`)
@@ -123,7 +149,8 @@ t.test('the real CLI with old spellings: one deprecation warning at start-up nam
     name: 'trustpull',
     cwd: REPO_ROOT,
     env: { ...process.env, TRUSTPULL_TEST_TOKEN: TOKEN },
-    readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000,
+    readyLine: /"msg":"trustpull listening"/,
+    readyTimeoutMs: 60_000,
   })
   const ok = await request(`http://127.0.0.1:${port}/v2/`, { headers: { authorization: `Bearer ${TOKEN}` } })
   await ok.body.dump()

@@ -5,8 +5,18 @@ import { parseDuration, parseSize } from '../../src/config/units.ts'
 
 t.test('sizes: docker and Kubernetes binary units, bare bytes; decimal units refused naming the binary one', async (t) => {
   const cases: [string, number][] = [
-    ['0', 0], ['512B', 512], ['1Ki', 1024], ['1KiB', 1024], ['64Mi', 64 * 1024 ** 2], ['64MiB', 64 * 1024 ** 2],
-    ['1Gi', 1024 ** 3], ['1.5Gi', 1.5 * 1024 ** 3], ['20GiB', 20 * 1024 ** 3], ['2Ti', 2 * 1024 ** 4], [' 4 MiB ', 4 * 1024 ** 2], ['1', 1],
+    ['0', 0],
+    ['512B', 512],
+    ['1Ki', 1024],
+    ['1KiB', 1024],
+    ['64Mi', 64 * 1024 ** 2],
+    ['64MiB', 64 * 1024 ** 2],
+    ['1Gi', 1024 ** 3],
+    ['1.5Gi', 1.5 * 1024 ** 3],
+    ['20GiB', 20 * 1024 ** 3],
+    ['2Ti', 2 * 1024 ** 4],
+    [' 4 MiB ', 4 * 1024 ** 2],
+    ['1', 1],
   ]
   for (const [text, bytes] of cases) t.equal(parseSize(text), bytes, JSON.stringify(text))
   t.same(parseSize('64M'), { decimal: '64MiB' })
@@ -22,8 +32,17 @@ t.test('sizes: docker and Kubernetes binary units, bare bytes; decimal units ref
 
 t.test("durations: Go's compound spellings, bare seconds", async (t) => {
   const cases: [string, number][] = [
-    ['0s', 0], ['250ms', 250], ['30s', 30_000], ['5m', 300_000], ['1h', 3_600_000], ['1h30m', 5_400_000], ['1m30s', 90_000],
-    ['2h45m10s500ms', 2 * 3_600_000 + 45 * 60_000 + 10_500], ['1.5h', 5_400_000], ['1m30.5s', 90_500], ['90m', 5_400_000],
+    ['0s', 0],
+    ['250ms', 250],
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['1h30m', 5_400_000],
+    ['1m30s', 90_000],
+    ['2h45m10s500ms', 2 * 3_600_000 + 45 * 60_000 + 10_500],
+    ['1.5h', 5_400_000],
+    ['1m30.5s', 90_500],
+    ['90m', 5_400_000],
   ]
   for (const [text, ms] of cases) t.equal(parseDuration(text), ms, text)
   for (const bad of ['', '1', '1d', '1h 30m', 'h', '1H', '-1s', '1.s', '30sec', '1h30']) t.equal(parseDuration(bad), undefined, JSON.stringify(bad))

@@ -25,7 +25,13 @@ async function catalog(registryUrl: string): Promise<string[]> {
 }
 
 interface JsonReport {
-  results: { status: string; digest?: string; error?: { code: string; message: string }; verdict?: { result: string; signers: { subject?: string; keyHint?: string }[] }; stats: { artifacts: { copied: number } } }[]
+  results: {
+    status: string
+    digest?: string
+    error?: { code: string; message: string }
+    verdict?: { result: string; signers: { subject?: string; keyHint?: string }[] }
+    stats: { artifacts: { copied: number } }
+  }[]
 }
 
 t.test('air gap: registry → oci-archive → (outside stopped) → registry, verified offline', async (t) => {
@@ -47,7 +53,9 @@ t.test('air gap: registry → oci-archive → (outside stopped) → registry, ve
   for (const m of [{ mediaType: multi.mediaType, digest: multi.digest, size: multi.size }, ...multi.children.map((c) => c.descriptor)]) {
     await pushKeylessSignature(sigstore, outside.url, 'org/multi', `${outside.host}/org/multi`, { mediaType: m.mediaType, digest: m.digest, size: m.size })
   }
-  await pushKeylessAttestation(sigstore, outside.url, 'org/multi', { mediaType: multi.mediaType, digest: multi.digest, size: multi.size }, SLSA1, { buildDefinition: { buildType: 'https://builder.example/v1' } })
+  await pushKeylessAttestation(sigstore, outside.url, 'org/multi', { mediaType: multi.mediaType, digest: multi.digest, size: multi.size }, SLSA1, {
+    buildDefinition: { buildType: 'https://builder.example/v1' },
+  })
   const unsigned = await pushImage(outside.url, 'org/unsigned', '1.0', { seed: 'archive-unsigned' })
 
   const keyless = { name: 'release-workflow', keyless: { trustRootRef: 'corp', identities: [{ issuer: MOCK_ISSUER, subject: MOCK_SUBJECT }] } }
@@ -56,17 +64,38 @@ t.test('air gap: registry → oci-archive → (outside stopped) → registry, ve
     {
       name: 'multi',
       images: [{ glob: `${registry}/org/multi` }],
-      authorities: [{ ...keyless, attestations: [{ name: 'provenance', predicateType: 'slsaprovenance1', policy: { type: 'cel', data: 'predicate.buildDefinition.buildType == "https://builder.example/v1"' } }] }],
+      authorities: [
+        {
+          ...keyless,
+          attestations: [
+            { name: 'provenance', predicateType: 'slsaprovenance1', policy: { type: 'cel', data: 'predicate.buildDefinition.buildType == "https://builder.example/v1"' } },
+          ],
+        },
+      ],
     },
   ]
   const exportConfig = join(dir, 'export.yaml')
-  await writeFile(exportConfig, JSON.stringify({ upstreams: [{ name: 'outside.test', url: outside.url }], trustRoots: [{ name: 'corp', file: trustedRoot }], policies: policies('outside.test') }))
+  await writeFile(
+    exportConfig,
+    JSON.stringify({ upstreams: [{ name: 'outside.test', url: outside.url }], trustRoots: [{ name: 'corp', file: trustedRoot }], policies: policies('outside.test') }),
+  )
   // Inside: the internal registry only, the trust root from a file; nothing else to reach.
   const importConfig = join(dir, 'import.yaml')
-  await writeFile(importConfig, JSON.stringify({ upstreams: [{ name: 'inside.test', url: inside.url, default: true }], trustRoots: [{ name: 'corp', file: trustedRoot }], policies: policies('inside.test') }))
+  await writeFile(
+    importConfig,
+    JSON.stringify({ upstreams: [{ name: 'inside.test', url: inside.url, default: true }], trustRoots: [{ name: 'corp', file: trustedRoot }], policies: policies('inside.test') }),
+  )
 
   t.test('export: verified images go into archives with their signatures', async (t) => {
-    const r = await trustpull(['copy', '--from-file', await listFile(dir, ['outside.test/org/app:1.0', 'outside.test/org/multi:2.0']), `oci-archive:${carry}`, '--config', exportConfig, '--json'])
+    const r = await trustpull([
+      'copy',
+      '--from-file',
+      await listFile(dir, ['outside.test/org/app:1.0', 'outside.test/org/multi:2.0']),
+      `oci-archive:${carry}`,
+      '--config',
+      exportConfig,
+      '--json',
+    ])
     t.equal(r.code, 0, r.stderr + r.stdout)
     const report = JSON.parse(r.stdout) as JsonReport
     t.match(report.results, [
@@ -114,7 +143,14 @@ t.test('air gap: registry → oci-archive → (outside stopped) → registry, ve
   t.test('an archive of an unsigned image (written by skopeo) is refused; nothing of it lands', async (t) => {
     await outside.restart()
     const file = join(dir, 'unsigned.tar')
-    const s = await run(SKOPEO_BIN, ['--insecure-policy', 'copy', '--src-tls-verify=false', '--preserve-digests', `docker://${outside.host}/org/unsigned:1.0`, `oci-archive:${file}:1.0`])
+    const s = await run(SKOPEO_BIN, [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      '--preserve-digests',
+      `docker://${outside.host}/org/unsigned:1.0`,
+      `oci-archive:${file}:1.0`,
+    ])
     t.equal(s.code, 0, s.stderr)
     await outside.stop()
     const r = await trustpull(['copy', `oci-archive:${file}`, 'inside.test/org/app-unsigned', '--config', importConfig, '--as', 'inside.test/org/app'])
@@ -138,7 +174,11 @@ t.test('air gap: registry → oci-archive → (outside stopped) → registry, ve
     const r = await trustpull(['copy', `oci-archive:${file}`, 'inside.test/org/tampered', '--config', importConfig, '--as', 'inside.test/org/app', '--json'])
     t.equal(r.code, 3)
     const report = JSON.parse(r.stdout) as JsonReport
-    t.match(report.results[0], { status: 'failed', verdict: { result: 'allow' }, error: { code: 'SOURCE_ERROR', message: new RegExp(`blob ${app.layerDigests[1]!} from the source: blob bytes hash to sha256:`) } })
+    t.match(report.results[0], {
+      status: 'failed',
+      verdict: { result: 'allow' },
+      error: { code: 'SOURCE_ERROR', message: new RegExp(`blob ${app.layerDigests[1]!} from the source: blob bytes hash to sha256:`) },
+    })
     t.same(await listTags(inside.url, 'org/tampered'), [], 'no tag: the image is incomplete')
     const head = await request(`${inside.url}/v2/org/tampered/blobs/${app.layerDigests[1]}`, { method: 'HEAD' })
     t.equal(head.statusCode, 404, 'the altered layer is not there')
@@ -161,7 +201,11 @@ t.test('air gap: registry → oci-archive → (outside stopped) → registry, ve
     const r = await trustpull(['copy', `oci-archive:${join(carry, 'org/app.tar')}`, `oci:${layout}`, '--config', importConfig, '--as', 'inside.test/org/app'])
     t.equal(r.code, 0, r.stderr + r.stdout)
     const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] }
-    t.same(index.manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).sort(), ['1.0', `sha256-${app.digest.slice(7)}.att`, `sha256-${app.digest.slice(7)}.sig`])
+    t.same(index.manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).sort(), [
+      '1.0',
+      `sha256-${app.digest.slice(7)}.att`,
+      `sha256-${app.digest.slice(7)}.sig`,
+    ])
     const noName = await trustpull(['copy', `oci:${layout}:1.0`, `oci:${layout}-2`, '--config', importConfig])
     t.equal(noName.code, 1)
     t.match(noName.stderr, /give --as REGISTRY\/REPOSITORY/)

@@ -18,7 +18,10 @@ const USER = 'pusher'
 const PASSWORD = `s3cret-${randomBytes(8).toString('hex')}`
 
 const trustpull = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-  run(join(REPO_ROOT, 'node_modules/.bin/node'), [join(REPO_ROOT, 'src/cli/main.ts'), ...args], { timeoutMs: 50_000, env: { ...process.env, HOME: '/nonexistent', XDG_RUNTIME_DIR: '', ...env } })
+  run(join(REPO_ROOT, 'node_modules/.bin/node'), [join(REPO_ROOT, 'src/cli/main.ts'), ...args], {
+    timeoutMs: 50_000,
+    env: { ...process.env, HOME: '/nonexistent', XDG_RUNTIME_DIR: '', ...env },
+  })
 
 t.test('destination credentials', async (t) => {
   const [outside, inside] = await Promise.all([startRegistry(t), startRegistry(t)])
@@ -64,7 +67,10 @@ t.test('destination credentials', async (t) => {
   t.test('docker config.json ($DOCKER_CONFIG) for a registry named by host (loopback: plain HTTP)', async (t) => {
     const docker = join(dir, 'docker')
     await mkdir(docker)
-    await writeFile(join(docker, 'config.json'), JSON.stringify({ auths: { [bearer.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } }, credsStore: 'desktop' }))
+    await writeFile(
+      join(docker, 'config.json'),
+      JSON.stringify({ auths: { [bearer.host]: { auth: Buffer.from(`${USER}:${PASSWORD}`).toString('base64') } }, credsStore: 'desktop' }),
+    )
     const r = await trustpull(['copy', 'outside.test/org/app:1.0', `${bearer.host}/docker/app:1.0`, '--config', await config()], { DOCKER_CONFIG: docker })
     t.equal(r.code, 0, r.stderr + r.stdout)
     t.equal((await getManifest(inside.url, 'docker/app', '1.0')).digest, image.digest)
@@ -82,7 +88,9 @@ t.test('destination credentials', async (t) => {
   t.test('no credentials, or wrong ones: DESTINATION_DENIED, exit 3, nothing written', async (t) => {
     const none = await trustpull(['copy', 'outside.test/org/app:1.0', `${bearer.host}/denied/app:1.0`, '--config', await config(), '--json'])
     t.equal(none.code, 3)
-    t.match(JSON.parse(none.stdout), { results: [{ status: 'failed', error: { code: 'DESTINATION_DENIED', message: /refused to let us write denied\/app \(401\): no credentials are configured/ } }] })
+    t.match(JSON.parse(none.stdout), {
+      results: [{ status: 'failed', error: { code: 'DESTINATION_DENIED', message: /refused to let us write denied\/app \(401\): no credentials are configured/ } }],
+    })
     const file = await config([{ name: 'inside.test', url: bearer.url, auth: { username: USER, password: 'wrong' } }])
     const wrong = await trustpull(['copy', 'outside.test/org/app:1.0', 'inside.test/denied/app:1.0', '--config', file])
     t.equal(wrong.code, 3)

@@ -34,9 +34,7 @@ function writesTo(requests: SeenRequest[], repo: string): Writes {
 
 /** The digests of the blobs uploaded (PUT ...?digest=) to a repository. */
 function uploadedDigests(requests: SeenRequest[], repo: string): string[] {
-  return requests
-    .filter((r) => r.method === 'PUT' && r.path.startsWith(`/v2/${repo}/blobs/uploads/`))
-    .map((r) => new URL(r.url, 'http://x').searchParams.get('digest') ?? '')
+  return requests.filter((r) => r.method === 'PUT' && r.path.startsWith(`/v2/${repo}/blobs/uploads/`)).map((r) => new URL(r.url, 'http://x').searchParams.get('digest') ?? '')
 }
 
 /** Every blob of an image and of its `.sig` artifact, read from the source registry. */
@@ -127,13 +125,20 @@ t.test('trustpull copy --from-file: concurrency, failures, interruption and resu
     t.equal(r.code, 0, r.stderr + r.stdout)
     t.match(r.stdout, /^SOURCE\s+DESTINATION\s+DIGEST\s+RESULT\s+BLOBS NEW\/PRESENT\s+BYTES\s+MANIFESTS\s+SIGNATURES\s+TIME$/m)
     t.match(r.stdout, /^outside\.test\/org\/a:1\.0\s+inside\.test\/mirror\/org\/a:1\.0\s+sha256:\S+\s+copied\s+0\/5\s+0 B\s+0\/1\s+0\/1\s/m)
-    t.match(r.stdout, new RegExp(`^outside\\.test/org/b:1\\.0\\s+inside\\.test/mirror/org/b:1\\.0\\s+sha256:\\S+\\s+copied\\s+${missing.b!.length}/${5 - missing.b!.length}\\s`, 'm'))
+    t.match(
+      r.stdout,
+      new RegExp(`^outside\\.test/org/b:1\\.0\\s+inside\\.test/mirror/org/b:1\\.0\\s+sha256:\\S+\\s+copied\\s+${missing.b!.length}/${5 - missing.b!.length}\\s`, 'm'),
+    )
     t.match(r.stdout, /^4 copied, 0 refused, 0 failed;/m)
 
     t.same(writesTo(front.requests, 'mirror/org/a'), { posts: 0, blobPuts: 0, manifestPuts: 0 }, 'a: nothing written again')
     for (const name of ['b', 'c', 'd']) {
       const n = missing[name]!.length
-      t.same(writesTo(front.requests, `mirror/org/${name}`), { posts: n, blobPuts: n, manifestPuts: 2 }, `${name}: ${n} blobs that had not arrived, then the .sig and 1.0 manifests`)
+      t.same(
+        writesTo(front.requests, `mirror/org/${name}`),
+        { posts: n, blobPuts: n, manifestPuts: 2 },
+        `${name}: ${n} blobs that had not arrived, then the .sig and 1.0 manifests`,
+      )
       t.same(uploadedDigests(front.requests, `mirror/org/${name}`).sort(), [...missing[name]!].sort(), `${name}: exactly the missing blobs`)
     }
     for (const name of ['a', 'b', 'c', 'd']) {
@@ -157,7 +162,10 @@ t.test('trustpull copy --from-file: concurrency, failures, interruption and resu
 
   t.test('a list with a refused image, an explicit destination and a bad line', async (t) => {
     const mixed = join(dir, 'mixed.txt')
-    await writeFile(mixed, ['outside.test/org/unsigned:1.0', `outside.test/org/a:1.0 inside.test/elsewhere/a:stable`, 'outside.test/org/a@' + images.a!.digest, 'one two three'].join('\n'))
+    await writeFile(
+      mixed,
+      ['outside.test/org/unsigned:1.0', `outside.test/org/a:1.0 inside.test/elsewhere/a:stable`, 'outside.test/org/a@' + images.a!.digest, 'one two three'].join('\n'),
+    )
     const bad = await trustpull(['copy', '--from-file', mixed, 'inside.test/mirror', '--config', config])
     t.equal(bad.code, 2, 'a malformed list is refused before anything runs')
     t.match(bad.stderr, /line 4: expected "SRC" or "SRC DST", found 3 fields/)

@@ -20,12 +20,34 @@ t.test('a Notation-signed image crosses with its signature', async (t) => {
   const img = await pushImage(outside.url, 'org/app', '1.0', { seed: 'notation copy' })
   const subject = { mediaType: img.mediaType, digest: img.digest, size: img.size }
   const chain = [leaf.cert, root.cert]
-  const sig = await pushNotationSignature(outside.url, 'org/app', subject, signCose({ payload: notaryPayload(subject), signingTime: new Date() }, { key: leaf.key, chain }), 'application/cose', chain)
+  const sig = await pushNotationSignature(
+    outside.url,
+    'org/app',
+    subject,
+    signCose({ payload: notaryPayload(subject), signingTime: new Date() }, { key: leaf.key, chain }),
+    'application/cose',
+    chain,
+  )
   const notation = { certificates: root.pem, trustedIdentities: [identityFor('Copy Signer')], level: 'strict' }
   const config = join(dir, 'gateway.yaml')
-  await writeFile(config, JSON.stringify({ upstreams: [{ name: 'outside.test', url: outside.url }, { name: 'inside.test', url: inside.url }], policies: [{ name: 'release', images: [{ glob: 'outside.test/**' }], authorities: [{ notation }] }] }))
+  await writeFile(
+    config,
+    JSON.stringify({
+      upstreams: [
+        { name: 'outside.test', url: outside.url },
+        { name: 'inside.test', url: inside.url },
+      ],
+      policies: [{ name: 'release', images: [{ glob: 'outside.test/**' }], authorities: [{ notation }] }],
+    }),
+  )
   const insideConfig = join(dir, 'inside.yaml')
-  await writeFile(insideConfig, JSON.stringify({ upstreams: [{ name: 'inside.test', url: inside.url, default: true }], policies: [{ name: 'signed', images: [{ glob: 'inside.test/**' }], authorities: [{ notation }] }] }))
+  await writeFile(
+    insideConfig,
+    JSON.stringify({
+      upstreams: [{ name: 'inside.test', url: inside.url, default: true }],
+      policies: [{ name: 'signed', images: [{ glob: 'inside.test/**' }], authorities: [{ notation }] }],
+    }),
+  )
 
   const r = await trustpull(['copy', 'outside.test/org/app:1.0', 'inside.test/org/app:1.0', '--config', config, '--json'])
   t.equal(r.code, 0, r.stderr + r.stdout)

@@ -22,7 +22,13 @@ async function catalog(registryUrl: string): Promise<string[]> {
 const digestTag = (digest: string, suffix = '') => `sha256-${digest.slice(7)}${suffix}`
 
 interface JsonReport {
-  results: { status: string; digest?: string; error?: { code: string; message: string }; stats: { blobs: { copied: number; skipped: number }; manifests: { copied: number; skipped: number }; artifacts: { copied: number; skipped: number } }; verdict?: { result: string } }[]
+  results: {
+    status: string
+    digest?: string
+    error?: { code: string; message: string }
+    stats: { blobs: { copied: number; skipped: number }; manifests: { copied: number; skipped: number }; artifacts: { copied: number; skipped: number } }
+    verdict?: { result: string }
+  }[]
   summary: { copied: number; refused: number; failed: number }
   exitCode: number
 }
@@ -65,7 +71,9 @@ t.test('trustpull copy registry → registry', async (t) => {
     return undefined
   })
   // A destination that says it indexed a subject itself (OCI-Subject), as registries with the API do.
-  const insideWithApi = await startFaultProxy(t, inside.url, (req) => (req.method === 'PUT' && req.path.includes('/manifests/sha256:') ? { kind: 'headers', set: { 'oci-subject': refs.digest } } : undefined))
+  const insideWithApi = await startFaultProxy(t, inside.url, (req) =>
+    req.method === 'PUT' && req.path.includes('/manifests/sha256:') ? { kind: 'headers', set: { 'oci-subject': refs.digest } } : undefined,
+  )
 
   // Signature discovery that fails upstream (503 on the .sig tag): undecided, so nothing crosses.
   const flaky = await startFaultProxy(t, outside.url, (req) => (req.path.endsWith(digestTag(single.digest, '.sig')) ? { kind: 'status', status: 503 } : undefined))
@@ -86,8 +94,16 @@ t.test('trustpull copy registry → registry', async (t) => {
         { name: 'flaky.outside.test', url: flaky.url },
       ],
       policies: [
-        { name: 'split', images: [{ glob: 'outside.test/split/app' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath }, source: [{ oci: 'outside.test/split/signatures' }] }] },
-        { name: 'release', images: [{ glob: 'outside.test/org/**' }, { glob: 'api.outside.test/**' }, { glob: 'flaky.outside.test/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] },
+        {
+          name: 'split',
+          images: [{ glob: 'outside.test/split/app' }],
+          authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath }, source: [{ oci: 'outside.test/split/signatures' }] }],
+        },
+        {
+          name: 'release',
+          images: [{ glob: 'outside.test/org/**' }, { glob: 'api.outside.test/**' }, { glob: 'flaky.outside.test/**' }],
+          authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }],
+        },
         { name: 'trial', mode: 'warn', images: [{ glob: 'outside.test/trial/**' }], authorities: [{ name: 'release-key', key: { file: keys.publicKeyPath } }] },
       ],
     }),
@@ -114,7 +130,11 @@ t.test('trustpull copy registry → registry', async (t) => {
     t.equal(r.code, 0, r.stderr + r.stdout)
     const report = JSON.parse(r.stdout) as JsonReport
     t.match(report.results[0], { status: 'copied', digest: single.digest, verdict: { result: 'allow' } })
-    t.match(report.results[0]!.stats, { blobs: { copied: 3 + 4, skipped: 0 }, manifests: { copied: 1 }, artifacts: { copied: 2 } }, 'config, 2 layers, and config + layer of .sig and .att')
+    t.match(
+      report.results[0]!.stats,
+      { blobs: { copied: 3 + 4, skipped: 0 }, manifests: { copied: 1 }, artifacts: { copied: 2 } },
+      'config, 2 layers, and config + layer of .sig and .att',
+    )
 
     const copied = await getManifest(inside.url, 'org/app', '1.0')
     t.equal(copied.digest, single.digest)
@@ -169,7 +189,7 @@ t.test('trustpull copy registry → registry', async (t) => {
   t.test('signatures kept in another repository (source.oci) travel beside the image', async (t) => {
     const r = await trustpull(['copy', 'outside.test/split/app:1.0', 'inside.test/split/app:1.0', '--config', config])
     t.equal(r.code, 0, r.stderr + r.stdout)
-    t.same((await listTags(outside.url, 'split/app')), ['1.0'], 'outside, the image repository holds no signature')
+    t.same(await listTags(outside.url, 'split/app'), ['1.0'], 'outside, the image repository holds no signature')
     t.same((await listTags(inside.url, 'split/app')).sort(), ['1.0', digestTag(split.digest, '.sig')])
     const v = await verifyImage(`${inside.host}/split/app:1.0`, keys.publicKeyPath)
     t.ok(v.ok, `cosign verify inside, no COSIGN_REPOSITORY needed: ${v.stderr}`)
@@ -178,11 +198,18 @@ t.test('trustpull copy registry → registry', async (t) => {
   t.test('referrers from an OCI 1.1 API: a fallback tag is written for a destination without one', async (t) => {
     const r = await trustpull(['copy', 'api.outside.test/org/refs:1.0', 'inside.test/org/refs:1.0', '--config', config, '--json'])
     t.equal(r.code, 0, r.stderr + r.stdout)
-    t.ok(withApi.requests.some((q) => q.path === `/v2/org/refs/referrers/${refs.digest}`), 'the referrers API was asked')
+    t.ok(
+      withApi.requests.some((q) => q.path === `/v2/org/refs/referrers/${refs.digest}`),
+      'the referrers API was asked',
+    )
     const listed = await getManifest(inside.url, 'org/refs', digestTag(refs.digest))
     t.equal(listed.status, 200)
     const index = JSON.parse(Buffer.from(listed.bytes).toString()) as { manifests: { digest: string; artifactType?: string }[] }
-    t.same(index.manifests.map((m) => m.digest), referrers.manifests.map((m) => m.digest), 'it lists the referrers the API listed')
+    t.same(
+      index.manifests.map((m) => m.digest),
+      referrers.manifests.map((m) => m.digest),
+      'it lists the referrers the API listed',
+    )
     t.equal(index.manifests[0]!.artifactType, 'application/vnd.dev.sigstore.bundle.v0.3+json', 'with their artifact types')
     const a = await verifyAttestation(`${inside.host}/org/refs:1.0`, keys.publicKeyPath, 'slsaprovenance', { newBundleFormat: true })
     t.ok(a.ok, `cosign verify-attestation inside: ${a.stderr}`)
@@ -221,7 +248,9 @@ t.test('trustpull copy registry → registry', async (t) => {
   t.test('signatures that cannot be read (upstream 503): UNVERIFIED, exit 3, nothing copied', async (t) => {
     const r = await trustpull(['copy', 'flaky.outside.test/org/app:1.0', 'inside.test/flaky/app:1.0', '--config', config, '--json'])
     t.equal(r.code, 3)
-    t.match(JSON.parse(r.stdout), { results: [{ status: 'failed', verdict: { result: 'error' }, error: { code: 'UNVERIFIED', message: /could not be verified: .*503.*; nothing was copied/ } }] })
+    t.match(JSON.parse(r.stdout), {
+      results: [{ status: 'failed', verdict: { result: 'error' }, error: { code: 'UNVERIFIED', message: /could not be verified: .*503.*; nothing was copied/ } }],
+    })
     t.notOk((await catalog(inside.url)).includes('flaky/app'))
   })
 

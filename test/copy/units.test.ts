@@ -80,8 +80,18 @@ t.test('auth files: docker config.json and containers auth.json', async (t) => {
 })
 
 t.test('destination registries: configured upstreams first, HTTPS unless loopback', async (t) => {
-  const config = parseConfig({ upstreams: [{ name: 'inside.example', url: 'http://10.0.0.5:5000', auth: { username: 'u', password: 'p' } }, { name: 'docker.io', url: 'https://registry-1.docker.io', default: true }] })
-  t.same(destinationRegistry('inside.example', config), { name: 'inside.example', url: 'http://10.0.0.5:5000', credentials: { username: 'u', password: 'p' }, tls: { verify: true } })
+  const config = parseConfig({
+    upstreams: [
+      { name: 'inside.example', url: 'http://10.0.0.5:5000', auth: { username: 'u', password: 'p' } },
+      { name: 'docker.io', url: 'https://registry-1.docker.io', default: true },
+    ],
+  })
+  t.same(destinationRegistry('inside.example', config), {
+    name: 'inside.example',
+    url: 'http://10.0.0.5:5000',
+    credentials: { username: 'u', password: 'p' },
+    tls: { verify: true },
+  })
   t.same(destinationRegistry('registry.corp.example', config, { env: { HOME: '/nonexistent' } }).url, 'https://registry.corp.example')
   t.same(destinationRegistry('127.0.0.1:5001', config, { env: { HOME: '/nonexistent' } }).url, 'http://127.0.0.1:5001')
   t.same(destinationRegistry('localhost:5001', config, { env: { HOME: '/nonexistent' } }).url, 'http://localhost:5001')
@@ -125,7 +135,12 @@ t.test('layouts: what index.json must hold, and which image a bare oci:DIR means
   await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}')
   await writeFile(join(dir, 'index.json'), JSON.stringify({ manifests: [{ mediaType: 'x', digest: '../../etc/passwd', size: 1 }] }))
   await t.rejects(LayoutReader.open(dir, { manifestBytes: 1024 }), { code: 'LAYOUT_INVALID', message: /manifests\[0\] is not a descriptor/ })
-  const entry = (tag: string | undefined, digest: string) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 10, ...(tag ? { annotations: { 'org.opencontainers.image.ref.name': tag } } : {}) })
+  const entry = (tag: string | undefined, digest: string) => ({
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    digest,
+    size: 10,
+    ...(tag ? { annotations: { 'org.opencontainers.image.ref.name': tag } } : {}),
+  })
   const other = `sha256:${'cd'.repeat(32)}`
   await writeFile(join(dir, 'index.json'), JSON.stringify({ manifests: [entry('1.0', DIGEST), entry(`sha256-${DIGEST.slice(7)}.sig`, other)] }))
   t.equal((await LayoutReader.open(dir, { manifestBytes: 1024 })).defaultReference(), '1.0', 'signature tags do not count')
@@ -144,7 +159,16 @@ t.test('layouts: what index.json must hold, and which image a bare oci:DIR means
 })
 
 function result(status: CopyResult['status'], code?: string): CopyResult {
-  return { source: 'a.example/x:1', destination: 'b.example/x:1', status, stats: emptyStats(), notes: [], warnings: [], durationMs: 1234, ...(code ? { error: { code, message: `${code} happened` } } : {}) }
+  return {
+    source: 'a.example/x:1',
+    destination: 'b.example/x:1',
+    status,
+    stats: emptyStats(),
+    notes: [],
+    warnings: [],
+    durationMs: 1234,
+    ...(code ? { error: { code, message: `${code} happened` } } : {}),
+  }
 }
 
 t.test('exit codes and the summary table', async (t) => {

@@ -36,7 +36,10 @@ const cases: Case[] = [
       { series: `up{${t1}}`, values: '1x5 0x15' },
     ],
     at: '15m',
-    fires: { labels: { severity: 'critical' }, annotations: { summary: 'fewer than two trustpull replicas are up', description: '1 trustpull replicas answer scrapes. Every image pull on the nodes goes through them.' } },
+    fires: {
+      labels: { severity: 'critical' },
+      annotations: { summary: 'fewer than two trustpull replicas are up', description: '1 trustpull replicas answer scrapes. Every image pull on the nodes goes through them.' },
+    },
   },
   // Half the verdicts are denials, at 1 per second.
   {
@@ -46,13 +49,22 @@ const cases: Case[] = [
       { series: `trustpull_verdicts_total{${t0}, result="allow", policy="p", upstream="u"}`, values: '0+60x40' },
     ],
     at: '30m',
-    fires: { labels: { severity: 'warning', namespace: 'trustpull', job: 'trustpull' }, annotations: { summary: "more than 20% of trustpull's verdicts are denials", description: '50% of verdicts are deny. Read the audit log (reason codes: trustpull explain CODE).' } },
+    fires: {
+      labels: { severity: 'warning', namespace: 'trustpull', job: 'trustpull' },
+      annotations: {
+        summary: "more than 20% of trustpull's verdicts are denials",
+        description: '50% of verdicts are deny. Read the audit log (reason codes: trustpull explain CODE).',
+      },
+    },
   },
   {
     alert: 'TrustpullRedisDown',
     series: [{ series: `trustpull_redis_up{${t0}}`, values: '1x5 0x15' }],
     at: '15m',
-    fires: { labels: { severity: 'warning', namespace: 'trustpull', pod: 'trustpull-0' }, annotations: { summary: 'trustpull trustpull-0 cannot reach Redis', description: 'Verdicts are not shared between replicas; pulls keep working.' } },
+    fires: {
+      labels: { severity: 'warning', namespace: 'trustpull', pod: 'trustpull-0' },
+      annotations: { summary: 'trustpull trustpull-0 cannot reach Redis', description: 'Verdicts are not shared between replicas; pulls keep working.' },
+    },
   },
   // Half of docker.io's requests fail with 503 or no answer at all.
   {
@@ -65,7 +77,10 @@ const cases: Case[] = [
     at: '30m',
     fires: {
       labels: { severity: 'warning', namespace: 'trustpull', upstream: 'docker.io' },
-      annotations: { summary: 'upstream docker.io is failing', description: '50% of requests to docker.io fail (5xx or no answer). New content cannot be verified; stored content is still served.' },
+      annotations: {
+        summary: 'upstream docker.io is failing',
+        description: '50% of requests to docker.io fail (5xx or no answer). New content cannot be verified; stored content is still served.',
+      },
     },
   },
   // Every verification lands in the 10 s bucket.
@@ -77,7 +92,13 @@ const cases: Case[] = [
       { series: `trustpull_verification_duration_seconds_bucket{${t0}, le="+Inf"}`, values: '0+10x40' },
     ],
     at: '30m',
-    fires: { labels: { severity: 'warning', namespace: 'trustpull' }, annotations: { summary: 'trustpull verifications take more than 5 s (p99)', description: 'Signature discovery or the transparency log is slow; first pulls of new images wait for it.' } },
+    fires: {
+      labels: { severity: 'warning', namespace: 'trustpull' },
+      annotations: {
+        summary: 'trustpull verifications take more than 5 s (p99)',
+        description: 'Signature discovery or the transparency log is slow; first pulls of new images wait for it.',
+      },
+    },
   },
   {
     alert: 'TrustpullConfigReloadFailed',
@@ -85,7 +106,10 @@ const cases: Case[] = [
     at: '15m',
     fires: {
       labels: { severity: 'warning', namespace: 'trustpull', pod: 'trustpull-0' },
-      annotations: { summary: 'trustpull trustpull-0 refused its new configuration', description: 'The log line "reload refused" names the key. The previous configuration stays in force until it is fixed.' },
+      annotations: {
+        summary: 'trustpull trustpull-0 refused its new configuration',
+        description: 'The log line "reload refused" names the key. The previous configuration stays in force until it is fixed.',
+      },
     },
   },
   {
@@ -94,7 +118,10 @@ const cases: Case[] = [
     at: '20m',
     fires: {
       labels: { severity: 'warning', namespace: 'trustpull', pod: 'trustpull-0' },
-      annotations: { summary: 'trustpull trustpull-0 cannot write its content store', description: 'New content is served pass-through and not stored; an upstream outage will hit it. /readyz says why.' },
+      annotations: {
+        summary: 'trustpull trustpull-0 cannot write its content store',
+        description: 'New content is served pass-through and not stored; an upstream outage will hit it. /readyz says why.',
+      },
     },
   },
   // A 40 GiB store evicting 1 GiB a minute: 60 GiB an hour.
@@ -107,7 +134,10 @@ const cases: Case[] = [
     at: '150m',
     fires: {
       labels: { ...labels0, severity: 'info' },
-      annotations: { summary: "trustpull trustpull-0's content store is full and churning", description: '60GiB evicted in the last hour. Raise storage.maxSize and the claim\'s size, or use S3.' },
+      annotations: {
+        summary: "trustpull trustpull-0's content store is full and churning",
+        description: "60GiB evicted in the last hour. Raise storage.maxSize and the claim's size, or use S3.",
+      },
     },
   },
 ]
@@ -161,7 +191,20 @@ t.test('each alert fires on its trouble and not on a healthy replica', async (t)
 t.test('the unit tests can fail: an alert expected where none fires is reported', async (t) => {
   const dir = await tempDir(t)
   await writeFile(join(dir, 'rules.yaml'), stringify({ groups: rule.spec.groups }))
-  const tests = [{ name: 'healthy', interval: '1m', input_series: healthy, alert_rule_test: [{ eval_time: '180m', alertname: 'TrustpullStoreReadOnly', exp_alerts: [{ exp_labels: { alertname: 'TrustpullStoreReadOnly', severity: 'warning', namespace: 'trustpull', pod: 'trustpull-0' } }] }] }]
+  const tests = [
+    {
+      name: 'healthy',
+      interval: '1m',
+      input_series: healthy,
+      alert_rule_test: [
+        {
+          eval_time: '180m',
+          alertname: 'TrustpullStoreReadOnly',
+          exp_alerts: [{ exp_labels: { alertname: 'TrustpullStoreReadOnly', severity: 'warning', namespace: 'trustpull', pod: 'trustpull-0' } }],
+        },
+      ],
+    },
+  ]
   await writeFile(join(dir, 'tests.yaml'), stringify({ rule_files: ['rules.yaml'], evaluation_interval: '1m', tests }))
   const result = await run(PROMTOOL, ['test', 'rules', join(dir, 'tests.yaml')], { timeoutMs: 120_000 })
   t.not(result.code, 0)

@@ -20,10 +20,7 @@ const WORKSTATION_PROXY = 'trustpull.example:5000'
 const read = (path: string) => readFileSync(join(DEPLOY, path), 'utf8')
 
 /** The upstreams of the Kubernetes deployment: what the node configurations must route to. */
-const clusterConfig = parseConfig(
-  parseYaml(read('kubernetes/base/config/config.yaml')),
-  'deploy/kubernetes/base/config/config.yaml',
-)
+const clusterConfig = parseConfig(parseYaml(read('kubernetes/base/config/config.yaml')), 'deploy/kubernetes/base/config/config.yaml')
 // Routing only: the clients are never called.
 const router = new UpstreamRouter(clusterConfig.upstreams.map((config) => ({ config, client: {} as RegistryClient })))
 
@@ -106,12 +103,14 @@ t.test('containerd: the check refuses the forms that fall through to the registr
     [/server is unset/, /server capabilities/],
     'mirror only: the real registry is the last resort',
   )
+  t.match(containerdLeaks(`server = "https://registry-1.docker.io"\n[host."${proxy}"]\n  capabilities = ["pull", "resolve"]\n`, proxy), [
+    /server is https:\/\/registry-1\.docker\.io/,
+  ])
   t.match(
-    containerdLeaks(`server = "https://registry-1.docker.io"\n[host."${proxy}"]\n  capabilities = ["pull", "resolve"]\n`, proxy),
-    [/server is https:\/\/registry-1\.docker\.io/],
-  )
-  t.match(
-    containerdLeaks(`server = "${proxy}"\ncapabilities = ["pull", "resolve"]\n[host."${proxy}"]\n  capabilities = ["pull", "resolve"]\n[host."https://mirror.gcr.io"]\n  capabilities = ["pull", "resolve"]\n`, proxy),
+    containerdLeaks(
+      `server = "${proxy}"\ncapabilities = ["pull", "resolve"]\n[host."${proxy}"]\n  capabilities = ["pull", "resolve"]\n[host."https://mirror.gcr.io"]\n  capabilities = ["pull", "resolve"]\n`,
+      proxy,
+    ),
     [/host https:\/\/mirror\.gcr\.io is not the proxy/],
   )
   t.match(containerdLeaks(`server = "${proxy}`, proxy), [/not valid TOML/])
@@ -163,9 +162,8 @@ t.test('podman / CRI-O: every registry is remapped to the proxy, none left direc
     [/location ghcr\.io is not the proxy prefix/],
     'the check refuses a registry left direct',
   )
-  t.match(
-    podmanLeaks({ registry: [{ prefix: 'ghcr.io', location: `${WORKSTATION_PROXY}/ghcr.io`, mirror: [{ location: 'mirror.gcr.io' }] }] }, WORKSTATION_PROXY),
-    [/mirror mirror\.gcr\.io is not the proxy/],
-  )
+  t.match(podmanLeaks({ registry: [{ prefix: 'ghcr.io', location: `${WORKSTATION_PROXY}/ghcr.io`, mirror: [{ location: 'mirror.gcr.io' }] }] }, WORKSTATION_PROXY), [
+    /mirror mirror\.gcr\.io is not the proxy/,
+  ])
   t.match(podmanLeaks({ 'unqualified-search-registries': ['quay.io'] }, WORKSTATION_PROXY), [/short names resolve to quay\.io/])
 })

@@ -90,10 +90,22 @@ t.test('multi-stage: built on node:24-slim, run on distroless Node 24 as non-roo
   t.match(ops(stage('prod-deps'), 'RUN').join('\n'), /npm ci --omit=dev/, 'production dependencies only')
 
   const copies = ops(runtime, 'COPY')
-  t.ok(copies.some((c) => /--from=prod-deps \/app\/node_modules/.test(c)), 'node_modules from the production-only stage')
-  t.notOk(copies.some((c) => /--from=build \S*node_modules/.test(c)), 'never the build stage (dev dependencies)')
-  t.ok(copies.some((c) => /--from=build \/src\/dist/.test(c)), 'the compiled dist/')
-  t.ok(copies.some((c) => /package\.json/.test(c)), 'package.json ("type": "module" for dist/)')
+  t.ok(
+    copies.some((c) => /--from=prod-deps \/app\/node_modules/.test(c)),
+    'node_modules from the production-only stage',
+  )
+  t.notOk(
+    copies.some((c) => /--from=build \S*node_modules/.test(c)),
+    'never the build stage (dev dependencies)',
+  )
+  t.ok(
+    copies.some((c) => /--from=build \/src\/dist/.test(c)),
+    'the compiled dist/',
+  )
+  t.ok(
+    copies.some((c) => /package\.json/.test(c)),
+    'package.json ("type": "module" for dist/)',
+  )
 
   const user = ops(runtime, 'USER')
   t.equal(user.length, 1)
@@ -121,7 +133,16 @@ t.test('.dockerignore sends only what the Dockerfile copies', async (t) => {
     t.notOk(dockerIgnores(patterns, source), `${source} is in the build context`)
   }
   for (const path of ['src/cli/main.ts', 'src/config/schema.ts']) t.notOk(dockerIgnores(patterns, path), `${path} is sent`)
-  for (const path of ['node_modules/hono/package.json', '.git/config', 'dist/cli/main.js', 'test/deploy/kubernetes.test.ts', '.tools/bin/cosign', '.env', 'tmp/scratch.txt', 'src/x.test.ts']) {
+  for (const path of [
+    'node_modules/hono/package.json',
+    '.git/config',
+    'dist/cli/main.js',
+    'test/deploy/kubernetes.test.ts',
+    '.tools/bin/cosign',
+    '.env',
+    'tmp/scratch.txt',
+    'src/x.test.ts',
+  ]) {
     t.ok(dockerIgnores(patterns, path), `${path} is not sent`)
   }
 })

@@ -136,7 +136,10 @@ t.test('the content store panels', async (t) => {
   const exprs = (title: RegExp) => {
     const panels = queryPanels.filter((p) => title.test(p.title))
     t.ok(panels.length > 0, `a panel titled ${title}`)
-    return panels.flatMap((p) => p.targets ?? []).map((q) => q.expr ?? '').join('\n')
+    return panels
+      .flatMap((p) => p.targets ?? [])
+      .map((q) => q.expr ?? '')
+      .join('\n')
   }
   t.match(exprs(/^Store size by replica$/), /trustpull_store_bytes/)
   t.match(exprs(/^Store objects by replica$/), /trustpull_store_objects/)
@@ -149,7 +152,11 @@ t.test('the content store panels', async (t) => {
 
 t.test('the checker refuses what it must', async (t) => {
   t.match(checkExpression('sum(rate(trustpull_verdict_total[$__rate_interval]))').problems, ['unknown metric trustpull_verdict_total'])
-  t.match(checkExpression('rate(trustpull_verification_duration_seconds[5m])').problems, ['unknown metric trustpull_verification_duration_seconds'], 'a histogram is read through _bucket/_sum/_count')
+  t.match(
+    checkExpression('rate(trustpull_verification_duration_seconds[5m])').problems,
+    ['unknown metric trustpull_verification_duration_seconds'],
+    'a histogram is read through _bucket/_sum/_count',
+  )
   t.match(checkExpression('sum(rate(trustpull_verdicts_total[5m])').problems, [/syntax error/])
   t.match(checkExpression('sum(rate(trustpull_bytes_served_total{tier="redis"}[5m]))').problems, ['trustpull_bytes_served_total has no label tier'])
   t.match(checkExpression('sum by (tier) (rate(trustpull_bytes_served_total[5m]))').problems, ['grouping by tier, which none of its series has'])

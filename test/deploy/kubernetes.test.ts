@@ -144,7 +144,8 @@ interface DeploymentSpec {
   volumeClaimTemplates?: { metadata: { name: string }; spec: { accessModes: string[]; resources: { requests: { storage: string } } } }[]
 }
 /** The proxy is a StatefulSet, the in-cluster Redis a Deployment. */
-const workloadIn = (objects: Manifest[], name: string) => objects.find((x) => (x.kind === 'StatefulSet' || x.kind === 'Deployment') && x.metadata.name === name)?.spec as DeploymentSpec | undefined
+const workloadIn = (objects: Manifest[], name: string) =>
+  objects.find((x) => (x.kind === 'StatefulSet' || x.kind === 'Deployment') && x.metadata.name === name)?.spec as DeploymentSpec | undefined
 const deploymentSpec = (name: string) => {
   const spec = workloadIn(manifests, name)
   if (!spec) throw new Error(`no workload ${name} in the base`)
@@ -206,7 +207,13 @@ t.test('the base applies every manifest and generates the ConfigMaps from their 
     t.equal(m.metadata.namespace, 'trustpull', `${m.kind}/${m.metadata.name} is in the namespace`)
   }
   const generated = Object.fromEntries(kustomization.configMapGenerator.map((g) => [g.name, g.files]))
-  t.same(generated['trustpull-policies']!.sort(), readdirSync(join(BASE, 'policies')).map((f) => `policies/${f}`).sort(), 'every policy file is in the policies ConfigMap')
+  t.same(
+    generated['trustpull-policies']!.sort(),
+    readdirSync(join(BASE, 'policies'))
+      .map((f) => `policies/${f}`)
+      .sort(),
+    'every policy file is in the policies ConfigMap',
+  )
   for (const [name, files] of Object.entries(generated)) {
     const data = configMapData(name)
     t.same(Object.keys(data).sort(), files.map((f) => f.split('/').pop()!).sort(), `${name}: one key per file`)
@@ -224,7 +231,7 @@ t.test('the base applies every manifest and generates the ConfigMaps from their 
 
 t.test('the Grafana dashboard ConfigMap is what the kube-prometheus-stack sidecar imports', async (t) => {
   const dashboard = find('ConfigMap', 'trustpull-grafana-dashboard')
-  t.equal(dashboard.metadata.labels?.grafana_dashboard, '1', 'the sidecar\'s default label')
+  t.equal(dashboard.metadata.labels?.grafana_dashboard, '1', "the sidecar's default label")
   const data = dashboard.data as Record<string, string>
   t.same(Object.keys(data), ['trustpull.json'])
   t.equal(data['trustpull.json'], readFileSync(join(ROOT, 'deploy/grafana/trustpull.json'), 'utf8'), 'generated from deploy/grafana/trustpull.json')
@@ -264,7 +271,11 @@ t.test('the proxy runs as its own ServiceAccount, with no token and no role', as
   t.equal(account.metadata.name, 'trustpull', 'a dedicated account, not default')
   t.equal(account.automountServiceAccountToken, false, 'the account mounts no token')
   for (const [build, objects] of builds) {
-    t.same(objects.filter((m) => /Role(Binding)?$/.test(m.kind)).map((m) => m.metadata.name), [], `${build}: no Role or binding`)
+    t.same(
+      objects.filter((m) => /Role(Binding)?$/.test(m.kind)).map((m) => m.metadata.name),
+      [],
+      `${build}: no Role or binding`,
+    )
   }
 })
 
@@ -353,8 +364,14 @@ t.test('the policies ConfigMap loads as start-up loads it, and exempts trustpull
     const [registry, ...rest] = image.replace(/[:@][^/]+$/, '').split('/')
     const names = imageNames(registry!, rest.join('/'))
     const globs = spec.images.map((i) => compileGlob(i.glob))
-    t.ok(globs.some((g) => names.some((n) => g.regex.test(n))), `${policy} matches ${image}`)
-    t.notOk(globs.some((g) => imageNames(registry!, `${rest.join('/')}-other`).some((n) => g.regex.test(n))), `${policy} matches no neighbouring repository`)
+    t.ok(
+      globs.some((g) => names.some((n) => g.regex.test(n))),
+      `${policy} matches ${image}`,
+    )
+    t.notOk(
+      globs.some((g) => imageNames(registry!, `${rest.join('/')}-other`).some((n) => g.regex.test(n))),
+      `${policy} matches no neighbouring repository`,
+    )
   }
 })
 
@@ -369,8 +386,16 @@ t.test('Services and NetworkPolicies select the right pods and ports', async (t)
   for (const p of service.ports) t.ok(proxyPorts.includes(p.targetPort), `Service port ${p.name} targets a container port`)
   t.equal(service.ports.find((p) => p.name === 'registry')?.port, 5000, 'the port the hosts.toml files name')
 
-  interface Peer { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: Obj; ipBlock?: { cidr: string } }
-  interface Rule { to?: Peer[]; from?: Peer[]; ports: { port: number | string; protocol: string }[] }
+  interface Peer {
+    podSelector?: { matchLabels: Record<string, string> }
+    namespaceSelector?: Obj
+    ipBlock?: { cidr: string }
+  }
+  interface Rule {
+    to?: Peer[]
+    from?: Peer[]
+    ports: { port: number | string; protocol: string }[]
+  }
   const policy = find('NetworkPolicy', 'trustpull').spec as { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: Rule[]; egress: Rule[] }
   t.ok(matches(policy.podSelector.matchLabels, proxyLabels))
   t.same(policy.policyTypes, ['Ingress', 'Egress'], 'both directions are restricted')
@@ -381,13 +406,23 @@ t.test('Services and NetworkPolicies select the right pods and ports', async (t)
   const egressPorts = policy.egress.flatMap((r) => r.ports.map((p) => `${p.port}/${p.protocol}`)).sort()
   t.same(egressPorts, ['443/TCP', '53/TCP', '53/UDP', '6379/TCP'], 'egress: DNS, Redis and HTTPS only')
   const redisRule = policy.egress.find((r) => r.ports.some((p) => p.port === 6379))!
-  t.ok(redisRule.to?.every((peer) => peer.podSelector && matches(peer.podSelector.matchLabels, redisLabels)), 'port 6379 only towards the Redis pods')
+  t.ok(
+    redisRule.to?.every((peer) => peer.podSelector && matches(peer.podSelector.matchLabels, redisLabels)),
+    'port 6379 only towards the Redis pods',
+  )
   const anywhere = policy.egress.filter((r) => r.to?.some((peer) => peer.ipBlock?.cidr === '0.0.0.0/0'))
-  t.same(anywhere.flatMap((r) => r.ports.map((p) => p.port)), [443], 'the internet only on 443')
+  t.same(
+    anywhere.flatMap((r) => r.ports.map((p) => p.port)),
+    [443],
+    'the internet only on 443',
+  )
 
   const redisPolicy = find('NetworkPolicy', 'trustpull-redis').spec as { podSelector: { matchLabels: Record<string, string> }; ingress: Rule[]; egress: Rule[] }
   t.ok(matches(redisPolicy.podSelector.matchLabels, redisLabels))
-  t.ok(redisPolicy.ingress.every((r) => r.from?.every((p) => p.podSelector && matches(p.podSelector.matchLabels, proxyLabels))), 'only trustpull reaches Redis')
+  t.ok(
+    redisPolicy.ingress.every((r) => r.from?.every((p) => p.podSelector && matches(p.podSelector.matchLabels, proxyLabels))),
+    'only trustpull reaches Redis',
+  )
   t.same(redisPolicy.egress, [], 'Redis reaches nothing')
 })
 
@@ -402,7 +437,10 @@ t.test('each replica keeps its content store on its own PersistentVolumeClaim, a
   const container = spec.template.spec.containers[0]!
   const mount = container.volumeMounts?.find((m) => m.name === 'store')?.mountPath
   t.ok(mount && config.storage.path.startsWith(`${mount}/`), `storage.path (${config.storage.path}) is a directory on the claim (${mount}), not its root`)
-  t.notOk(spec.template.spec.volumes.some((v) => v.name === 'store'), 'not shadowed by a pod volume of the same name')
+  t.notOk(
+    spec.template.spec.volumes.some((v) => v.name === 'store'),
+    'not shadowed by a pod volume of the same name',
+  )
   const claimBytes = quantity(claim!.spec.resources.requests.storage)
   t.ok(config.storage.maxSize <= claimBytes * 0.92, `maxSize (${config.storage.maxSize}) leaves room on the claim (${claimBytes}) for blobs being fetched`)
   t.equal((spec.template.spec.securityContext as Obj).fsGroup, 65532, 'the volume is writable by the non-root uid')
@@ -426,8 +464,15 @@ t.test('the ServiceMonitor scrapes each proxy pod once, on the metrics port', as
   const selected = manifests.filter((m) => m.kind === 'Service' && matches(spec.selector.matchLabels, m.metadata.labels ?? {}))
   const ports = (s: Manifest) => (s.spec as { ports: { name: string }[] }).ports.map((p) => p.name)
   const scraped = selected.filter((s) => spec.endpoints.some((e) => ports(s).includes(e.port)))
-  t.same(scraped.map((s) => s.metadata.name), ['trustpull'], 'exactly one Service with the metrics port is selected')
-  t.same(spec.endpoints.map((e) => [e.port, e.path]), [['metrics', '/metrics']])
+  t.same(
+    scraped.map((s) => s.metadata.name),
+    ['trustpull'],
+    'exactly one Service with the metrics port is selected',
+  )
+  t.same(
+    spec.endpoints.map((e) => [e.port, e.path]),
+    [['metrics', '/metrics']],
+  )
   t.equal(find('Service', 'trustpull').metadata.labels?.[spec.jobLabel!], 'trustpull', 'job="trustpull", as the alerts and dashboard expect')
   t.match(spec.endpoints[0]!.interval, /^\d+s$/)
 })
@@ -452,7 +497,16 @@ t.test('the PrometheusRule: well-formed alerts over metrics trustpull exports, t
   }
   const names = rules.map((r) => r.alert!)
   t.equal(new Set(names).size, names.length, 'alert names are unique')
-  for (const m of ['trustpull_verdicts_total', 'trustpull_redis_up', 'trustpull_upstream_request_duration_seconds', 'trustpull_verification_duration_seconds', 'trustpull_store_writable', 'trustpull_store_evicted_bytes_total', 'trustpull_store_bytes', 'trustpull_config_last_reload_successful']) {
+  for (const m of [
+    'trustpull_verdicts_total',
+    'trustpull_redis_up',
+    'trustpull_upstream_request_duration_seconds',
+    'trustpull_verification_duration_seconds',
+    'trustpull_store_writable',
+    'trustpull_store_evicted_bytes_total',
+    'trustpull_store_bytes',
+    'trustpull_config_last_reload_successful',
+  ]) {
     t.ok(used.has(m), `an alert reads ${m}`)
   }
   const readme = readFileSync(join(ROOT, 'deploy/README.md'), 'utf8')
@@ -486,22 +540,34 @@ t.test('overlays/warn-mode: the base with noMatchPolicy and every verifying poli
       else t.same(doc, { ...baseDocs[i], spec: { ...baseDocs[i]!.spec, mode: 'warn' } }, `${key}: the base policy with mode: warn`)
     })
   }
-  const others = (ms: Manifest[]) => ms.filter((m) => m.kind !== 'ConfigMap' || !['trustpull-config', 'trustpull-policies'].includes(m.metadata.name)).map(({ file: _f, ...m }) => m)
+  const others = (ms: Manifest[]) =>
+    ms.filter((m) => m.kind !== 'ConfigMap' || !['trustpull-config', 'trustpull-policies'].includes(m.metadata.name)).map(({ file: _f, ...m }) => m)
   t.same(others(objects), others(manifests), 'every other object as in the base')
 })
 
 t.test('overlays/managed-redis: no in-cluster Redis, the config (with its password) from a Secret', async (t) => {
   const objects = builds.get('managed-redis')!
-  t.same(objects.filter((m) => m.metadata.name === 'trustpull-redis').map((m) => m.kind), [], 'no Redis Deployment, Service or NetworkPolicy')
-  t.notOk(objects.some((m) => m.kind === 'ConfigMap' && m.metadata.name === 'trustpull-config'), 'no config ConfigMap')
+  t.same(
+    objects.filter((m) => m.metadata.name === 'trustpull-redis').map((m) => m.kind),
+    [],
+    'no Redis Deployment, Service or NetworkPolicy',
+  )
+  t.notOk(
+    objects.some((m) => m.kind === 'ConfigMap' && m.metadata.name === 'trustpull-config'),
+    'no config ConfigMap',
+  )
   const policies = findIn(objects, 'ConfigMap', 'trustpull-policies').data as Record<string, string>
   t.notOk('redis.yaml' in policies, 'no bootstrap exception for the Redis image')
-  t.ok('bootstrap.yaml' in policies, 'trustpull\'s own exception stays')
+  t.ok('bootstrap.yaml' in policies, "trustpull's own exception stays")
   const pod = workloadIn(objects, 'trustpull')!.template.spec
   const container = pod.containers[0]!
   const configVolume = pod.volumes.find((v) => v.secret?.secretName === 'trustpull-config')
   t.ok(configVolume, 'the config volume is the Secret trustpull-config')
-  t.equal(`${container.volumeMounts?.find((m) => m.name === configVolume!.name)?.mountPath}/config.yaml`, container.args![container.args!.indexOf('--config') + 1], '--config names its key')
+  t.equal(
+    `${container.volumeMounts?.find((m) => m.name === configVolume!.name)?.mountPath}/config.yaml`,
+    container.args![container.args!.indexOf('--config') + 1],
+    '--config names its key',
+  )
   const config = configFile('overlays/managed-redis/config.yaml')
   t.match(config.cache.url, /^rediss:\/\/[^:]+:[^@]+@/, 'TLS and a password')
   t.same(config, merged(baseConfig, { cache: { ...baseConfig.cache, url: config.cache.url } }), 'only cache.url differs from the base')
@@ -509,10 +575,19 @@ t.test('overlays/managed-redis: no in-cluster Redis, the config (with its passwo
   const egress = (findIn(objects, 'NetworkPolicy', 'trustpull').spec as { egress: { to?: Peer[]; ports: { port: number | string }[] }[] }).egress
   const redisLabels = deploymentSpec('trustpull-redis').template.metadata.labels
   const redisRule = egress.find((r) => r.ports.some((p) => p.port === 6380))
-  t.ok(redisRule?.to?.every((peer) => peer.ipBlock), 'egress to the managed Redis address range')
-  t.notOk(egress.some((r) => r.to?.some((peer) => peer.podSelector?.matchLabels && matches(peer.podSelector.matchLabels, redisLabels))), 'none towards in-cluster Redis pods')
+  t.ok(
+    redisRule?.to?.every((peer) => peer.ipBlock),
+    'egress to the managed Redis address range',
+  )
+  t.notOk(
+    egress.some((r) => r.to?.some((peer) => peer.podSelector?.matchLabels && matches(peer.podSelector.matchLabels, redisLabels))),
+    'none towards in-cluster Redis pods',
+  )
   const port = Number(new URL(config.cache.url!).port)
-  t.ok(redisRule!.ports.some((p) => p.port === port), `the NetworkPolicy allows the URL's port ${port}`)
+  t.ok(
+    redisRule!.ports.some((p) => p.port === port),
+    `the NetworkPolicy allows the URL's port ${port}`,
+  )
 })
 
 t.test('overlays/s3-store: the store in one bucket, credentials from a Secret, a local spool only', async (t) => {
@@ -534,9 +609,11 @@ t.test('overlays/s3-store: the store in one bucket, credentials from a Secret, a
   const secret = findIn(examples, 'Secret', 'trustpull-s3-credentials')
   const volume = pod.volumes.find((v) => v.secret?.secretName === secret.metadata.name)
   t.ok(volume, 'the credentials Secret is mounted')
-  const keys = Object.keys(secret.stringData as Obj).map((k) => `${mountOf(volume!.name)}/${k}`).sort()
+  const keys = Object.keys(secret.stringData as Obj)
+    .map((k) => `${mountOf(volume!.name)}/${k}`)
+    .sort()
   const creds = config.storage.s3!.credentials!
-  t.same([creds.accessKeyIdFile, creds.secretAccessKeyFile].sort(), keys, 'the credential files are the Secret\'s keys')
+  t.same([creds.accessKeyIdFile, creds.secretAccessKeyFile].sort(), keys, "the credential files are the Secret's keys")
   t.notOk(/secretAccessKey:|accessKeyId:/.test(data['config.yaml']!), 'no inline key in the ConfigMap')
 })
 
@@ -569,7 +646,11 @@ t.test('the admission webhooks: fail closed, opt-in namespaces, trustpull exempt
   for (const [kind, path] of Object.entries(paths)) {
     const m = find(kind, 'trustpull')
     t.equal(m.metadata.namespace, undefined, `${kind} is cluster-scoped`)
-    t.match((m.metadata as { annotations?: Record<string, string> }).annotations, { 'cert-manager.io/inject-ca-from': 'trustpull/trustpull-admission' }, `${kind}: cert-manager injects the CA`)
+    t.match(
+      (m.metadata as { annotations?: Record<string, string> }).annotations,
+      { 'cert-manager.io/inject-ca-from': 'trustpull/trustpull-admission' },
+      `${kind}: cert-manager injects the CA`,
+    )
     const hooks = (m as unknown as { webhooks: Webhook[] }).webhooks
     t.equal(hooks.length, 1)
     const w = hooks[0]!
@@ -578,12 +659,20 @@ t.test('the admission webhooks: fail closed, opt-in namespaces, trustpull exempt
     t.equal(w.failurePolicy, 'Fail', `${kind}: fails closed`)
     t.equal(w.timeoutSeconds, 10)
     t.same(w.clientConfig.service, { name: 'trustpull', namespace: 'trustpull', path, port: admissionPort.port }, `${kind}: the Service's admission port`)
-    t.same(w.namespaceSelector.matchExpressions, [
-      { key: 'policy.sigstore.dev/include', operator: 'In', values: ['true'] },
-      { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['trustpull'] },
-    ], `${kind}: opted-in namespaces only, trustpull's own excluded`)
+    t.same(
+      w.namespaceSelector.matchExpressions,
+      [
+        { key: 'policy.sigstore.dev/include', operator: 'In', values: ['true'] },
+        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['trustpull'] },
+      ],
+      `${kind}: opted-in namespaces only, trustpull's own excluded`,
+    )
     const resources = w.rules.flatMap((r) => r.resources).sort()
-    t.same(resources, ['cronjobs', 'daemonsets', 'deployments', 'jobs', 'pods', 'pods/ephemeralcontainers', 'replicasets', 'replicationcontrollers', 'statefulsets'], `${kind}: every kind that makes pods`)
+    t.same(
+      resources,
+      ['cronjobs', 'daemonsets', 'deployments', 'jobs', 'pods', 'pods/ephemeralcontainers', 'replicasets', 'replicationcontrollers', 'statefulsets'],
+      `${kind}: every kind that makes pods`,
+    )
     t.ok(w.rules.every((r) => r.operations.join() === 'CREATE,UPDATE'))
   }
 })

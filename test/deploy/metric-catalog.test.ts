@@ -37,6 +37,10 @@ t.test('each family has exactly the catalog labels', async (t) => {
     t.ok(series.length > 0, `${name} has samples`)
     const seen = new Set(series.flatMap((s) => Object.keys(s.labels)).filter((l) => l !== 'le'))
     t.same([...seen].sort(), [...labels].sort(), `${name} labels`)
-    if (type === 'histogram') t.ok(series.some((s) => s.name === `${name}_bucket` && s.labels.le === '+Inf'), `${name} has buckets`)
+    if (type === 'histogram')
+      t.ok(
+        series.some((s) => s.name === `${name}_bucket` && s.labels.le === '+Inf'),
+        `${name} has buckets`,
+      )
   }
 })

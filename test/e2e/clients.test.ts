@@ -53,7 +53,13 @@ t.test('skopeo and containerd pull through the proxy', async (t) => {
     t.equal(multi.code, 0, multi.stderr)
     t.same((await ctrImageNames(containerd.socket)).sort(), ['docker.io/library/multi:2.0', 'docker.io/library/web:1.0'])
     const urls = proxy.logs.filter((l) => l.msg === 'request').map((l) => String(l.url))
-    t.ok(urls.some((u) => /^\/v2\/library\/web\/manifests\/1\.0\?ns=docker\.io$/.test(u)), 'manifest by tag with ?ns=docker.io')
-    t.ok(urls.some((u) => /^\/v2\/library\/multi\/blobs\/sha256:[a-f0-9]{64}\?ns=docker\.io$/.test(u)), 'blobs with ?ns=docker.io')
+    t.ok(
+      urls.some((u) => /^\/v2\/library\/web\/manifests\/1\.0\?ns=docker\.io$/.test(u)),
+      'manifest by tag with ?ns=docker.io',
+    )
+    t.ok(
+      urls.some((u) => /^\/v2\/library\/multi\/blobs\/sha256:[a-f0-9]{64}\?ns=docker\.io$/.test(u)),
+      'blobs with ?ns=docker.io',
+    )
   })
 })

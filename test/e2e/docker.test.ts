@@ -38,8 +38,7 @@ t.test('docker pull through trustpull, real dockerd', async (t) => {
   const dockerd = await startDockerd(t, { registryMirrors: [proxy.url], insecureRegistries: [proxy.host] })
 
   /** trustpull's debug access log: one line per request. */
-  const requests = (): RequestLine[] =>
-    proxy.logs.filter((l) => l.msg === 'request').map((l) => ({ method: String(l.method), url: String(l.url), status: Number(l.status) }))
+  const requests = (): RequestLine[] => proxy.logs.filter((l) => l.msg === 'request').map((l) => ({ method: String(l.method), url: String(l.url), status: Number(l.status) }))
   const answered = (method: string, url: string): number[] =>
     requests()
       .filter((r) => r.method === method && r.url === url)
@@ -57,7 +56,7 @@ t.test('docker pull through trustpull, real dockerd', async (t) => {
     t.match(r.stdout, `Digest: ${signed.digest}`)
     t.ok((await repoDigests('signed:1.0')).includes(`signed@${signed.digest}`), 'RepoDigests holds the signed digest')
     const id = await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', 'signed:1.0'])
-    t.equal(id.stdout.trim(), signed.configDigest, 'image ID is the signed manifest\'s config')
+    t.equal(id.stdout.trim(), signed.configDigest, "image ID is the signed manifest's config")
 
     // The mirror form: bare repository, no ?ns=, and every blob came from trustpull.
     t.same(answered('HEAD', '/v2/library/signed/manifests/1.0'), [200])
@@ -65,7 +64,10 @@ t.test('docker pull through trustpull, real dockerd', async (t) => {
     for (const blob of [signed.configDigest, ...signed.layerDigests]) {
       t.same(answered('GET', `/v2/library/signed/blobs/${blob}`), [200], `blob ${blob.slice(0, 19)} via the mirror`)
     }
-    t.notOk(requests().some((q) => q.url.includes('ns=')), 'dockerd sends no ?ns=')
+    t.notOk(
+      requests().some((q) => q.url.includes('ns=')),
+      'dockerd sends no ?ns=',
+    )
   })
 
   t.test('registry-mirrors: an unsigned image is refused, and dockerd falls back to Docker Hub', async (t) => {
@@ -82,7 +84,10 @@ t.test('docker pull through trustpull, real dockerd', async (t) => {
     t.match(r.stderr, /registry-1\.docker\.io/, 'the error is about Docker Hub, not the mirror')
     t.same(answered('HEAD', '/v2/library/unsigned/manifests/1.0'), [403], 'trustpull refused the HEAD')
     t.same(answered('GET', '/v2/library/unsigned/manifests/1.0'), [403], 'and the GET that reads the error')
-    t.notOk(requests().some((q) => q.url.startsWith('/v2/library/unsigned/blobs/')), 'no blob of the unsigned image was asked for')
+    t.notOk(
+      requests().some((q) => q.url.startsWith('/v2/library/unsigned/blobs/')),
+      'no blob of the unsigned image was asked for',
+    )
     // logrus escapes the quotes inside msg="...".
     t.match(dockerd.stderr().replaceAll('\\"', '"'), `Attempting next endpoint for pull after error: ${deniedMessage}`, 'dockerd moved past the mirror on the deny')
     t.not((await dockerd.docker(['image', 'inspect', 'unsigned:1.0'])).code, 0, 'no image was stored')
@@ -103,7 +108,7 @@ t.test('docker pull through trustpull, real dockerd', async (t) => {
     }
   })
 
-  t.test('explicit prefix: an unsigned image is refused with trustpull\'s message', async (t) => {
+  t.test("explicit prefix: an unsigned image is refused with trustpull's message", async (t) => {
     const r = await dockerd.docker(['pull', `${proxy.host}/docker.io/library/unsigned:1.0`])
     // dockerd 20.10 printed:
     //   Error response from daemon: pull access denied for 127.0.0.1:PORT/docker.io/library/unsigned,
@@ -112,7 +117,10 @@ t.test('docker pull through trustpull, real dockerd', async (t) => {
     t.not(r.code, 0, 'the pull fails')
     t.match(r.stderr, deniedMessage)
     t.same(answered('HEAD', '/v2/docker.io/library/unsigned/manifests/1.0'), [403])
-    t.notOk(requests().some((q) => q.url.startsWith('/v2/docker.io/library/unsigned/blobs/')), 'no blob of the unsigned image was asked for')
+    t.notOk(
+      requests().some((q) => q.url.startsWith('/v2/docker.io/library/unsigned/blobs/')),
+      'no blob of the unsigned image was asked for',
+    )
   })
 
   t.test('stopping dockerd leaves no process, mount or directory behind', async (t) => {

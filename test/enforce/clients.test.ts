@@ -62,7 +62,7 @@ t.test('real clients through trustpull, real signatures', async (t) => {
   const refused = [
     { what: 'an unsigned image', repo: 'library/unsigned', digest: unsigned.digest, reason: 'no signatures found' },
     { what: 'an image signed with another key', repo: 'library/wrongkey', digest: wrongKey.digest, reason: 'no signature verified (1 found)' },
-    { what: 'a forged signature (another image\'s .sig copied onto this digest)', repo: 'library/forged', digest: forged.digest, reason: 'no signature verified (1 found)' },
+    { what: "a forged signature (another image's .sig copied onto this digest)", repo: 'library/forged', digest: forged.digest, reason: 'no signature verified (1 found)' },
   ] as const
 
   /** skopeo (logrus) prints its fatal message with quotes escaped. */
@@ -85,7 +85,7 @@ t.test('real clients through trustpull, real signatures', async (t) => {
       t.equal(all.digest, indexSigned.digest)
       const one = await skopeoCopy(`${proxy.host}/library/multi:1`, join(work, 'sk-multi-arm'), { arch: 'arm64' })
       t.equal(one.code, 0, one.stderr)
-      t.equal(one.digest, indexSigned.children[1]!.digest, 'the linux/arm64 manifest, served on its index\'s word')
+      t.equal(one.digest, indexSigned.children[1]!.digest, "the linux/arm64 manifest, served on its index's word")
     })
 
     t.test('pulls an index signed per platform only, under requirePlatformSignatures', async (t) => {

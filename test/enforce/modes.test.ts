@@ -45,7 +45,12 @@ t.test('policy modes and semantics through the proxy', async (t) => {
     signImage(ref(signedAB), keyA.privateKeyPath).then(() => signImage(ref(signedAB), keyB.privateKeyPath)),
     signImage(ref(blocked), keyA.privateKeyPath),
   ])
-  const keyPolicy = (name: string, glob: string, pem: string, extra: Record<string, unknown> = {}) => ({ name, images: [{ glob }], authorities: [{ key: { data: pem } }], ...extra })
+  const keyPolicy = (name: string, glob: string, pem: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    images: [{ glob }],
+    authorities: [{ key: { data: pem } }],
+    ...extra,
+  })
 
   t.test('mode: warn serves an unsigned image with a Warning header and audits it as warn', async (t) => {
     const proxy = await startProxy(t, hubConfig(registry.url, { policies: [keyPolicy('lib', 'library/*', keyA.publicKeyPem, { mode: 'warn' })] }))
@@ -117,13 +122,22 @@ t.test('policy modes and semantics through the proxy', async (t) => {
     const onlyA = await manifestOf(proxy, signedA)
     t.equal(onlyA.status, 403, 'signed by A only: team-b fails')
     t.match(onlyA.error?.message, `docker.io/library/signed-a@${signedA.digest} denied: policy "team-b": no signature verified (1 found)`)
-    t.match(verdictsFor(proxy, signedA)[0], { result: 'deny', policies: [{ name: 'team-a', result: 'pass' }, { name: 'team-b', result: 'fail' }] })
+    t.match(verdictsFor(proxy, signedA)[0], {
+      result: 'deny',
+      policies: [
+        { name: 'team-a', result: 'pass' },
+        { name: 'team-b', result: 'fail' },
+      ],
+    })
 
     const both = await manifestOf(proxy, signedAB)
     t.equal(both.status, 200, 'signed by A and B: both pass')
     t.match(verdictsFor(proxy, signedAB)[0], {
       result: 'allow',
-      policies: [{ name: 'team-a', result: 'pass' }, { name: 'team-b', result: 'pass' }],
+      policies: [
+        { name: 'team-a', result: 'pass' },
+        { name: 'team-b', result: 'pass' },
+      ],
       reasons: ['allowed by policies "team-a", "team-b"'],
     })
   })
@@ -132,7 +146,16 @@ t.test('policy modes and semantics through the proxy', async (t) => {
     const proxy = await startProxy(
       t,
       hubConfig(registry.url, {
-        policies: [{ name: 'either', images: [{ glob: 'library/*' }], authorities: [{ name: 'team-b', key: { data: keyB.publicKeyPem } }, { name: 'team-a', key: { data: keyA.publicKeyPem } }] }],
+        policies: [
+          {
+            name: 'either',
+            images: [{ glob: 'library/*' }],
+            authorities: [
+              { name: 'team-b', key: { data: keyB.publicKeyPem } },
+              { name: 'team-a', key: { data: keyA.publicKeyPem } },
+            ],
+          },
+        ],
       }),
     )
     t.equal((await manifestOf(proxy, signedA)).status, 200, 'the second authority verifies it')
@@ -143,7 +166,7 @@ t.test('policy modes and semantics through the proxy', async (t) => {
     t.match(none.error?.message, '; team-a: no signatures found')
   })
 
-  t.test('blobs: only an allowed manifest opens them, a refused image\'s blobs stay refused', async (t) => {
+  t.test("blobs: only an allowed manifest opens them, a refused image's blobs stay refused", async (t) => {
     const proxy = await startProxy(t, hubConfig(registry.url, { policies: [keyPolicy('lib', 'library/*', keyA.publicKeyPem)] }))
     const blobPaths = (image: PushedImage) => [image.configDigest, ...image.layerDigests].map((d) => `${image.repo}/blobs/${d}`)
 
@@ -189,10 +212,17 @@ t.test('policy modes and semantics through the proxy', async (t) => {
     t.equal(signatureLookups().length, 0, 'later pulls looked up no signatures')
     const verdicts = verdictsFor(proxy, signedA)
     t.equal(verdicts.length, 3, 'one audit line per verdict')
-    t.match(verdicts, [{ cached: false, result: 'allow' }, { cached: true, result: 'allow' }, { cached: true, result: 'allow' }])
+    t.match(verdicts, [
+      { cached: false, result: 'allow' },
+      { cached: true, result: 'allow' },
+      { cached: true, result: 'allow' },
+    ])
 
     // A deny is cached as well (for denyTTL).
     for (let i = 0; i < 2; i++) t.equal((await manifestOf(proxy, unsigned)).status, 403)
-    t.match(verdictsFor(proxy, unsigned), [{ cached: false, result: 'deny' }, { cached: true, result: 'deny' }])
+    t.match(verdictsFor(proxy, unsigned), [
+      { cached: false, result: 'deny' },
+      { cached: true, result: 'deny' },
+    ])
   })
 })

@@ -96,7 +96,8 @@ const config = {
   ],
 }
 const proxy = await startProxy(t, config)
-const verdicts = () => proxy.logs.filter((l) => l.audit === 'verdict') as { image: string; result: string; reasons: string[]; signers: { subject?: string; level?: string; logged?: string[] }[] }[]
+const verdicts = () =>
+  proxy.logs.filter((l) => l.audit === 'verdict') as { image: string; result: string; reasons: string[]; signers: { subject?: string; level?: string; logged?: string[] }[] }[]
 const verdictFor = (repo: string) => verdicts().findLast((v) => v.image === `${UPSTREAM}/${repo}`)
 
 async function pull(repo: string) {
@@ -115,13 +116,21 @@ t.test('a Notation-signed image is pulled: JWS and COSE, the Cosign authority no
 })
 
 t.test('unsigned, a wrong CA and an untrusted identity are denied, each with its code', async (t) => {
-  for (const [repo, code] of [['app/unsigned', 'no Notation signatures found'], ['app/wrongca', 'NOTATION_UNTRUSTED_CHAIN'], ['app/identity', 'NOTATION_UNTRUSTED_IDENTITY']] as const) {
+  for (const [repo, code] of [
+    ['app/unsigned', 'no Notation signatures found'],
+    ['app/wrongca', 'NOTATION_UNTRUSTED_CHAIN'],
+    ['app/identity', 'NOTATION_UNTRUSTED_IDENTITY'],
+  ] as const) {
     const r = await pull(repo)
     t.not(r.code, 0, `${repo} refused`)
     t.match(r.stderr, /denied|DENIED/, `${repo}: skopeo reports the denial`)
     const v = verdictFor(repo)
     t.equal(v?.result, 'deny', `${repo}: verdict deny`)
-    t.ok(v?.reasons.some((reason) => reason.includes(code)), `${repo}: ${code} in the audit line`, { reasons: v?.reasons })
+    t.ok(
+      v?.reasons.some((reason) => reason.includes(code)),
+      `${repo}: ${code} in the audit line`,
+      { reasons: v?.reasons },
+    )
   }
 })
 

@@ -20,7 +20,10 @@ function report(finishedOn: string, severities: string[]) {
       uri: 'pkg:github/aquasecurity/trivy@v0.50.0',
       version: 'v0.50.0',
       db: { uri: '', version: '' },
-      result: { SchemaVersion: 2, Results: [{ Target: 'app', Vulnerabilities: severities.map((s, i) => ({ VulnerabilityID: `CVE-2026-${i}`, Severity: s })) }, { Target: 'base' }] },
+      result: {
+        SchemaVersion: 2,
+        Results: [{ Target: 'app', Vulnerabilities: severities.map((s, i) => ({ VulnerabilityID: `CVE-2026-${i}`, Severity: s })) }, { Target: 'base' }],
+      },
     },
     metadata: { scanStartedOn: finishedOn, scanFinishedOn: finishedOn },
   }
@@ -55,7 +58,9 @@ t.test('vulnerability-report and SBOM attestations under CEL conditions', async 
   }
   await Promise.all([
     attest(ref(images.good), key.privateKeyPath, clean, 'vuln').then(() => attest(ref(images.good), key.privateKeyPath, spdx, 'spdxjson')),
-    attest(ref(images.goodCdx), key.privateKeyPath, clean, 'vuln', { newBundleFormat: true }).then(() => attest(ref(images.goodCdx), key.privateKeyPath, cyclonedx, 'cyclonedx', { newBundleFormat: true })),
+    attest(ref(images.goodCdx), key.privateKeyPath, clean, 'vuln', { newBundleFormat: true }).then(() =>
+      attest(ref(images.goodCdx), key.privateKeyPath, cyclonedx, 'cyclonedx', { newBundleFormat: true }),
+    ),
     attest(ref(images.critical), key.privateKeyPath, critical, 'vuln').then(() => attest(ref(images.critical), key.privateKeyPath, spdx, 'spdxjson')),
     attest(ref(images.stale), key.privateKeyPath, stale, 'vuln').then(() => attest(ref(images.stale), key.privateKeyPath, spdx, 'spdxjson')),
     attest(ref(images.noSbom), key.privateKeyPath, clean, 'vuln'),
@@ -67,8 +72,16 @@ t.test('vulnerability-report and SBOM attestations under CEL conditions', async 
     t,
     hubConfig(registry.url, {
       policies: [
-        { name: 'release', images: [{ glob: 'library/*' }], authorities: [authority({ name: 'sbom', predicateType: 'spdxjson', policy: { type: 'cel', data: 'predicate.spdxVersion.startsWith("SPDX-")' } })] },
-        { name: 'release-cdx', images: [{ glob: 'cdx/*' }], authorities: [authority({ name: 'sbom', predicateType: 'cyclonedx', policy: { type: 'cel', data: 'predicate.bomFormat == "CycloneDX"' } })] },
+        {
+          name: 'release',
+          images: [{ glob: 'library/*' }],
+          authorities: [authority({ name: 'sbom', predicateType: 'spdxjson', policy: { type: 'cel', data: 'predicate.spdxVersion.startsWith("SPDX-")' } })],
+        },
+        {
+          name: 'release-cdx',
+          images: [{ glob: 'cdx/*' }],
+          authorities: [authority({ name: 'sbom', predicateType: 'cyclonedx', policy: { type: 'cel', data: 'predicate.bomFormat == "CycloneDX"' } })],
+        },
       ],
     }),
   )

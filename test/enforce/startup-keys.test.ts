@@ -20,12 +20,26 @@ async function writeConfig(t: Teardown, keys: KeyCase[]): Promise<string> {
   const dir = await tempDir(t, 'trustpull-startup-keys-')
   const policyDir = join(dir, 'policies')
   await writeFile(join(dir, 'file.pub'), keys[0]!.pem)
-  const cip = { apiVersion: 'policy.sigstore.dev/v1beta1', kind: 'ClusterImagePolicy', metadata: { name: 'cip' }, spec: { images: [{ glob: 'ghcr.io/cip/**' }], authorities: [{ key: { data: keys[0]!.pem } }] } }
+  const cip = {
+    apiVersion: 'policy.sigstore.dev/v1beta1',
+    kind: 'ClusterImagePolicy',
+    metadata: { name: 'cip' },
+    spec: { images: [{ glob: 'ghcr.io/cip/**' }], authorities: [{ key: { data: keys[0]!.pem } }] },
+  }
   await mkdir(policyDir)
   await writeFile(join(policyDir, 'cip.yaml'), stringify(cip))
   const file = join(dir, 'config.yaml')
   const policies = [...keys.map((k) => keyPolicy(slug(k.name), { data: k.pem })), keyPolicy('key-file', { file: 'file.pub' })]
-  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }], policies, policyDirs: [policyDir], storage: { path: join(dir, 'store') } }))
+  await writeFile(
+    file,
+    stringify({
+      listen: '127.0.0.1:0',
+      upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }],
+      policies,
+      policyDirs: [policyDir],
+      storage: { path: join(dir, 'store') },
+    }),
+  )
   return file
 }
 

@@ -14,7 +14,9 @@ const MAIN = join(REPO_ROOT, 'src/cli/main.ts')
 
 const trustPolicy = (over: Record<string, unknown> = {}) => ({
   version: '1.0',
-  trustPolicies: [{ name: 'acme', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:acme'], trustedIdentities: [identityFor('Signer')], ...over }],
+  trustPolicies: [
+    { name: 'acme', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: ['ca:acme'], trustedIdentities: [identityFor('Signer')], ...over },
+  ],
 })
 
 async function writeConfig(t: Teardown, files: { policy: object; cip: object; inline: Record<string, unknown>; store?: string }): Promise<string> {
@@ -25,14 +27,28 @@ async function writeConfig(t: Teardown, files: { policy: object; cip: object; in
   await writeFile(join(dir, 'cip-policy.json'), JSON.stringify(files.cip))
   const policyDir = join(dir, 'policies')
   await mkdir(policyDir)
-  const cip = { apiVersion: 'policy.sigstore.dev/v1beta1', kind: 'ClusterImagePolicy', metadata: { name: 'cip' }, spec: { images: [{ glob: 'ghcr.io/cip/**' }], authorities: [{ notation: { trustStore: '../store', trustPolicy: '../cip-policy.json' } }] } }
+  const cip = {
+    apiVersion: 'policy.sigstore.dev/v1beta1',
+    kind: 'ClusterImagePolicy',
+    metadata: { name: 'cip' },
+    spec: { images: [{ glob: 'ghcr.io/cip/**' }], authorities: [{ notation: { trustStore: '../store', trustPolicy: '../cip-policy.json' } }] },
+  }
   await writeFile(join(policyDir, 'cip.yaml'), stringify(cip))
   const policies = [
     { name: 'files', images: [{ glob: 'ghcr.io/files/**' }], authorities: [{ notation: { trustStore: files.store ?? 'store', trustPolicy: 'trustpolicy.json' } }] },
     { name: 'inline', images: [{ glob: 'ghcr.io/inline/**' }], authorities: [{ notation: { certificates: pki.ca('Inline Root').pem, ...files.inline } }] },
   ]
   const file = join(dir, 'config.yaml')
-  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }], policies, policyDirs: [policyDir], storage: { path: join(dir, 'mirror-store') } }))
+  await writeFile(
+    file,
+    stringify({
+      listen: '127.0.0.1:0',
+      upstreams: [{ name: 'ghcr.io', url: 'http://127.0.0.1:9', default: true }],
+      policies,
+      policyDirs: [policyDir],
+      storage: { path: join(dir, 'mirror-store') },
+    }),
+  )
   return file
 }
 
@@ -46,8 +62,16 @@ t.test('a trust policy or store notation would refuse stops start-up, naming the
   t.notOk(result.timedOut, 'it did not start serving')
   t.equal(result.code, 2, 'exit code 2')
   t.match(result.stderr, '3 problems in policies', 'every problem is listed')
-  t.match(result.stderr, /\(policy "files"\): authorities\[0\]\.notation\.trustPolicy: \S+trustpolicy\.json: trustPolicies\[0\]\.signatureVerification\.override\.integrity: integrity verification cannot be overridden/, 'a trust policy file')
-  t.match(result.stderr, /cip\.yaml \(ClusterImagePolicy "cip"\): spec\.authorities\[0\]\.notation\.trustStore: trust store ca:missing: \S+ does not exist \(named by \S+cip-policy\.json: trustPolicies\[0\]\.trustStores\[0\]\)/, 'a missing store, in a policyDirs CIP')
+  t.match(
+    result.stderr,
+    /\(policy "files"\): authorities\[0\]\.notation\.trustPolicy: \S+trustpolicy\.json: trustPolicies\[0\]\.signatureVerification\.override\.integrity: integrity verification cannot be overridden/,
+    'a trust policy file',
+  )
+  t.match(
+    result.stderr,
+    /cip\.yaml \(ClusterImagePolicy "cip"\): spec\.authorities\[0\]\.notation\.trustStore: trust store ca:missing: \S+ does not exist \(named by \S+cip-policy\.json: trustPolicies\[0\]\.trustStores\[0\]\)/,
+    'a missing store, in a policyDirs CIP',
+  )
   t.match(result.stderr, /\(policy "inline"\): authorities\[0\]\.notation\.trustedIdentities\[0\]: distinguished name "C=US, O=Acme" lacks ST/, 'the inline form')
 })
 
@@ -67,7 +91,11 @@ t.test('an unknown level is refused by the config schema', async (t) => {
 })
 
 t.test('valid trust policies and stores start, from files, a CIP and inline (but not both forms in one authority)', async (t) => {
-  const file = await writeConfig(t, { policy: trustPolicy(), cip: trustPolicy({ signatureVerification: { level: 'permissive', override: { revocation: 'skip' } } }), inline: { level: 'audit', trustedIdentities: [identityFor('Signer')] } })
+  const file = await writeConfig(t, {
+    policy: trustPolicy(),
+    cip: trustPolicy({ signatureVerification: { level: 'permissive', override: { revocation: 'skip' } } }),
+    inline: { level: 'audit', trustedIdentities: [identityFor('Signer')] },
+  })
   const both = await writeConfig(t, { policy: trustPolicy(), cip: trustPolicy(), inline: { level: 'audit', trustedIdentities: ['*'], trustPolicy: 'trustpolicy.json' } })
   const refused = await run(NODE, [MAIN, 'serve', '--config', both], { timeoutMs: 30_000 })
   t.match(refused.stderr, 'policies.1.authorities.0.notation: give either trustStore and trustPolicy', 'but not both forms at once')

@@ -19,7 +19,10 @@ const GITHUB = 'https://token.actions.githubusercontent.com'
 async function writeConfig(t: Teardown, config: Record<string, unknown>): Promise<string> {
   const dir = await tempDir(t, 'trustpull-startup-')
   const file = join(dir, 'config.yaml')
-  await writeFile(file, stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'docker.io', url: 'http://127.0.0.1:9', default: true }], storage: { path: join(dir, 'store') }, ...config }))
+  await writeFile(
+    file,
+    stringify({ listen: '127.0.0.1:0', upstreams: [{ name: 'docker.io', url: 'http://127.0.0.1:9', default: true }], storage: { path: join(dir, 'store') }, ...config }),
+  )
   return file
 }
 
@@ -29,23 +32,40 @@ const keyless = (identity: Record<string, unknown>, extra: Record<string, unknow
 /** Starts `serve` and waits for its "listening" line; the returned URL is where it answers. */
 async function serve(t: Teardown, configFile: string) {
   const daemon = await startDaemon(t, NODE, [MAIN, 'serve', '--config', configFile], { name: 'trustpull', readyLine: /"msg":"trustpull listening"/ })
-  const lines = () => daemon.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+  const lines = () =>
+    daemon
+      .stdout()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
   const listening = lines().find((l) => l.msg === 'trustpull listening')
   return { url: String(listening?.url), lines, daemon }
 }
 
 t.test('start-up refuses a policy it cannot enforce as written', async (t) => {
   const cases: { what: string; config: Record<string, unknown>; says: (string | RegExp)[] }[] = [
-    { what: 'a keyless identity without an issuer', config: keyless({ subject: 'https://github.com/org/app/.github/workflows/release.yml@refs/heads/main' }), says: ['issuer', 'a keyless identity needs both an issuer and a subject'] },
+    {
+      what: 'a keyless identity without an issuer',
+      config: keyless({ subject: 'https://github.com/org/app/.github/workflows/release.yml@refs/heads/main' }),
+      says: ['issuer', 'a keyless identity needs both an issuer and a subject'],
+    },
     { what: 'a keyless identity without a subject', config: keyless({ issuer: GITHUB }), says: ['subject', 'a keyless identity needs both an issuer and a subject'] },
     { what: 'a keyless authority without identities', config: policy({ keyless: {} }), says: ['missing identities'] },
-    { what: 'an invalid regular expression', config: keyless({ issuer: GITHUB, subjectRegExp: '^https://github.com/org/(app$' }), says: ['subjectRegExp', 'invalid regular expression "^https://github.com/org/(app$"'] },
+    {
+      what: 'an invalid regular expression',
+      config: keyless({ issuer: GITHUB, subjectRegExp: '^https://github.com/org/(app$' }),
+      says: ['subjectRegExp', 'invalid regular expression "^https://github.com/org/(app$"'],
+    },
     {
       what: 'an invalid CEL expression',
       config: policy({ key: { env: 'UNUSED' }, attestations: [{ name: 'slsa', predicateType: 'slsaprovenance', policy: { type: 'cel', data: 'predicate.builder.id ==' } }] }),
       says: ['attestations', 'invalid CEL expression'],
     },
-    { what: 'an unknown trust root', config: keyless({ issuer: GITHUB, subject: 'x' }, { trustRootRef: 'corp-sigstore' }), says: ['unknown trust root "corp-sigstore"', 'trustRootRef'] },
+    {
+      what: 'an unknown trust root',
+      config: keyless({ issuer: GITHUB, subject: 'x' }, { trustRootRef: 'corp-sigstore' }),
+      says: ['unknown trust root "corp-sigstore"', 'trustRootRef'],
+    },
     { what: 'an unknown config key', config: { noMatchPolicy: 'deny', polices: [] }, says: ['unknown key "polices"'] },
     { what: 'a KMS key', config: policy({ key: { kms: 'awskms:///arn:aws:kms:us-east-1:111122223333:key/abc' } }), says: ['KMS keys (awskms://) are unsupported'] },
   ]

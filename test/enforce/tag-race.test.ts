@@ -126,16 +126,26 @@ t.test('tag moved between HEAD and GET', async (t) => {
 
       const pulled = await ctrPull(containerd.socket, `docker.io/${repo}:latest`, { hostsDir })
       t.equal(pulled.code, 0, pulled.stderr)
-      t.ok(tagMoved, 'the tag moved between containerd\'s HEAD and its GET by digest')
+      t.ok(tagMoved, "the tag moved between containerd's HEAD and its GET by digest")
       t.match(pulled.stdout, `unpacking linux/amd64 ${verified.digest}`, 'containerd unpacked the verified manifest')
       const listed = await ctr(containerd.socket, ['images', 'ls'])
       t.match(listed.stdout, new RegExp(`docker\\.io/library/race:latest\\s+\\S+\\s+${verified.digest}`), 'and recorded the verified digest for the tag')
 
       const manifests = front.exchanges.filter((e) => e.url.includes('/manifests/'))
-      t.match(manifests[0], { method: 'HEAD', url: `/v2/${repo}/manifests/latest?ns=docker.io`, status: 200, headers: { 'docker-content-digest': verified.digest } }, 'HEAD of the tag came first')
-      t.notOk(front.exchanges.some((e) => e.url.includes(moved.digest) || moved.layerDigests.some((d) => e.url.includes(d))), 'nothing of the moved manifest reached containerd')
+      t.match(
+        manifests[0],
+        { method: 'HEAD', url: `/v2/${repo}/manifests/latest?ns=docker.io`, status: 200, headers: { 'docker-content-digest': verified.digest } },
+        'HEAD of the tag came first',
+      )
+      t.notOk(
+        front.exchanges.some((e) => e.url.includes(moved.digest) || moved.layerDigests.some((d) => e.url.includes(d))),
+        'nothing of the moved manifest reached containerd',
+      )
       if ('cache' in extra) {
-        t.ok(upstreamFront.exchanges.some((e) => e.method === 'GET' && e.url === `/v2/${repo}/manifests/${verified.digest}` && e.status === 200), 'the GET by digest went upstream, by digest')
+        t.ok(
+          upstreamFront.exchanges.some((e) => e.method === 'GET' && e.url === `/v2/${repo}/manifests/${verified.digest}` && e.status === 200),
+          'the GET by digest went upstream, by digest',
+        )
       }
 
       t.test('every 200 answer: Docker-Content-Digest is sha256 of the body served', async (t) => {

@@ -71,7 +71,8 @@ async function pull(img: PushedImage, kind: number, started: number): Promise<Ou
     const res = await request(url, { dispatcher: agent, method, headers: { accept: ACCEPT_ANY_MANIFEST } })
     const body = Buffer.from(await res.body.arrayBuffer())
     const expected = what === 'blob' ? img.layerDigests[0] : img.digest
-    const ok = res.statusCode === 200 && (method === 'HEAD' ? res.headers['docker-content-digest'] === expected : `sha256:${createHash('sha256').update(body).digest('hex')}` === expected)
+    const ok =
+      res.statusCode === 200 && (method === 'HEAD' ? res.headers['docker-content-digest'] === expected : `sha256:${createHash('sha256').update(body).digest('hex')}` === expected)
     return { what, status: res.statusCode, ok, at: Date.now() - started, ...(ok ? {} : { error: body.toString('utf8').slice(0, 300) }) }
   } catch (err) {
     return { what, status: 0, ok: false, at: Date.now() - started, error: (err as Error).message }
@@ -109,16 +110,28 @@ t.test('Redis stopped and started under load: no request fails', async (t) => {
   const coldPulls = outcomes.filter((o) => o.at > STOP_AT_MS && o.at < START_AT_MS).length
   t.ok(coldPulls > 20, `${coldPulls} requests were answered while Redis was down`)
   for (const img of cold) {
-    t.ok(proxy.logs.some((l) => l.audit === 'verdict' && l.digest === img.digest && l.result === 'allow' && l.cached === false), `${img.repo}: verified while Redis was down`)
+    t.ok(
+      proxy.logs.some((l) => l.audit === 'verdict' && l.digest === img.digest && l.result === 'allow' && l.cached === false),
+      `${img.repo}: verified while Redis was down`,
+    )
   }
-  t.ok(proxy.logs.some((l) => l.level === 'warn' && /redis cache unavailable/.test(String(l.msg))), 'the outage was logged')
+  t.ok(
+    proxy.logs.some((l) => l.level === 'warn' && /redis cache unavailable/.test(String(l.msg))),
+    'the outage was logged',
+  )
 
   // trustpull finds Redis again by itself (reconnect backoff is at most 5 s).
-  await waitFor(async () => {
-    await pull(warm[0]!, 2, started)
-    return (await metric('trustpull_redis_up')) === 1
-  }, { timeoutMs: 15_000, what: 'trustpull_redis_up 1' })
-  t.ok(proxy.logs.some((l) => /redis cache connected/.test(String(l.msg))), 'and says so')
+  await waitFor(
+    async () => {
+      await pull(warm[0]!, 2, started)
+      return (await metric('trustpull_redis_up')) === 1
+    },
+    { timeoutMs: 15_000, what: 'trustpull_redis_up 1' },
+  )
+  t.ok(
+    proxy.logs.some((l) => /redis cache connected/.test(String(l.msg))),
+    'and says so',
+  )
   const after = await signedImages('after', 1)
   for (let k = 0; k < 4; k++) t.ok((await pull(after[0]!, k, started)).ok, `after: ${k}`)
 })

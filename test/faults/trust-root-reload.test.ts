@@ -37,7 +37,13 @@ const late = await keylessImages('late', 1)
 const proxy = await startProxy(t, {
   upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
   trustRoots: [{ name: 'corp', file: rootFile }],
-  policies: [{ name: 'keyless', images: [{ glob: `${UPSTREAM}/keyless/**` }], authorities: [{ keyless: { trustRootRef: 'corp', identities: [{ issuer: MOCK_ISSUER, subject: MOCK_SUBJECT }] } }] }],
+  policies: [
+    {
+      name: 'keyless',
+      images: [{ glob: `${UPSTREAM}/keyless/**` }],
+      authorities: [{ keyless: { trustRootRef: 'corp', identities: [{ issuer: MOCK_ISSUER, subject: MOCK_SUBJECT }] } }],
+    },
+  ],
 })
 const runtime = proxy.running.runtime
 const agent = new Agent({ connections: CLIENTS + 2, headersTimeout: 15_000, bodyTimeout: 15_000 })
@@ -61,7 +67,15 @@ const GARBAGE: [string, string | Buffer | null][] = [
   ['random bytes', Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256))],
   ['an empty file', ''],
   ['the right media type, the wrong shape', '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","certificateAuthorities":"nope","tlogs":7}'],
-  ['a CA certificate that is not DER', JSON.stringify({ ...sigstore.trustedRoot, certificateAuthorities: [{ subject: {}, uri: 'x', certChain: { certificates: [{ rawBytes: Buffer.from('not a certificate').toString('base64') }] }, validFor: { start: '2019-01-01T00:00:00Z' } }] })],
+  [
+    'a CA certificate that is not DER',
+    JSON.stringify({
+      ...sigstore.trustedRoot,
+      certificateAuthorities: [
+        { subject: {}, uri: 'x', certChain: { certificates: [{ rawBytes: Buffer.from('not a certificate').toString('base64') }] }, validFor: { start: '2019-01-01T00:00:00Z' } },
+      ],
+    }),
+  ],
   ['no file at all', null],
 ]
 
@@ -83,7 +97,10 @@ t.test('garbage trust roots reloaded under load: refused, the old root in force,
       t.equal(runtime.policySet().fingerprint, fingerprint, `${what}: the policies and root in force are unchanged`)
       // An image never seen before verifies now, mid-load: against the old root, still in memory.
       t.ok((await pulled(cold[i]!, 0)).ok, `${what}: a keyless image never pulled before still verifies`)
-      t.ok(proxy.logs.some((l) => l.audit === 'verdict' && l.digest === cold[i]!.digest && l.result === 'allow' && l.cached === false), `${what}: verified afresh, not from the cache`)
+      t.ok(
+        proxy.logs.some((l) => l.audit === 'verdict' && l.digest === cold[i]!.digest && l.result === 'allow' && l.cached === false),
+        `${what}: verified afresh, not from the cache`,
+      )
     }
   })()
   await Promise.all([...workers, reloads])

@@ -39,7 +39,17 @@ interface SocketInfo {
   state: string
 }
 
-const TCP_STATES: Record<string, string> = { '01': 'ESTABLISHED', '02': 'SYN_SENT', '06': 'TIME_WAIT', '08': 'CLOSE_WAIT', '0A': 'LISTEN', '09': 'LAST_ACK', '04': 'FIN_WAIT1', '05': 'FIN_WAIT2', '07': 'CLOSE' }
+const TCP_STATES: Record<string, string> = {
+  '01': 'ESTABLISHED',
+  '02': 'SYN_SENT',
+  '06': 'TIME_WAIT',
+  '08': 'CLOSE_WAIT',
+  '0A': 'LISTEN',
+  '09': 'LAST_ACK',
+  '04': 'FIN_WAIT1',
+  '05': 'FIN_WAIT2',
+  '07': 'CLOSE',
+}
 
 /** Open file descriptors of `pid`, and its TCP sockets (from /proc/net/tcp{,6}, matched by inode). */
 async function descriptors(pid: number): Promise<{ fds: number; sockets: SocketInfo[] }> {
@@ -131,7 +141,10 @@ t.test('upstream restarted under load: clean failures while it is down, success 
   for (const img of images) for (let k = 0; k < KINDS.length; k++) t.equal((await pull(agent, img, k, Date.now())).result, 'ok', `warm-up ${img.repo} ${KINDS[k]![0]}`)
   await agent.close()
   const idle = async () => {
-    await waitFor(async () => (await descriptors(child.pid)).sockets.every((s) => s.localPort !== port || s.state === 'LISTEN'), { what: 'client connections to close', timeoutMs: 10_000 })
+    await waitFor(async () => (await descriptors(child.pid)).sockets.every((s) => s.localPort !== port || s.state === 'LISTEN'), {
+      what: 'client connections to close',
+      timeoutMs: 10_000,
+    })
     return descriptors(child.pid)
   }
   const baseline = await idle()
@@ -165,15 +178,25 @@ t.test('upstream restarted under load: clean failures while it is down, success 
   const outside = failures.filter((o) => o.end < stoppingAt || o.at > backAt + 1_000)
   t.same(outside.slice(0, 5), [], `failures only between the stop (${stoppingAt} ms) and just after the restart (${backAt} ms)`)
   const duringDown = outcomes.filter((o) => o.at > downAt && o.end < restartingAt)
-  t.ok(duringDown.some((o) => o.what === 'manifest by digest' && o.result === 'ok'), 'manifests by digest kept coming from the immutable cache while it was down')
-  t.ok(duringDown.filter((o) => o.what !== 'manifest by digest').every((o) => o.result === 'clean failure'), 'everything that needs the upstream failed cleanly while it was down')
+  t.ok(
+    duringDown.some((o) => o.what === 'manifest by digest' && o.result === 'ok'),
+    'manifests by digest kept coming from the immutable cache while it was down',
+  )
+  t.ok(
+    duringDown.filter((o) => o.what !== 'manifest by digest').every((o) => o.result === 'clean failure'),
+    'everything that needs the upstream failed cleanly while it was down',
+  )
   const lastSecond = outcomes.filter((o) => o.at > LOAD_MS - 1_500)
   t.ok(lastSecond.length > 0 && lastSecond.every((o) => o.result === 'ok'), `the last ${lastSecond.length} requests all succeeded`)
 
   await agent.close()
   const after = await idle()
   const toRegistry = (d: typeof after) => d.sockets.filter((s) => s.remotePort === registry.port)
-  t.same(after.sockets.filter((s) => s.state === 'CLOSE_WAIT'), [], 'no socket left in CLOSE_WAIT (closed by the peer, never by us)')
+  t.same(
+    after.sockets.filter((s) => s.state === 'CLOSE_WAIT'),
+    [],
+    'no socket left in CLOSE_WAIT (closed by the peer, never by us)',
+  )
   t.ok(toRegistry(after).length <= UPSTREAM_POOL, `${toRegistry(after).length} pooled connections to the registry, at most the pool size`)
   const others = (d: typeof after) => d.fds - toRegistry(d).length
   t.ok(

@@ -27,7 +27,10 @@ const digest = hex64.map((h) => `sha256:${h}`)
 const component = fc.stringMatching(/^[a-z0-9]{1,6}(?:(?:\.|_|__|-{1,3})[a-z0-9]{1,6}){0,2}$/)
 /** Valid repository names, with route keywords as components now and then. */
 const validName = fc
-  .array(fc.oneof({ weight: 4, arbitrary: component }, { weight: 1, arbitrary: fc.constantFrom('v2', 'manifests', 'blobs', 'uploads', 'tags', 'list', 'referrers') }), { minLength: 1, maxLength: 6 })
+  .array(fc.oneof({ weight: 4, arbitrary: component }, { weight: 1, arbitrary: fc.constantFrom('v2', 'manifests', 'blobs', 'uploads', 'tags', 'list', 'referrers') }), {
+    minLength: 1,
+    maxLength: 6,
+  })
   .map((parts) => parts.join('/'))
   .filter((n) => n.length <= 255)
 const validTag = fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/)
@@ -43,7 +46,10 @@ const piece = fc.oneof(
 const pathLike = fc.array(piece, { maxLength: 14 }).map((parts) => `/v2/${parts.join('')}`)
 
 t.test('parseRoute never throws anything but RegistryError', async (t) => {
-  fc.assert(fc.property(fc.oneof(fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), pathLike), (path) => void route(path)), { numRuns: RUNS })
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), pathLike), (path) => void route(path)),
+    { numRuns: RUNS },
+  )
   t.pass(`${RUNS} paths, arbitrary text and assembled from attack pieces`)
 })
 
@@ -87,7 +93,14 @@ t.test('valid names and references round-trip through every route', async (t) =>
 })
 
 t.test('parseReference: never throws; a digest only when it is one, a tag only when it is one', async (t) => {
-  const reference = fc.oneof(fc.string({ maxLength: 140 }), validTag, digest, digest.map((s) => s.toUpperCase()), hex64.map((h) => `sha512:${h}`), fc.constantFrom('..', '.', '-x', 'a:b', `sha256:${'a'.repeat(63)}`))
+  const reference = fc.oneof(
+    fc.string({ maxLength: 140 }),
+    validTag,
+    digest,
+    digest.map((s) => s.toUpperCase()),
+    hex64.map((h) => `sha512:${h}`),
+    fc.constantFrom('..', '.', '-x', 'a:b', `sha256:${'a'.repeat(63)}`),
+  )
   fc.assert(
     fc.property(reference, (ref) => {
       const r = parseReference(ref)
@@ -97,18 +110,31 @@ t.test('parseReference: never throws; a digest only when it is one, a tag only w
     }),
     { numRuns: RUNS },
   )
-  fc.assert(fc.property(validTag, (tag) => JSON.stringify(parseReference(tag)) === JSON.stringify({ kind: 'tag', tag })), { numRuns: RUNS })
-  fc.assert(fc.property(digest, (d) => JSON.stringify(parseReference(d)) === JSON.stringify({ kind: 'digest', digest: d })), { numRuns: RUNS })
+  fc.assert(
+    fc.property(validTag, (tag) => JSON.stringify(parseReference(tag)) === JSON.stringify({ kind: 'tag', tag })),
+    { numRuns: RUNS },
+  )
+  fc.assert(
+    fc.property(digest, (d) => JSON.stringify(parseReference(d)) === JSON.stringify({ kind: 'digest', digest: d })),
+    { numRuns: RUNS },
+  )
   t.pass(`${RUNS} references of every kind`)
 })
 
 t.test('isValidRepositoryName agrees with the distribution grammar', async (t) => {
   const grammar = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/
   fc.assert(
-    fc.property(fc.oneof(validName, fc.string({ maxLength: 300 }), fc.array(piece, { maxLength: 8 }).map((p) => p.join(''))), (name) => {
-      const expected = name.length > 0 && name.length <= 255 && grammar.test(name)
-      if (isValidRepositoryName(name) !== expected) throw new Error(`${JSON.stringify(name)}: ${!expected}`)
-    }),
+    fc.property(
+      fc.oneof(
+        validName,
+        fc.string({ maxLength: 300 }),
+        fc.array(piece, { maxLength: 8 }).map((p) => p.join('')),
+      ),
+      (name) => {
+        const expected = name.length > 0 && name.length <= 255 && grammar.test(name)
+        if (isValidRepositoryName(name) !== expected) throw new Error(`${JSON.stringify(name)}: ${!expected}`)
+      },
+    ),
     { numRuns: RUNS },
   )
   t.pass(`${RUNS} names`)

@@ -41,7 +41,11 @@ const rekorBundle = fc.oneof(
       Payload: fc.oneof(
         junk,
         fc.record({
-          body: fc.oneof(base64, fc.json({ maxDepth: 2 }).map((j) => Buffer.from(j).toString('base64')), fc.constant(Buffer.from('{"kind":"hashedrekord","apiVersion":"0.0.1"}').toString('base64'))),
+          body: fc.oneof(
+            base64,
+            fc.json({ maxDepth: 2 }).map((j) => Buffer.from(j).toString('base64')),
+            fc.constant(Buffer.from('{"kind":"hashedrekord","apiVersion":"0.0.1"}').toString('base64')),
+          ),
           integratedTime: fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 5 })),
           logIndex: fc.oneof(fc.integer(), fc.string({ maxLength: 5 })),
           logID: fc.oneof(hex64, fc.string({ maxLength: 10 })),
@@ -50,37 +54,49 @@ const rekorBundle = fc.oneof(
     })
     .map((r) => JSON.stringify(r)),
 )
-const pem = fc.oneof(junk, fc.oneof(base64, junk).map((body) => `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`))
+const pem = fc.oneof(
+  junk,
+  fc.oneof(base64, junk).map((body) => `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`),
+)
 const annotations = fc.record(
   {
     [CosignAnnotation.signature]: fc.oneof(base64, junk, fc.constant('')),
     [CosignAnnotation.certificate]: pem,
     [CosignAnnotation.chain]: pem,
     [CosignAnnotation.rekorBundle]: rekorBundle,
-    [CosignAnnotation.rfc3161Timestamp]: fc.oneof(junk, fc.oneof(base64, junk).map((s) => JSON.stringify({ SignedRFC3161Timestamp: s }))),
+    [CosignAnnotation.rfc3161Timestamp]: fc.oneof(
+      junk,
+      fc.oneof(base64, junk).map((s) => JSON.stringify({ SignedRFC3161Timestamp: s })),
+    ),
     predicateType: fc.string({ maxLength: 30 }),
     other: junk,
   },
   { requiredKeys: [] },
 )
 /** Mostly well-formed annotations, each field hostile now and then: reaches the deeper paths. */
-const mostlyGood = <T,>(good: fc.Arbitrary<T>) => fc.oneof({ weight: 4, arbitrary: good }, { weight: 1, arbitrary: junk })
-const goodRekor = fc
-  .record({ set: base64, time: fc.integer({ min: 0 }), index: fc.integer({ min: 0 }), logID: hex64 })
-  .map(({ set, time, index, logID }) =>
-    JSON.stringify({ SignedEntryTimestamp: set, Payload: { body: Buffer.from('{"kind":"hashedrekord","apiVersion":"0.0.1","spec":{}}').toString('base64'), integratedTime: time, logIndex: index, logID } }),
-  )
+const mostlyGood = <T>(good: fc.Arbitrary<T>) => fc.oneof({ weight: 4, arbitrary: good }, { weight: 1, arbitrary: junk })
+const goodRekor = fc.record({ set: base64, time: fc.integer({ min: 0 }), index: fc.integer({ min: 0 }), logID: hex64 }).map(({ set, time, index, logID }) =>
+  JSON.stringify({
+    SignedEntryTimestamp: set,
+    Payload: { body: Buffer.from('{"kind":"hashedrekord","apiVersion":"0.0.1","spec":{}}').toString('base64'), integratedTime: time, logIndex: index, logID },
+  }),
+)
 const plausibleAnnotations = fc.record(
   {
     [CosignAnnotation.signature]: mostlyGood(base64.filter((s) => s.length > 0)),
-    [CosignAnnotation.certificate]: mostlyGood(fc.uint8Array({ minLength: 1, maxLength: 200 }).map((der) => `-----BEGIN CERTIFICATE-----\n${b64(der)}\n-----END CERTIFICATE-----\n`)),
+    [CosignAnnotation.certificate]: mostlyGood(
+      fc.uint8Array({ minLength: 1, maxLength: 200 }).map((der) => `-----BEGIN CERTIFICATE-----\n${b64(der)}\n-----END CERTIFICATE-----\n`),
+    ),
     [CosignAnnotation.rekorBundle]: mostlyGood(goodRekor),
     [CosignAnnotation.rfc3161Timestamp]: mostlyGood(base64.map((s) => JSON.stringify({ SignedRFC3161Timestamp: s }))),
   },
   { requiredKeys: [CosignAnnotation.signature] },
 )
 const anyAnnotations = fc.oneof(annotations, plausibleAnnotations)
-const bytes = fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.json({ maxDepth: 4 }).map((j) => Buffer.from(j)))
+const bytes = fc.oneof(
+  fc.uint8Array({ maxLength: 300 }),
+  fc.json({ maxDepth: 4 }).map((j) => Buffer.from(j)),
+)
 /** A DSSE envelope, well-formed in places and hostile in others. */
 const envelope = fc.oneof(
   bytes,
@@ -98,8 +114,14 @@ const envelope = fc.oneof(
 
 /** A plausible in-toto statement about IMAGE (or not), and an envelope around it, hostile in places. */
 const statement = fc
-  .record({ about: fc.oneof(fc.constant(IMAGE.slice(7)), hex64), predicateType: fc.oneof(fc.constant('https://slsa.dev/provenance/v1'), fc.string({ maxLength: 20 })), predicate: fc.jsonValue({ maxDepth: 3 }) })
-  .map(({ about, predicateType, predicate }) => JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: about } }], predicateType, predicate }))
+  .record({
+    about: fc.oneof(fc.constant(IMAGE.slice(7)), hex64),
+    predicateType: fc.oneof(fc.constant('https://slsa.dev/provenance/v1'), fc.string({ maxLength: 20 })),
+    predicate: fc.jsonValue({ maxDepth: 3 }),
+  })
+  .map(({ about, predicateType, predicate }) =>
+    JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: about } }], predicateType, predicate }),
+  )
 const plausibleEnvelope = fc
   .record({
     payloadType: mostlyGood(fc.constant('application/vnd.in-toto+json')),
@@ -140,7 +162,10 @@ t.test('the .att decoder: only LegacyFormatError, and only from a DSSE envelope'
     }),
     { numRuns: RUNS },
   )
-  fc.assert(fc.property(fc.oneof(base64, junk), (p) => void envelopePredicateType(p)), { numRuns: RUNS })
+  fc.assert(
+    fc.property(fc.oneof(base64, junk), (p) => void envelopePredicateType(p)),
+    { numRuns: RUNS },
+  )
   t.ok(decodedEnvelopes > 0, `${decodedEnvelopes} of ${RUNS} envelopes decoded, each from a real DSSE shape; ${RUNS} predicate-type probes`)
 })
 
@@ -185,11 +210,16 @@ t.test('discovery over a registry that answers garbage finds nothing and never t
   let runs = 0
   let candidates = 0
   await fc.assert(
-    fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), fc.constantFrom(MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, 'application/octet-stream'), fc.boolean(), async (garbage, mediaType, referrers) => {
-      runs++
-      const found = await discoverSignatures(answering(garbage, mediaType, referrers), 'fuzz/app', IMAGE, limits)
-      if (found.candidates.length > 0) throw new Error(`a candidate from garbage: ${JSON.stringify(found.candidates[0])}`)
-    }),
+    fc.asyncProperty(
+      fc.uint8Array({ maxLength: 400 }),
+      fc.constantFrom(MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, 'application/octet-stream'),
+      fc.boolean(),
+      async (garbage, mediaType, referrers) => {
+        runs++
+        const found = await discoverSignatures(answering(garbage, mediaType, referrers), 'fuzz/app', IMAGE, limits)
+        if (found.candidates.length > 0) throw new Error(`a candidate from garbage: ${JSON.stringify(found.candidates[0])}`)
+      },
+    ),
     { numRuns: 500 },
   )
   // A registry with a well-formed `.sig` manifest whose layer and annotations are random: whatever
@@ -232,7 +262,11 @@ t.test('the duplicate-key scan: silent on JSON.stringify output, finds every inj
     { numRuns: RUNS },
   )
   // An object with `key` twice (the second spelt with escapes or not), nested anywhere.
-  const spelling = (key: string) => fc.constantFrom(JSON.stringify(key), JSON.stringify(key).replace(/[a-z]/, (c) => `\\u00${c.charCodeAt(0).toString(16)}`))
+  const spelling = (key: string) =>
+    fc.constantFrom(
+      JSON.stringify(key),
+      JSON.stringify(key).replace(/[a-z]/, (c) => `\\u00${c.charCodeAt(0).toString(16)}`),
+    )
   const withDuplicate = fc
     .tuple(fc.string({ minLength: 1, maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), fc.jsonValue({ maxDepth: 2 }), fc.jsonValue({ maxDepth: 2 }), fc.integer({ min: 0, max: 3 }))
     .chain(([key, a, b, around, depth]) =>

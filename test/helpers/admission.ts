@@ -83,7 +83,29 @@ export interface ServingCert {
 /** A self-signed P-256 serving certificate for 127.0.0.1 (as cert-manager's would be for the Service name). */
 export async function servingCert(t: Teardown): Promise<ServingCert> {
   const dir = await tempDir(t, 'trustpull-admission-tls-')
-  await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=trustpull.trustpull.svc', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:trustpull.trustpull.svc', '-keyout', 'tls.key', '-out', 'tls.crt'], { cwd: dir })
+  await runOk(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=trustpull.trustpull.svc',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:trustpull.trustpull.svc',
+      '-keyout',
+      'tls.key',
+      '-out',
+      'tls.crt',
+    ],
+    { cwd: dir },
+  )
   return { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key'), pem: await readFile(join(dir, 'tls.crt'), 'utf8') }
 }
 

@@ -110,12 +110,7 @@ export interface HostsTomlOptions {
  * Writes `DIR/<registryHost>/hosts.toml` naming `mirrorUrl` (http://127.0.0.1:PORT) as a plain-HTTP
  * mirror with skip_verify. Returns the file's path.
  */
-export async function writeHostsToml(
-  dir: string,
-  registryHost: string,
-  mirrorUrl: string,
-  opts: HostsTomlOptions = {},
-): Promise<string> {
+export async function writeHostsToml(dir: string, registryHost: string, mirrorUrl: string, opts: HostsTomlOptions = {}): Promise<string> {
   const server = opts.server === undefined ? mirrorUrl : opts.server
   const capabilities = opts.capabilities ?? ['pull', 'resolve']
   const lines = [

@@ -45,10 +45,7 @@ export const COSIGN_BIN = process.env.TRUSTPULL_TEST_COSIGN ?? join(REPO_ROOT, '
 const TIMEOUT_MS = 60_000
 
 /** Runs cosign with a throw-away HOME; `experimental` sets COSIGN_EXPERIMENTAL=1. */
-export async function cosign(
-  args: readonly string[],
-  { experimental = false, cwd }: { experimental?: boolean; cwd?: string } = {},
-): Promise<RunResult> {
+export async function cosign(args: readonly string[], { experimental = false, cwd }: { experimental?: boolean; cwd?: string } = {}): Promise<RunResult> {
   const home = await mkdtemp(join(tmpdir(), 'trustpull-cosign-home-'))
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, DOCKER_CONFIG: join(home, '.docker'), TUF_ROOT: join(home, 'tuf'), COSIGN_PASSWORD: '' }
@@ -126,13 +123,7 @@ export interface AttestOptions {
 }
 
 /** `cosign attest --key --predicate FILE --type TYPE` on `ref`. Throws on failure. */
-export async function attest(
-  ref: string,
-  keyPath: string,
-  predicateFile: string,
-  type: string,
-  opts: AttestOptions = {},
-): Promise<RunResult> {
+export async function attest(ref: string, keyPath: string, predicateFile: string, type: string, opts: AttestOptions = {}): Promise<RunResult> {
   const args = ['attest', '--key', keyPath, '--predicate', predicateFile, '--type', type, ...REGISTRY_FLAGS]
   if (opts.newBundleFormat) args.push('--new-bundle-format')
   if (opts.recursive) args.push('--recursive')
@@ -180,11 +171,7 @@ function parsePayloads(stdout: string): unknown[] {
  * `cosign verify --key` (tlog ignored, since test signatures carry no Rekor entry). Never throws
  * for a failed verification: `ok` and `stderr` say why.
  */
-export async function verifyImage(
-  ref: string,
-  publicKeyPath: string,
-  { experimentalOci11 = false }: { experimentalOci11?: boolean } = {},
-): Promise<VerifyResult> {
+export async function verifyImage(ref: string, publicKeyPath: string, { experimentalOci11 = false }: { experimentalOci11?: boolean } = {}): Promise<VerifyResult> {
   const args = ['verify', '--key', publicKeyPath, '--insecure-ignore-tlog=true', '--allow-http-registry']
   if (experimentalOci11) args.push('--experimental-oci11')
   args.push(ref)
@@ -202,12 +189,7 @@ const EMPTY_TRUSTED_ROOT = JSON.stringify({
 })
 
 /** `cosign verify-attestation --key --type TYPE`; `ok` false (not a throw) when it fails. */
-export async function verifyAttestation(
-  ref: string,
-  publicKeyPath: string,
-  type: string,
-  { newBundleFormat = false }: { newBundleFormat?: boolean } = {},
-): Promise<VerifyResult> {
+export async function verifyAttestation(ref: string, publicKeyPath: string, type: string, { newBundleFormat = false }: { newBundleFormat?: boolean } = {}): Promise<VerifyResult> {
   const dir = await mkdtemp(join(tmpdir(), 'trustpull-cosign-root-'))
   try {
     const args = ['verify-attestation', '--key', publicKeyPath, '--type', type, '--insecure-ignore-tlog=true', '--allow-http-registry']

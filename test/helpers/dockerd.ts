@@ -115,8 +115,7 @@ export async function startDockerd(t: Teardown, opts: DockerdOptions = {}): Prom
 
   // Empty DOCKER_CONFIG: no credentials or CLI settings from this machine's ~/.docker.
   const clientEnv: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: clientConfig }
-  const docker = (args: readonly string[], timeoutMs = 60_000): Promise<RunResult> =>
-    run(DOCKER_BIN, args, { env: clientEnv, timeoutMs })
+  const docker = (args: readonly string[], timeoutMs = 60_000): Promise<RunResult> => run(DOCKER_BIN, args, { env: clientEnv, timeoutMs })
 
   // Until dockerd is up there is nothing to stop: startDaemon stops a daemon that never got ready.
   let stopDaemon = async (): Promise<void> => {}

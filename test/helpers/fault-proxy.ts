@@ -66,18 +66,7 @@ export interface FaultProxy {
 }
 
 // Hop-by-hop headers are the proxy's own business (and undici refuses some of them).
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect',
-])
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
 
 /** A copy of `bytes` with one byte flipped: same length, different digest. */
 export function flipByte(bytes: Uint8Array, at = 0): Uint8Array {
@@ -115,11 +104,7 @@ function responseHeaders(headers: Record<string, string | string[] | undefined>)
 }
 
 /** Starts the proxy in front of `upstreamUrl`; it is closed when the test ends. */
-export async function startFaultProxy(
-  t: Teardown,
-  upstreamUrl: string,
-  chooser?: FaultChooser,
-): Promise<FaultProxy> {
+export async function startFaultProxy(t: Teardown, upstreamUrl: string, chooser?: FaultChooser): Promise<FaultProxy> {
   const upstream = upstreamUrl.replace(/\/$/, '')
   let choose: FaultChooser | undefined = chooser
   const requests: SeenRequest[] = []
@@ -138,9 +123,7 @@ export async function startFaultProxy(
     }
     if (fault.kind === 'status') {
       req.resume()
-      const body =
-        fault.body ??
-        JSON.stringify({ errors: [{ code: 'UNKNOWN', message: `fault proxy: injected ${fault.status}` }] })
+      const body = fault.body ?? JSON.stringify({ errors: [{ code: 'UNKNOWN', message: `fault proxy: injected ${fault.status}` }] })
       res.writeHead(fault.status, {
         'content-type': fault.body === undefined ? 'application/json' : 'application/octet-stream',
         'content-length': Buffer.byteLength(body),

@@ -21,12 +21,7 @@ export const MediaTypes = {
 } as const
 
 /** Every manifest type, for an Accept header. */
-export const ACCEPT_ANY_MANIFEST = [
-  MediaTypes.ociIndex,
-  MediaTypes.ociManifest,
-  MediaTypes.dockerManifestList,
-  MediaTypes.dockerManifest,
-].join(', ')
+export const ACCEPT_ANY_MANIFEST = [MediaTypes.ociIndex, MediaTypes.ociManifest, MediaTypes.dockerManifestList, MediaTypes.dockerManifest].join(', ')
 
 export interface Descriptor {
   mediaType: string
@@ -160,12 +155,7 @@ function bodyFor(body: BlobBody): Uint8Array | string | Readable {
  * A stream is read twice: once to learn digest and size (unless given), once to upload.
  * Skips the upload when the registry already has the blob.
  */
-export async function pushBlob(
-  registryUrl: string,
-  repo: string,
-  body: BlobBody,
-  known?: { digest: string; size: number },
-): Promise<{ digest: string; size: number }> {
+export async function pushBlob(registryUrl: string, repo: string, body: BlobBody, known?: { digest: string; size: number }): Promise<{ digest: string; size: number }> {
   const { digest, size } = known ?? (await measure(body))
   const head = await request(repoUrl(registryUrl, repo, `blobs/${digest}`), { method: 'HEAD' })
   await head.body.dump()
@@ -196,8 +186,7 @@ export async function pushManifest(
   body: Uint8Array | string | object,
   mediaType: string,
 ): Promise<{ digest: string; size: number; bytes: Uint8Array }> {
-  const bytes =
-    body instanceof Uint8Array ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body), 'utf8')
+  const bytes = body instanceof Uint8Array ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body), 'utf8')
   const res = await request(repoUrl(registryUrl, repo, `manifests/${ref}`), {
     method: 'PUT',
     headers: { 'content-type': mediaType },
@@ -227,12 +216,7 @@ export interface FetchedManifest {
 }
 
 /** GETs a manifest as the registry serves it (status is returned, not thrown). */
-export async function getManifest(
-  registryUrl: string,
-  repo: string,
-  ref: string,
-  accept = ACCEPT_ANY_MANIFEST,
-): Promise<FetchedManifest> {
+export async function getManifest(registryUrl: string, repo: string, ref: string, accept = ACCEPT_ANY_MANIFEST): Promise<FetchedManifest> {
   const res = await request(repoUrl(registryUrl, repo, `manifests/${ref}`), { headers: { accept } })
   const bytes = new Uint8Array(await res.body.arrayBuffer())
   const header = (name: string): string | undefined => {
@@ -304,13 +288,7 @@ function isDocker(mediaType: PushImageOptions['mediaType']): boolean {
   return mediaType === 'docker' || mediaType === MediaTypes.dockerManifest
 }
 
-async function pushLayer(
-  registryUrl: string,
-  repo: string,
-  seed: string,
-  contentSize: number,
-  gzip: boolean,
-): Promise<{ digest: string; size: number; diffId: string }> {
+async function pushLayer(registryUrl: string, repo: string, seed: string, contentSize: number, gzip: boolean): Promise<{ digest: string; size: number; diffId: string }> {
   const tar = tarStream(seed, contentSize)
   if (contentSize <= STREAM_ABOVE) {
     const tarBytes = await collect(tar)
@@ -327,12 +305,7 @@ async function pushLayer(
  * Pushes layers, config and manifest; tags it `tag` unless tag is undefined (push by digest).
  * Layers are pushed one after another to keep memory and disk use predictable.
  */
-export async function pushImage(
-  registryUrl: string,
-  repo: string,
-  tag: string | undefined,
-  opts: PushImageOptions = {},
-): Promise<PushedImage> {
+export async function pushImage(registryUrl: string, repo: string, tag: string | undefined, opts: PushImageOptions = {}): Promise<PushedImage> {
   const docker = isDocker(opts.mediaType)
   const gzip = docker || (opts.gzip ?? false)
   const platform = opts.platform ?? { os: 'linux', architecture: 'amd64' }
@@ -404,12 +377,7 @@ export interface PushedIndex {
 }
 
 /** Pushes one image per platform (by digest) and an index (OCI, or a Docker manifest list) over them. */
-export async function pushIndex(
-  registryUrl: string,
-  repo: string,
-  tag: string | undefined,
-  opts: PushIndexOptions = {},
-): Promise<PushedIndex> {
+export async function pushIndex(registryUrl: string, repo: string, tag: string | undefined, opts: PushIndexOptions = {}): Promise<PushedIndex> {
   const platforms = opts.platforms ?? [
     { os: 'linux', architecture: 'amd64' },
     { os: 'linux', architecture: 'arm64' },

@@ -58,10 +58,19 @@ export function mockTrustedRoot(authorities: MockAuthorities, url = 'https://sig
   return {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
     tlogs: [{ baseUrl: REKOR_URL, hashAlgorithm: 'SHA2_256', publicKey: logKey(tlog.publicKey), logId: { keyId: createHash('sha256').update(tlog.publicKey).digest('base64') } }],
-    certificateAuthorities: [{ subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } }],
+    certificateAuthorities: [
+      { subject: { organization: 'sigstore.mock', commonName: 'sigstore' }, uri: url, certChain: { certificates: [{ rawBytes: b64(ca.rootCertificate) }] }, validFor: { start } },
+    ],
     ctlogs: [{ baseUrl: url, hashAlgorithm: 'SHA2_256', publicKey: logKey(ctlog.publicKey), logId: { keyId: b64(ctlog.logID) } }],
     timestampAuthorities: tsa
-      ? [{ subject: { organization: 'sigstore.mock', commonName: 'tsa' }, uri: url, certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] }, validFor: { start } }]
+      ? [
+          {
+            subject: { organization: 'sigstore.mock', commonName: 'tsa' },
+            uri: url,
+            certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] },
+            validFor: { start },
+          },
+        ]
       : [],
   }
 }
@@ -103,7 +112,12 @@ export async function startMockSigstore(t: Teardown, options: { tsa?: boolean } 
   // An OIDC token as the mock Fulcio reads it: unsigned, with iss and sub.
   const token = (sub: string) => {
     const now = Math.floor(Date.now() / 1000)
-    return `${[{ alg: 'none', typ: 'JWT' }, { iss: MOCK_ISSUER, sub, aud: 'sigstore', iat: now, exp: now + 600 }].map((p) => Buffer.from(JSON.stringify(p)).toString('base64url')).join('.')}.`
+    return `${[
+      { alg: 'none', typ: 'JWT' },
+      { iss: MOCK_ISSUER, sub, aud: 'sigstore', iat: now, exp: now + 600 },
+    ]
+      .map((p) => Buffer.from(JSON.stringify(p)).toString('base64url'))
+      .join('.')}.`
   }
   // DSSE bundles use Rekor `intoto` entries (cosign 2's choice): the mock Rekor stores the proposed
   // entry as the body, which for `intoto` already is the canonical form a real Rekor would keep.
@@ -128,9 +142,16 @@ function cosignAnnotations(bundle: SerializedBundle): Record<string, string> {
     'dev.sigstore.cosign/certificate': `-----BEGIN CERTIFICATE-----\n${certificate}\n-----END CERTIFICATE-----\n`,
     'dev.sigstore.cosign/bundle': JSON.stringify({
       SignedEntryTimestamp: entry.inclusionPromise!.signedEntryTimestamp,
-      Payload: { body: entry.canonicalizedBody, integratedTime: Number(entry.integratedTime), logIndex: Number(entry.logIndex), logID: Buffer.from(entry.logId.keyId, 'base64').toString('hex') },
+      Payload: {
+        body: entry.canonicalizedBody,
+        integratedTime: Number(entry.integratedTime),
+        logIndex: Number(entry.logIndex),
+        logID: Buffer.from(entry.logId.keyId, 'base64').toString('hex'),
+      },
     }),
-    'dev.sigstore.cosign/rfc3161timestamp': JSON.stringify({ SignedRFC3161Timestamp: bundle.verificationMaterial.timestampVerificationData!.rfc3161Timestamps[0]!.signedTimestamp }),
+    'dev.sigstore.cosign/rfc3161timestamp': JSON.stringify({
+      SignedRFC3161Timestamp: bundle.verificationMaterial.timestampVerificationData!.rfc3161Timestamps[0]!.signedTimestamp,
+    }),
   }
 }
 
@@ -153,7 +174,10 @@ export async function pushKeylessSignature(
   signer = MOCK_SUBJECT,
 ): Promise<void> {
   const payload = Buffer.from(
-    JSON.stringify({ critical: { identity: { 'docker-reference': dockerReference }, image: { 'docker-manifest-digest': subject.digest }, type: 'cosign container image signature' }, optional: null }),
+    JSON.stringify({
+      critical: { identity: { 'docker-reference': dockerReference }, image: { 'docker-manifest-digest': subject.digest }, type: 'cosign container image signature' },
+      optional: null,
+    }),
   )
   const bundle = await sigstore.signMessage(payload, signer)
   const config = await pushBlob(registryUrl, repo, '{}')
@@ -212,7 +236,14 @@ export async function pushBundleReferrer(registryUrl: string, repo: string, subj
 }
 
 /** Attests `subject` keylessly with a Sigstore bundle v0.3 referrer (DSSE over an in-toto statement). */
-export async function pushKeylessAttestation(sigstore: MockSigstore, registryUrl: string, repo: string, subject: Subject, predicateType: string, predicate: object): Promise<string> {
+export async function pushKeylessAttestation(
+  sigstore: MockSigstore,
+  registryUrl: string,
+  repo: string,
+  subject: Subject,
+  predicateType: string,
+  predicate: object,
+): Promise<string> {
   const statement = { _type: 'https://in-toto.io/Statement/v1', subject: [{ name: repo, digest: { sha256: subject.digest.slice(7) } }], predicateType, predicate }
   return pushBundleReferrer(registryUrl, repo, subject, await sigstore.signStatement(statement))
 }

@@ -52,14 +52,52 @@ export class TestPki {
   }
 
   ca(name: string, spec: KeySpec = 'ec-p256'): Pem {
-    this.#ossl('req', '-x509', ...this.#keyArgs(spec), '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-subj', subjectFor(name), '-days', '30', '-sha256', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
+    this.#ossl(
+      'req',
+      '-x509',
+      ...this.#keyArgs(spec),
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-subj',
+      subjectFor(name),
+      '-days',
+      '30',
+      '-sha256',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    )
     return this.#load(name)
   }
 
   leaf(name: string, issuer: Pem, opts: { spec?: KeySpec; eku?: string; days?: string; extra?: string } = {}): Pem {
     this.#ossl('req', ...this.#keyArgs(opts.spec ?? 'ec-p256'), '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subjectFor(name))
-    writeFileSync(join(this.dir, `${name}.ext`), `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${opts.eku ?? 'codeSigning'}\n${opts.extra ?? ''}`)
-    this.#ossl('x509', '-req', '-in', `${name}.csr`, '-CA', issuer.certPath, '-CAkey', issuer.keyPath, '-CAcreateserial', '-out', `${name}.pem`, '-days', opts.days ?? '10', '-extfile', `${name}.ext`, '-sha256')
+    writeFileSync(
+      join(this.dir, `${name}.ext`),
+      `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${opts.eku ?? 'codeSigning'}\n${opts.extra ?? ''}`,
+    )
+    this.#ossl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      issuer.certPath,
+      '-CAkey',
+      issuer.keyPath,
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      opts.days ?? '10',
+      '-extfile',
+      `${name}.ext`,
+      '-sha256',
+    )
     return this.#load(name)
   }
 
@@ -102,9 +140,7 @@ function algOf(key: KeyObject): { jws: string; cose: number; hash: string; pss: 
 }
 
 function rawSign(key: KeyObject, hash: string, pss: boolean, data: Buffer): Buffer {
-  return pss
-    ? sign(hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: Number(hash.slice(3)) / 8 })
-    : sign(hash, data, { key, dsaEncoding: 'ieee-p1363' })
+  return pss ? sign(hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: Number(hash.slice(3)) / 8 }) : sign(hash, data, { key, dsaEncoding: 'ieee-p1363' })
 }
 
 const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z')
@@ -174,7 +210,14 @@ export interface Subject {
  * referrers fallback index `sha256-<hex>` (creating it, or rewriting it with the new entry), as
  * notation does against a registry without the referrers API.
  */
-export async function pushNotationSignature(registryUrl: string, repo: string, subject: Subject, envelope: Buffer, envelopeType: EnvelopeType, chain: X509Certificate[]): Promise<{ digest: string; size: number }> {
+export async function pushNotationSignature(
+  registryUrl: string,
+  repo: string,
+  subject: Subject,
+  envelope: Buffer,
+  envelopeType: EnvelopeType,
+  chain: X509Certificate[],
+): Promise<{ digest: string; size: number }> {
   const empty = await pushBlob(registryUrl, repo, '{}')
   const layer = await pushBlob(registryUrl, repo, envelope)
   const manifest = {

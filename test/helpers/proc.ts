@@ -65,12 +65,7 @@ export async function tempDir(t: Teardown, prefix = 'trustpull-test-'): Promise<
 /** Polls `predicate` until it returns true; throws after `timeoutMs` naming `what`. */
 export async function waitFor(
   predicate: () => boolean | Promise<boolean>,
-  {
-    timeoutMs = 15_000,
-    intervalMs = 50,
-    what = 'condition',
-    signal,
-  }: { timeoutMs?: number; intervalMs?: number; what?: string; signal?: AbortSignal } = {},
+  { timeoutMs = 15_000, intervalMs = 50, what = 'condition', signal }: { timeoutMs?: number; intervalMs?: number; what?: string; signal?: AbortSignal } = {},
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -244,7 +239,13 @@ export async function startDaemon(t: Teardown, command: string, args: readonly s
     exit.then(() => new Error(`${name} exited before it was ready (code ${child.exitCode}, signal ${child.signalCode})`)),
     spawnError.then((e) => new Error(`${name} could not be started: ${e.message}`)),
   ])
-  const outcome = await Promise.race([ready.then(() => undefined, (e: Error) => e), failed])
+  const outcome = await Promise.race([
+    ready.then(
+      () => undefined,
+      (e: Error) => e,
+    ),
+    failed,
+  ])
   giveUp.abort()
   if (outcome !== undefined) {
     await stop()

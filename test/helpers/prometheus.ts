@@ -24,7 +24,7 @@ export function parsePrometheus(text: string): { samples: Sample[]; types: Map<s
     const labels: Record<string, string> = {}
     const labelText = m[2] ?? ''
     const label = /\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)/y
-    for (let at = 0; at < labelText.length; ) {
+    for (let at = 0; at < labelText.length;) {
       label.lastIndex = at
       const l = label.exec(labelText)
       if (!l) throw new Error(`bad labels in: ${line}`)

@@ -50,7 +50,23 @@ export async function startRedis(t: Teardown, options: { password?: string } = {
     daemon = await startDaemon(
       t,
       REDIS_BIN,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning', ...(options.password !== undefined ? ['--requirepass', options.password] : [])],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
+        ...(options.password !== undefined ? ['--requirepass', options.password] : []),
+      ],
       { name: 'redis-server', ready: () => redisPing(port, 1_000, options.password) },
     )
   }

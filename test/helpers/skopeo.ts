@@ -39,10 +39,7 @@ interface OciLayoutIndex {
 }
 
 /** Reads an OCI layout's index.json: the entry tagged `tag`, else the last entry. */
-export async function readLayoutEntry(
-  dir: string,
-  tag?: string,
-): Promise<{ digest: string; mediaType: string } | undefined> {
+export async function readLayoutEntry(dir: string, tag?: string): Promise<{ digest: string; mediaType: string } | undefined> {
   let index: OciLayoutIndex
   try {
     index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as OciLayoutIndex
@@ -50,8 +47,7 @@ export async function readLayoutEntry(
     return undefined
   }
   const entries = index.manifests ?? []
-  const entry =
-    tag === undefined ? entries.at(-1) : entries.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag)
+  const entry = tag === undefined ? entries.at(-1) : entries.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag)
   return entry && { digest: entry.digest, mediaType: entry.mediaType }
 }
 
@@ -73,10 +69,7 @@ export async function skopeoCopy(src: string, dstDir: string, opts: SkopeoCopyOp
 }
 
 /** `skopeo inspect --raw`: the manifest bytes as served (`stdout`), never throws. */
-export async function skopeoInspectRaw(
-  ref: string,
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<RunResult> {
+export async function skopeoInspectRaw(ref: string, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   const source = ref.startsWith('docker://') ? ref : `docker://${ref}`
   return run(SKOPEO_BIN, ['--insecure-policy', 'inspect', '--raw', '--tls-verify=false', '--no-creds', '--retry-times', '0', source], {
     env: { ...process.env, ...opts.env },

@@ -23,7 +23,9 @@ export async function startTlsFront(t: Teardown, backendUrl: string): Promise<Tl
   await runOk('openssl', ['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=trustpull test CA', '-keyout', 'ca.key', '-out', 'ca.crt'], { cwd: dir })
   await runOk('openssl', ['req', ...ec, '-subj', '/CN=localhost', '-keyout', 'tls.key', '-out', 'tls.csr'], { cwd: dir })
   await writeFile(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
-  await runOk('openssl', ['x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext.cnf', '-out', 'tls.crt'], { cwd: dir })
+  await runOk('openssl', ['x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'ext.cnf', '-out', 'tls.crt'], {
+    cwd: dir,
+  })
   const backend = new URL(backendUrl)
   const sockets = new Set<Socket>()
   const front: TlsFront = { url: '', port: 0, caFile: join(dir, 'ca.crt'), requests: 0 }

@@ -98,9 +98,7 @@ export async function startTokenFront(t: Teardown, registryUrl: string, login: L
     const repository = repositoryOf(url.pathname)
     if (!authorised(req, repository)) {
       const challenge =
-        mode === 'basic'
-          ? 'Basic realm="test registry"'
-          : `Bearer realm="${front.url}/token",service="test"${repository ? `,scope="repository:${repository}:${actions}"` : ''}`
+        mode === 'basic' ? 'Basic realm="test registry"' : `Bearer realm="${front.url}/token",service="test"${repository ? `,scope="repository:${repository}:${actions}"` : ''}`
       req.resume()
       res.writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' })
       return void res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }))

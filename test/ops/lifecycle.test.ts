@@ -69,9 +69,15 @@ async function startTrustpull(t: Teardown, configFile: string, port: number): Pr
       const seen = logs().length
       daemon.child.kill(signal)
       let found: Record<string, unknown> | undefined
-      await waitFor(() => (found = logs().slice(seen).find((l) => expect.some((e) => String(l.msg).startsWith(e)))) !== undefined, {
-        what: `a log line starting with ${expect.join(' or ')} after ${signal}`,
-      })
+      await waitFor(
+        () =>
+          (found = logs()
+            .slice(seen)
+            .find((l) => expect.some((e) => String(l.msg).startsWith(e)))) !== undefined,
+        {
+          what: `a log line starting with ${expect.join(' or ')} after ${signal}`,
+        },
+      )
       return found!
     },
   }
@@ -106,7 +112,15 @@ t.test('/healthz and /readyz', async (t) => {
   const dir = await tempDir(t)
   const port = await freePort()
   const configFile = join(dir, 'trustpull.yaml')
-  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], cache: { url: redis.url }, storage: { path: join(dir, 'store') } }))
+  await writeFile(
+    configFile,
+    JSON.stringify({
+      listen: `127.0.0.1:${port}`,
+      upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+      cache: { url: redis.url },
+      storage: { path: join(dir, 'store') },
+    }),
+  )
   const child = await startTrustpull(t, configFile, port)
   t.same(await getJson(`${child.url}/healthz`), { status: 200, body: { status: 'ok' } })
   t.same(await getJson(`${child.url}/readyz`), {
@@ -120,7 +134,12 @@ t.test('/healthz and /readyz', async (t) => {
   const lonelyConfig = join(dir, 'lonely.yaml')
   await writeFile(
     lonelyConfig,
-    JSON.stringify({ listen: `0.0.0.0:${lonelyPort}`, upstreams: [{ name: UPSTREAM, url: `http://127.0.0.1:${deadPort}`, default: true }], cache: { url: `redis://127.0.0.1:${deadPort}` }, storage: { path: join(dir, 'lonely-store') } }),
+    JSON.stringify({
+      listen: `0.0.0.0:${lonelyPort}`,
+      upstreams: [{ name: UPSTREAM, url: `http://127.0.0.1:${deadPort}`, default: true }],
+      cache: { url: `redis://127.0.0.1:${deadPort}` },
+      storage: { path: join(dir, 'lonely-store') },
+    }),
   )
   const lonely = await startTrustpull(t, lonelyConfig, lonelyPort)
   t.same(await getJson(`${lonely.url}/healthz`), { status: 200, body: { status: 'ok' } }, 'alive')
@@ -133,18 +152,29 @@ t.test('/healthz and /readyz', async (t) => {
     { listen: `0.0.0.0:${lonelyPort}` },
     'a non-loopback listen address is warned about',
   )
-  t.notOk(child.logs().some((l) => /beyond loopback/.test(String(l.msg))), 'a loopback one is not')
+  t.notOk(
+    child.logs().some((l) => /beyond loopback/.test(String(l.msg))),
+    'a loopback one is not',
+  )
 
   // Beyond loopback but with client authentication: nothing to warn about.
   const guardedPort = await freePort()
   const guardedConfig = join(dir, 'guarded.yaml')
   await writeFile(
     guardedConfig,
-    JSON.stringify({ listen: `0.0.0.0:${guardedPort}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], clients: { tokens: [{ name: 'nodes', token: 'nodes-token-0123456789' }] }, storage: { enabled: false } }),
+    JSON.stringify({
+      listen: `0.0.0.0:${guardedPort}`,
+      upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+      clients: { tokens: [{ name: 'nodes', token: 'nodes-token-0123456789' }] },
+      storage: { enabled: false },
+    }),
   )
   const guarded = await startTrustpull(t, guardedConfig, guardedPort)
   t.same(await getJson(`${guarded.url}/healthz`), { status: 200, body: { status: 'ok' } })
-  t.notOk(guarded.logs().some((l) => /beyond loopback/.test(String(l.msg))), 'with client authentication it is not')
+  t.notOk(
+    guarded.logs().some((l) => /beyond loopback/.test(String(l.msg))),
+    'with client authentication it is not',
+  )
 })
 
 t.test('SIGHUP: new policies for new requests; a bad config or trust root is refused and the old one kept', async (t) => {
@@ -168,7 +198,10 @@ t.test('SIGHUP: new policies for new requests; a bad config or trust root is ref
   await mkdir(policyDir)
   const keyPolicy = cip('app', `${UPSTREAM}/app/**`, { name: 'release-key', key: { data: keys.publicKeyPem } })
   await writeFile(join(policyDir, 'app.yaml'), keyPolicy)
-  await writeFile(join(policyDir, 'keyless.yaml'), cip('keyless', `${UPSTREAM}/keyless/**`, { name: 'ci', keyless: { trustRootRef: 'corp', identities: [{ issuer: ISSUER, subject: SUBJECT }] } }))
+  await writeFile(
+    join(policyDir, 'keyless.yaml'),
+    cip('keyless', `${UPSTREAM}/keyless/**`, { name: 'ci', keyless: { trustRootRef: 'corp', identities: [{ issuer: ISSUER, subject: SUBJECT }] } }),
+  )
 
   const signed = await pushImage(registry.url, 'app/signed', 'v1')
   await signImage(`${registry.host}/app/signed@${signed.digest}`, keys.privateKeyPath)
@@ -182,7 +215,10 @@ t.test('SIGHUP: new policies for new requests; a bad config or trust root is ref
   t.equal(await manifestStatus(child, signed), 200, 'signed: allowed')
   t.equal(await manifestStatus(child, unsigned[0]!), 403, 'unsigned: denied')
   t.equal(await manifestStatus(child, keyless[0]!), 200, 'keyless, checked against the trust root file: allowed')
-  t.match(child.logs().find((l) => l.audit === 'verdict' && l.digest === keyless[0]!.digest), { result: 'allow', signers: [{ issuer: ISSUER, subject: SUBJECT }] })
+  t.match(
+    child.logs().find((l) => l.audit === 'verdict' && l.digest === keyless[0]!.digest),
+    { result: 'allow', signers: [{ issuer: ISSUER, subject: SUBJECT }] },
+  )
 
   t.test('a config file that is not valid YAML', async (t) => {
     await writeFile(configFile, 'listen: [127.0.0.1\n')
@@ -213,7 +249,10 @@ t.test('SIGHUP: new policies for new requests; a bad config or trust root is ref
     const line = await child.signalAndWait('SIGHUP', ['reload refused', 'policies reloaded'])
     t.match(line, { level: 'error', msg: /^reload refused/, err: /trusted_root\.json/ })
     t.equal(await manifestStatus(child, keyless[1]!), 200, 'an image never seen before verifies against the old root')
-    t.match(child.logs().find((l) => l.audit === 'verdict' && l.digest === keyless[1]!.digest), { result: 'allow', cached: false, signers: [{ issuer: ISSUER, subject: SUBJECT }] })
+    t.match(
+      child.logs().find((l) => l.audit === 'verdict' && l.digest === keyless[1]!.digest),
+      { result: 'allow', cached: false, signers: [{ issuer: ISSUER, subject: SUBJECT }] },
+    )
   })
 
   t.test('a valid trust root of another CA is taken: the mock-signed images are refused now', async (t) => {
@@ -313,7 +352,10 @@ t.test('SIGTERM during a 128 MiB blob: the download completes, new connections a
       }),
     { what: 'connections to be refused' },
   )
-  t.ok(receivedAtRefusal >= 0 && receivedAtRefusal < layer.size, `a new connection was refused with ${(receivedAtRefusal / 2 ** 20).toFixed(0)} of ${(layer.size / 2 ** 20).toFixed(0)} MiB delivered`)
+  t.ok(
+    receivedAtRefusal >= 0 && receivedAtRefusal < layer.size,
+    `a new connection was refused with ${(receivedAtRefusal / 2 ** 20).toFixed(0)} of ${(layer.size / 2 ** 20).toFixed(0)} MiB delivered`,
+  )
   t.ok(child.daemon.running(), 'the process is still serving the download')
 
   const got = await download
@@ -325,7 +367,8 @@ t.test('SIGTERM during a 128 MiB blob: the download completes, new connections a
   const messages = child.logs().map((l) => l.msg)
   t.ok(messages.indexOf('stopped') > messages.indexOf('shutting down: finishing in-flight requests'), 'it logged that it stopped')
   t.ok(redis.running(), 'Redis itself is left running')
-  for (const name of ['GET manifest', 'policy.evaluate', 'cache.get', 'GET blob', 'upstream.request']) t.ok(otlp.spanNames.includes(name), `the ${name} span was exported over OTLP before exit`)
+  for (const name of ['GET manifest', 'policy.evaluate', 'cache.get', 'GET blob', 'upstream.request'])
+    t.ok(otlp.spanNames.includes(name), `the ${name} span was exported over OTLP before exit`)
 })
 
 t.test('a graceful close does not wait for keep-alive connections to time out', async (t) => {

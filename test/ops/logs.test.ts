@@ -55,12 +55,22 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<P
 t.test('log lines inside a request carry its trace id; one audit line per verdict', async (t) => {
   const proxy = await startProxy(t, { log: { level: 'info' }, upstreams: [{ name: 'registry.test', url: registry.url, default: true }], policies })
   const startup = proxy.logs
-  t.ok(startup.every((l) => l.trace_id === undefined), 'lines outside any request have no trace id')
+  t.ok(
+    startup.every((l) => l.trace_id === undefined),
+    'lines outside any request have no trace id',
+  )
 
   const audits = (digest: string) => proxy.logs.filter((l) => l.audit === 'verdict' && l.digest === digest)
   const traceIdOf = async (path: string) => {
     let id: string | undefined
-    await waitFor(() => (id = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.SERVER && s.attributes['url.path'] === path)?.spanContext().traceId) !== undefined, { what: `span of ${path}` })
+    await waitFor(
+      () =>
+        (id = exporter
+          .getFinishedSpans()
+          .find((s) => s.kind === SpanKind.SERVER && s.attributes['url.path'] === path)
+          ?.spanContext().traceId) !== undefined,
+      { what: `span of ${path}` },
+    )
     return id!
   }
 
@@ -111,7 +121,10 @@ t.test('log lines inside a request carry its trace id; one audit line per verdic
     trace_id: await traceIdOf(`/v2/${strangers.repo}/manifests/v1`),
   })
   const reasons = deny[0]!.reasons as string[]
-  t.ok(reasons.some((r) => r.includes('authority "release-key"') && r.includes('UNTRUSTED_KEY')), `the reasons name the authority and the failure: ${JSON.stringify(reasons)}`)
+  t.ok(
+    reasons.some((r) => r.includes('authority "release-key"') && r.includes('UNTRUSTED_KEY')),
+    `the reasons name the authority and the failure: ${JSON.stringify(reasons)}`,
+  )
   const body = JSON.parse(denied.body.toString()) as { errors: { code: string; detail: { reasons: string[] } }[] }
   t.same(body.errors[0]!.detail.reasons, reasons, 'the client is told the reasons that were logged')
 
@@ -184,9 +197,15 @@ t.test('credentials never reach a log line, even at level trace', async (t) => {
   }
 
   const text = proxy.logText()
-  t.ok(proxy.logs.some((l) => l.level === 'debug' && l.msg === 'request'), 'debug lines (the access log) were written')
+  t.ok(
+    proxy.logs.some((l) => l.level === 'debug' && l.msg === 'request'),
+    'debug lines (the access log) were written',
+  )
   t.ok(proxy.logs.filter((l) => l.audit === 'verdict').length >= 9, 'and audit lines')
-  t.ok(proxy.logs.some((l) => l.level === 'warn' && l.msg === 'upstream failure'), 'and the failure of an upstream')
+  t.ok(
+    proxy.logs.some((l) => l.level === 'warn' && l.msg === 'upstream failure'),
+    'and the failure of an upstream',
+  )
   const secrets: [string, string][] = [
     ['auth.password', inlinePassword],
     ['passwordFile contents', filePassword],

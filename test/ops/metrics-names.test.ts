@@ -51,7 +51,16 @@ t.test('CPU and start time', async (t) => {
 })
 
 t.test('memory and file descriptors', async (t) => {
-  for (const name of ['process_resident_memory_bytes', 'process_virtual_memory_bytes', 'process_heap_bytes', 'nodejs_heap_size_total_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_external_memory_bytes', 'process_open_fds', 'process_max_fds']) {
+  for (const name of [
+    'process_resident_memory_bytes',
+    'process_virtual_memory_bytes',
+    'process_heap_bytes',
+    'nodejs_heap_size_total_bytes',
+    'nodejs_heap_size_used_bytes',
+    'nodejs_external_memory_bytes',
+    'process_open_fds',
+    'process_max_fds',
+  ]) {
     t.equal(type(name), 'gauge', `${name} is a gauge`)
     t.ok(one(name) > 0, `${name} is positive`)
   }
@@ -79,11 +88,21 @@ t.test('versions', async (t) => {
   t.equal(type('nodejs_version_info'), 'gauge')
   t.equal(one('nodejs_version_info', { version: process.version }), 1, 'nodejs_version_info names this Node')
   t.equal(type('trustpull_build_info'), 'gauge')
-  t.same(metrics.all('trustpull_build_info'), [{ name: 'trustpull_build_info', labels: { version, revision: 'abc1234', node: process.version }, value: 1 }], 'trustpull_build_info is 1 with version, revision and node')
+  t.same(
+    metrics.all('trustpull_build_info'),
+    [{ name: 'trustpull_build_info', labels: { version, revision: 'abc1234', node: process.version }, value: 1 }],
+    'trustpull_build_info is 1 with version, revision and node',
+  )
 })
 
 t.test('the deprecated trustpull_process_* gauges are still served', async (t) => {
-  for (const name of ['trustpull_process_resident_memory_bytes', 'trustpull_process_heap_used_bytes', 'trustpull_process_open_fds', 'trustpull_process_event_loop_lag_p99_seconds', 'trustpull_process_event_loop_lag_max_seconds']) {
+  for (const name of [
+    'trustpull_process_resident_memory_bytes',
+    'trustpull_process_heap_used_bytes',
+    'trustpull_process_open_fds',
+    'trustpull_process_event_loop_lag_p99_seconds',
+    'trustpull_process_event_loop_lag_max_seconds',
+  ]) {
     t.equal(type(name), 'gauge', `${name} is a gauge`)
     t.ok(one(name) >= 0, `${name} has a value`)
   }

@@ -42,7 +42,13 @@ async function serveAndStop(t: Teardown, otel: Record<string, string>): Promise<
   const configFile = join(dir, 'config.yaml')
   await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, noMatchPolicy: 'allow', reload: { watch: false }, storage: { path: join(dir, 'mirror-store') } }))
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')))
-  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, env: { ...env, ...otel }, readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000 })
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
+    name: 'trustpull',
+    cwd: REPO_ROOT,
+    env: { ...env, ...otel },
+    readyLine: /"msg":"trustpull listening"/,
+    readyTimeoutMs: 60_000,
+  })
   for (let i = 0; i < 3; i++) {
     const res = await request(`http://127.0.0.1:${port}/healthz`)
     await res.body.dump()
@@ -62,8 +68,14 @@ t.test('OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
     OTEL_TRACES_SAMPLER: 'always_on',
   })
   t.ok(receiver.exports.length >= 1, 'the receiver was sent spans')
-  t.ok(receiver.exports.every((e) => e.path === '/v1/traces'), 'to the signal path under the base endpoint')
-  t.ok(receiver.exports.every((e) => e.contentType.startsWith('application/json')), 'OTLP/HTTP JSON')
+  t.ok(
+    receiver.exports.every((e) => e.path === '/v1/traces'),
+    'to the signal path under the base endpoint',
+  )
+  t.ok(
+    receiver.exports.every((e) => e.contentType.startsWith('application/json')),
+    'OTLP/HTTP JSON',
+  )
   t.equal(spanCount(receiver.exports), 3, 'one server span per request')
   const attrs = attributes(receiver.exports[0]!)
   t.equal(attrs['service.name'], 'trustpull-edge', 'OTEL_SERVICE_NAME wins over service.name in the attributes')
@@ -83,10 +95,16 @@ t.test('settings: the config endpoint wins; bad variables are refused naming the
   t.equal(tracingSettings(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://other:4318' }).url, 'http://other:4318/v1/traces')
   t.equal(tracingSettings(undefined, {}).url, undefined, 'off without an endpoint')
   t.equal(tracingSettings(undefined, {}).resource['service.name'], 'trustpull')
-  t.equal(tracingSettings(undefined, {}).sampler.toString(), tracingSettings(undefined, { OTEL_TRACES_SAMPLER: 'parentbased_always_on' }).sampler.toString(), 'the default is parentbased_always_on')
+  t.equal(
+    tracingSettings(undefined, {}).sampler.toString(),
+    tracingSettings(undefined, { OTEL_TRACES_SAMPLER: 'parentbased_always_on' }).sampler.toString(),
+    'the default is parentbased_always_on',
+  )
   t.match(tracingSettings(undefined, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' }).sampler.toString(), /0\.25/)
   t.throws(() => tracingSettings(undefined, { OTEL_TRACES_SAMPLER: 'sometimes' }), { name: 'ConfigError', message: /^OTEL_TRACES_SAMPLER: "sometimes"/ })
   t.throws(() => tracingSettings(undefined, { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '2' }), { message: /^OTEL_TRACES_SAMPLER_ARG: "2"/ })
   t.throws(() => tracingSettings(undefined, { OTEL_RESOURCE_ATTRIBUTES: 'novalue' }), { message: /^OTEL_RESOURCE_ATTRIBUTES: "novalue" is not key=value/ })
-  t.throws(() => tracingSettings(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }), { message: /^OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318\/v1\/traces" is not an http\(s\) URL/ })
+  t.throws(() => tracingSettings(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }), {
+    message: /^OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318\/v1\/traces" is not an http\(s\) URL/,
+  })
 })

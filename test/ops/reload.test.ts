@@ -39,7 +39,14 @@ const newKey = await generateKeyPair(await tempDir(t))
 async function writeConfig(dir: string, extra: Record<string, unknown>): Promise<{ port: number; configFile: string }> {
   const port = await freePort()
   const configFile = join(dir, 'trustpull.yaml')
-  const config = { listen: `127.0.0.1:${port}`, upstreams: [{ name: UPSTREAM, url: registry.url, default: true }], reload: { interval: '200ms' }, log: { level: 'info' }, storage: { path: join(dir, 'store') }, ...extra }
+  const config = {
+    listen: `127.0.0.1:${port}`,
+    upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
+    reload: { interval: '200ms' },
+    log: { level: 'info' },
+    storage: { path: join(dir, 'store') },
+    ...extra,
+  }
   await writeFile(configFile, JSON.stringify(config))
   return { port, configFile }
 }
@@ -55,7 +62,11 @@ t.test('a ConfigMap-style symlink swap of a policy dir is picked up with no sign
   const img = await pushImage(registry.url, 'app/rotated', 'v1')
   await signImage(`${registry.host}/app/rotated@${img.digest}`, newKey.privateKeyPath)
 
-  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
+    name: 'trustpull',
+    cwd: REPO_ROOT,
+    readyLine: /"msg":"trustpull listening"/,
+  })
   const url = `http://127.0.0.1:${port}`
   const status = async (image: PushedImage): Promise<number> => {
     const res = await request(`${url}/v2/${image.repo}/manifests/${image.digest}`, { headers: { accept: ACCEPT_ANY_MANIFEST } })
@@ -67,7 +78,11 @@ t.test('a ConfigMap-style symlink swap of a policy dir is picked up with no sign
     const m = /^trustpull_config_last_reload_successful(?:\{[^}]*\})? (\S+)$/m.exec(await res.body.text())
     return m ? Number(m[1]) : NaN
   }
-  const reloads = () => daemon.stdout().split('\n').filter((l) => /configuration reloaded|reload refused/.test(l)).length
+  const reloads = () =>
+    daemon
+      .stdout()
+      .split('\n')
+      .filter((l) => /configuration reloaded|reload refused/.test(l)).length
 
   t.equal(await status(img), 403, 'signed with a key the policy does not name: refused')
   t.equal(await reloadGauge(), 1, 'the start-up configuration counts as a successful load')
@@ -100,17 +115,33 @@ t.test('an htpasswd file rotated in a Secret-style mount is picked up with no si
   await symlink('..data/htpasswd', join(secretDir, 'htpasswd'))
   const { port, configFile } = await writeConfig(dir, { noMatchPolicy: 'allow', clients: { htpasswd: join(secretDir, 'htpasswd') } })
   const img = await pushImage(registry.url, 'open/app', 'v1')
-  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
+    name: 'trustpull',
+    cwd: REPO_ROOT,
+    readyLine: /"msg":"trustpull listening"/,
+  })
   const status = async (password: string): Promise<number> => {
-    const res = await request(`http://127.0.0.1:${port}/v2/${img.repo}/manifests/${img.digest}`, { headers: { accept: ACCEPT_ANY_MANIFEST, authorization: `Basic ${Buffer.from(`alice:${password}`).toString('base64')}` } })
+    const res = await request(`http://127.0.0.1:${port}/v2/${img.repo}/manifests/${img.digest}`, {
+      headers: { accept: ACCEPT_ANY_MANIFEST, authorization: `Basic ${Buffer.from(`alice:${password}`).toString('base64')}` },
+    })
     await res.body.dump()
     return res.statusCode
   }
   t.equal(await status('old-password'), 200, 'the old password works')
   t.equal(await status('new-password'), 401, 'the new one not yet')
-  const seen = daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length
+  const seen = daemon
+    .stdout()
+    .split('\n')
+    .filter((l) => /configuration reloaded/.test(l)).length
   await kubeletSwap(secretDir, '2026_12_04_00_01_00.2', { htpasswd: `alice:${bcrypt.hashSync('new-password', 4)}\n` })
-  await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the htpasswd rotation' })
+  await waitFor(
+    () =>
+      daemon
+        .stdout()
+        .split('\n')
+        .filter((l) => /configuration reloaded/.test(l)).length > seen,
+    { what: 'a reload after the htpasswd rotation' },
+  )
   t.equal(await status('new-password'), 200, 'the rotated password works')
   t.equal(await status('old-password'), 401, 'the old one is refused (no remembered verification outlives the file)')
 })
@@ -118,7 +149,29 @@ t.test('an htpasswd file rotated in a Secret-style mount is picked up with no si
 t.test('a TLS certificate rotated in place is served on the next connection, no restart', async (t) => {
   const dir = await tempDir(t)
   const cert = async (cn: string) => {
-    await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${cn}.key`, '-out', `${cn}.crt`], { cwd: dir })
+    await runOk(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        `/CN=${cn}`,
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        `${cn}.key`,
+        '-out',
+        `${cn}.crt`,
+      ],
+      { cwd: dir },
+    )
     return { cert: await readFile(join(dir, `${cn}.crt`), 'utf8'), key: await readFile(join(dir, `${cn}.key`), 'utf8') }
   }
   const first = await cert('first')
@@ -129,19 +182,34 @@ t.test('a TLS certificate rotated in place is served on the next connection, no 
   await symlink('..data/tls.crt', join(tlsDir, 'tls.crt'))
   await symlink('..data/tls.key', join(tlsDir, 'tls.key'))
   const { port, configFile } = await writeConfig(dir, { tls: { cert: join(tlsDir, 'tls.crt'), key: join(tlsDir, 'tls.key') } })
-  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
-  const servedCN = () => new Promise<string>((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-      const peer: PeerCertificate = socket.getPeerCertificate()
-      socket.end()
-      resolve(String(peer.subject.CN))
-    })
-    socket.once('error', reject)
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
+    name: 'trustpull',
+    cwd: REPO_ROOT,
+    readyLine: /"msg":"trustpull listening"/,
   })
+  const servedCN = () =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+        const peer: PeerCertificate = socket.getPeerCertificate()
+        socket.end()
+        resolve(String(peer.subject.CN))
+      })
+      socket.once('error', reject)
+    })
   t.equal(await servedCN(), 'first')
-  const seen = daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length
+  const seen = daemon
+    .stdout()
+    .split('\n')
+    .filter((l) => /configuration reloaded/.test(l)).length
   await kubeletSwap(tlsDir, '2026_12_04_00_01_00.2', { 'tls.crt': second.cert, 'tls.key': second.key })
-  await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the certificate rotation' })
+  await waitFor(
+    () =>
+      daemon
+        .stdout()
+        .split('\n')
+        .filter((l) => /configuration reloaded/.test(l)).length > seen,
+    { what: 'a reload after the certificate rotation' },
+  )
   t.equal(await servedCN(), 'second', 'a new connection gets the rotated certificate')
 })
 
@@ -153,16 +221,30 @@ t.test('a bearer token file rotated in a Secret-style mount is picked up with no
   await symlink('..data/token', join(secretDir, 'token'))
   const { port, configFile } = await writeConfig(dir, { noMatchPolicy: 'allow', clients: { tokens: [{ name: 'ci', tokenFile: join(secretDir, 'token') }] } })
   const img = await pushImage(registry.url, 'open/tok', 'v1')
-  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/ })
+  const daemon = await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
+    name: 'trustpull',
+    cwd: REPO_ROOT,
+    readyLine: /"msg":"trustpull listening"/,
+  })
   const status = async (token: string): Promise<number> => {
     const res = await request(`http://127.0.0.1:${port}/v2/${img.repo}/manifests/${img.digest}`, { headers: { accept: ACCEPT_ANY_MANIFEST, authorization: `Bearer ${token}` } })
     await res.body.dump()
     return res.statusCode
   }
   t.equal(await status('old-token-0123456789abcdef'), 200, 'the old token works')
-  const seen = daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length
+  const seen = daemon
+    .stdout()
+    .split('\n')
+    .filter((l) => /configuration reloaded/.test(l)).length
   await kubeletSwap(secretDir, '2026_12_04_00_01_00.2', { token: 'new-token-0123456789abcdef\n' })
-  await waitFor(() => daemon.stdout().split('\n').filter((l) => /configuration reloaded/.test(l)).length > seen, { what: 'a reload after the token rotation' })
+  await waitFor(
+    () =>
+      daemon
+        .stdout()
+        .split('\n')
+        .filter((l) => /configuration reloaded/.test(l)).length > seen,
+    { what: 'a reload after the token rotation' },
+  )
   t.equal(await status('new-token-0123456789abcdef'), 200, 'the rotated token works')
   t.equal(await status('old-token-0123456789abcdef'), 401, 'the old one is refused')
 })

@@ -210,7 +210,11 @@ t.test('/metrics: verdicts, latencies, cache tiers, upstream status, bytes, in-f
   t.ok(sum > 0, `verification took ${sum} s in all`)
   t.equal(m.value('trustpull_verification_duration_seconds_bucket', { le: '+Inf' }), 2)
   const buckets = m.all('trustpull_verification_duration_seconds_bucket').map((s) => s.value)
-  t.same([...buckets].sort((a, b) => a - b), buckets, 'bucket counts are cumulative')
+  t.same(
+    [...buckets].sort((a, b) => a - b),
+    buckets,
+    'bucket counts are cumulative',
+  )
 
   t.ok(m.value('trustpull_cache_requests_total', { tier: 'memory', result: 'miss' })! >= 2, 'in-process misses for the first look-ups')
   t.ok(m.value('trustpull_cache_requests_total', { tier: 'redis', result: 'miss' })! >= 2, 'and Redis misses behind them')

@@ -22,7 +22,9 @@ const root = (name: string): LoadedTrustRoot => ({
   name,
   version: '1',
   source: 'test',
-  material: toTrustMaterial(TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] })),
+  material: toTrustMaterial(
+    TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] }),
+  ),
 })
 const trustRoots = new Map([['public-good', root('public-good')]])
 
@@ -60,7 +62,12 @@ class World {
     return `${location.upstream}/${location.repository}@${digest}`
   }
 
-  sign(location: SignatureLocation, digest: string, by: Signer, options: { format?: Candidate['format']; kind?: Candidate['kind']; statement?: InTotoStatement; about?: string } = {}): Candidate {
+  sign(
+    location: SignatureLocation,
+    digest: string,
+    by: Signer,
+    options: { format?: Candidate['format']; kind?: Candidate['kind']; statement?: InTotoStatement; about?: string } = {},
+  ): Candidate {
     const kind = options.kind ?? 'signature'
     const candidate: Candidate = {
       kind,
@@ -135,7 +142,11 @@ function imageOf(upstream: string, repository: string, seed: string): ImageUnder
   return { upstream, repository, digest: digestOf(bytes), mediaType: MediaType.ociManifest, manifest: parseManifest(bytes, MediaType.ociManifest) }
 }
 
-function indexOf(upstream: string, repository: string, children: { digest: string; platform?: { os: string; architecture: string }; annotations?: Record<string, string> }[]): ImageUnderEvaluation {
+function indexOf(
+  upstream: string,
+  repository: string,
+  children: { digest: string; platform?: { os: string; architecture: string }; annotations?: Record<string, string> }[],
+): ImageUnderEvaluation {
   const bytes = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -157,7 +168,12 @@ function policies(config: Record<string, unknown>) {
   return loadPolicies(parseConfig({ upstreams, ...config }), { trustRoots, env: {} }).policySet
 }
 
-const keyPolicy = (name: string, pem: string, extra: Record<string, unknown> = {}) => ({ name, images: [{ glob: 'ghcr.io/my-org/**' }], authorities: [{ key: { data: pem } }], ...extra })
+const keyPolicy = (name: string, pem: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  images: [{ glob: 'ghcr.io/my-org/**' }],
+  authorities: [{ key: { data: pem } }],
+  ...extra,
+})
 const keylessAuthority = (subject = RELEASE_WORKFLOW) => ({ keyless: { identities: [{ issuer: GITHUB, subject }] } })
 
 // ---------------------------------------------------------------------------------------------
@@ -222,10 +238,27 @@ t.test('a signature by another key, an unsigned image, a signature about another
 t.test('within a policy any one authority suffices; every matching policy must pass', async (t) => {
   const world = new World()
   world.sign(APP, image.digest, { issuer: GITHUB, subject: RELEASE_WORKFLOW })
-  const either = policies({ policies: [{ name: 'either', images: [{ glob: 'ghcr.io/**' }], authorities: [{ name: 'key', key: { data: RELEASE.pem } }, { name: 'ci', ...keylessAuthority() }] }] })
+  const either = policies({
+    policies: [
+      {
+        name: 'either',
+        images: [{ glob: 'ghcr.io/**' }],
+        authorities: [
+          { name: 'key', key: { data: RELEASE.pem } },
+          { name: 'ci', ...keylessAuthority() },
+        ],
+      },
+    ],
+  })
   const allowed = await evaluatePolicies(image, either, world.deps)
   t.equal(allowed.result, 'allow')
-  t.same(allowed.policies[0]?.authorities.map((a) => [a.name, a.ok]), [['key', false], ['ci', true]])
+  t.same(
+    allowed.policies[0]?.authorities.map((a) => [a.name, a.ok]),
+    [
+      ['key', false],
+      ['ci', true],
+    ],
+  )
   t.same(allowed.signers, [{ policy: 'either', authority: 'ci', issuer: GITHUB, subject: RELEASE_WORKFLOW }])
 
   const both = policies({
@@ -237,7 +270,14 @@ t.test('within a policy any one authority suffices; every matching policy must p
   })
   const denied = await evaluatePolicies(image, both, world.deps)
   t.equal(denied.result, 'deny')
-  t.same(denied.policies.map((p) => [p.name, p.result]), [['ci', 'pass'], ['release-key', 'fail']], 'only matching policies are evaluated')
+  t.same(
+    denied.policies.map((p) => [p.name, p.result]),
+    [
+      ['ci', 'pass'],
+      ['release-key', 'fail'],
+    ],
+    'only matching policies are evaluated',
+  )
   t.match(denied.reasons[0], /^policy "release-key": /)
   t.equal(world.discoveries.filter((d) => d === `ghcr.io/my-org/app@${image.digest}`).length, 2, 'once per evaluation, not per policy')
 
@@ -255,7 +295,9 @@ t.test('static authorities: exceptions without signatures', async (t) => {
   t.same(world.discoveries, [], 'nothing to look up')
   t.same(allowed.signers, [])
 
-  const fail = policies({ policies: [{ name: 'blocked', images: [{ glob: 'ghcr.io/**' }], authorities: [{ static: { action: 'fail', message: 'images from ghcr.io are blocked here' } }] }] })
+  const fail = policies({
+    policies: [{ name: 'blocked', images: [{ glob: 'ghcr.io/**' }], authorities: [{ static: { action: 'fail', message: 'images from ghcr.io are blocked here' } }] }],
+  })
   const denied = await evaluatePolicies(image, fail, world.deps)
   t.equal(denied.result, 'deny')
   t.equal(denied.reasons[0], 'policy "blocked": images from ghcr.io are blocked here')
@@ -397,7 +439,10 @@ t.test('attestations: SLSA provenance with a CEL condition on the builder', asyn
   other.attest(APP, image.digest, ci, SLSA_V02, provenance('https://github.com/attacker/fork/.github/workflows/release.yml@refs/heads/main'))
   const denied = await evaluatePolicies(image, set, other.deps)
   t.equal(denied.result, 'deny', 'another builder fails')
-  t.match(denied.reasons[0], /^policy "provenance": attestation "built-by-release-workflow": none of 1 of type https:\/\/slsa\.dev\/provenance\/v0\.2 passed \(attestation sha256:[0-9a-f]{12} \(referrers\): condition is false: predicate\.builder\.id == /)
+  t.match(
+    denied.reasons[0],
+    /^policy "provenance": attestation "built-by-release-workflow": none of 1 of type https:\/\/slsa\.dev\/provenance\/v0\.2 passed \(attestation sha256:[0-9a-f]{12} \(referrers\): condition is false: predicate\.builder\.id == /,
+  )
 
   const missing = new World()
   missing.sign(APP, image.digest, ci)
@@ -437,10 +482,17 @@ t.test('attestations: SLSA provenance with a CEL condition on the builder', asyn
 t.test('attestation conditions see predicateType, subject and predicate; errors fail closed', async (t) => {
   const ci = { issuer: GITHUB, subject: RELEASE_WORKFLOW }
   const withCondition = (data: string, predicateType = 'vuln') =>
-    policies({ policies: [{ name: 'p', images: [{ glob: 'ghcr.io/**' }], authorities: [{ ...keylessAuthority(), attestations: [{ name: 'scan', predicateType, policy: { type: 'cel', data } }] }] }] })
+    policies({
+      policies: [
+        { name: 'p', images: [{ glob: 'ghcr.io/**' }], authorities: [{ ...keylessAuthority(), attestations: [{ name: 'scan', predicateType, policy: { type: 'cel', data } }] }] },
+      ],
+    })
   const world = new World()
   world.sign(APP, image.digest, ci)
-  world.attest(APP, image.digest, ci, PREDICATE_TYPES.vuln!, { scanner: { uri: 'pkg:github/aquasecurity/trivy', result: { summary: { critical: 0, high: 2 } } }, metadata: { scanFinishedOn: '2026-11-20T10:00:00Z' } })
+  world.attest(APP, image.digest, ci, PREDICATE_TYPES.vuln!, {
+    scanner: { uri: 'pkg:github/aquasecurity/trivy', result: { summary: { critical: 0, high: 2 } } },
+    metadata: { scanFinishedOn: '2026-11-20T10:00:00Z' },
+  })
 
   const cases: [string, 'allow' | 'deny', string?][] = [
     ['predicate.scanner.result.summary.critical == 0', 'allow'],
@@ -502,7 +554,11 @@ t.test('image indexes: signed at the index, or per platform with requirePlatform
   const passing = policies({ policies: [keyPolicy('release', RELEASE.pem, { requirePlatformSignatures: true, servePassingPlatforms: true })] })
   const partial = await evaluatePolicies(index, passing, oneMissing.deps)
   t.equal(partial.result, 'allow', 'one platform passes: the index is served')
-  t.same(partial.refusedPlatforms?.map((p) => [p.digest, p.platform]), [[arm64.digest, 'linux/arm64']], 'the unsigned platform is listed as refused')
+  t.same(
+    partial.refusedPlatforms?.map((p) => [p.digest, p.platform]),
+    [[arm64.digest, 'linux/arm64']],
+    'the unsigned platform is listed as refused',
+  )
   const whole = await evaluatePolicies(index, passing, signedPlatforms.deps)
   t.equal(whole.result, 'allow')
   t.equal(whole.refusedPlatforms, undefined, 'nothing refused when every platform passes')

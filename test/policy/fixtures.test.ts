@@ -13,7 +13,13 @@ import type { LoadedTrustRoot } from '../../src/verify/types.ts'
 const FIXTURES = join(import.meta.dirname, '../fixtures/policy-controller-cip')
 
 function trustRoot(name: string): LoadedTrustRoot {
-  const root = TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [], certificateAuthorities: [], ctlogs: [], timestampAuthorities: [] })
+  const root = TrustedRoot.fromJSON({
+    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+    tlogs: [],
+    certificateAuthorities: [],
+    ctlogs: [],
+    timestampAuthorities: [],
+  })
   return { name, version: `${name}@1`, material: toTrustMaterial(root), source: 'test' }
 }
 
@@ -32,7 +38,10 @@ function refusal(file: string, trustRoots: ReadonlyMap<string, LoadedTrustRoot> 
   }
 }
 
-const files = (dir: string) => readdirSync(join(FIXTURES, dir)).filter((f) => f.endsWith('.yaml')).sort()
+const files = (dir: string) =>
+  readdirSync(join(FIXTURES, dir))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
 
 // Each invalid document, with what its `# ERROR:` comment says policy-controller rejects, as trustpull words it.
 const INVALID: Record<string, string[]> = {
@@ -248,7 +257,11 @@ t.test('README.md states these figures', async (t) => {
   const invalid = Object.keys(INVALID).length
   t.ok(readme.includes(`of the ${all} valid and e2e documents, **${loaded} load** and ${all - loaded} are refused as unsupported`), 'the compatibility summary near the top')
   t.ok(readme.includes(`all ${invalid} invalid ones are refused naming the field`), 'the invalid count near the top')
-  t.ok(readme.includes(`all ${invalid} invalid ones are refused naming the field. Of the ${all} valid and e2e ones, ${loaded} load`) || readme.includes(`all ${invalid} invalid ones are refused naming the field; of the ${all} valid and e2e ones, ${loaded} load`), 'the Policies section')
+  t.ok(
+    readme.includes(`all ${invalid} invalid ones are refused naming the field. Of the ${all} valid and e2e ones, ${loaded} load`) ||
+      readme.includes(`all ${invalid} invalid ones are refused naming the field; of the ${all} valid and e2e ones, ${loaded} load`),
+    'the Policies section',
+  )
   // The table's per-feature counts, from the refusals this file expects.
   const needing = (pattern: RegExp) => Object.values(SUPPORTED_OR_NOT).filter((v) => v !== 'load' && v.some((part) => pattern.test(part))).length
   const rows: [string, RegExp][] = [

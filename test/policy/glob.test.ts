@@ -94,12 +94,6 @@ t.test('a Docker Hub short name never shadows a configured upstream of that name
 })
 
 t.test('image names', async (t) => {
-  t.same(imageNames('docker.io', 'nginx'), [
-    'index.docker.io/library/nginx',
-    'docker.io/library/nginx',
-    'registry-1.docker.io/library/nginx',
-    'library/nginx',
-    'nginx',
-  ])
+  t.same(imageNames('docker.io', 'nginx'), ['index.docker.io/library/nginx', 'docker.io/library/nginx', 'registry-1.docker.io/library/nginx', 'library/nginx', 'nginx'])
   t.same(imageNames('GHCR.io', 'org/app'), ['ghcr.io/org/app'])
 })

@@ -34,13 +34,28 @@ t.test('artifacts with a subject', async (t) => {
 
   const sbom = await push({ artifactType: 'application/spdx+json', config: emptyConfig, layers: [spdxLayer], subject: subjectOf(app) })
   const report = await push({ config: { mediaType: 'application/sarif+json', digest: sarif.digest, size: sarif.size }, layers: [], subject: subjectOf(app) })
-  const aboutSbom = await push({ artifactType: 'application/vnd.example.review', config: emptyConfig, layers: [{ mediaType: 'application/vnd.example.review+json', digest: sarif.digest, size: sarif.size }], subject: subjectOf(sbom) })
+  const aboutSbom = await push({
+    artifactType: 'application/vnd.example.review',
+    config: emptyConfig,
+    layers: [{ mediaType: 'application/vnd.example.review+json', digest: sarif.digest, size: sarif.size }],
+    subject: subjectOf(sbom),
+  })
   // Typed as a document no signature rule knows (an SPDX layer would pass as a signature-artifact document on its own).
   const reviewLayer = { mediaType: 'application/vnd.example.review+json', digest: sarif.digest, size: sarif.size }
   const aboutRefused = await push({ artifactType: 'application/vnd.example.review', config: emptyConfig, layers: [reviewLayer], subject: subjectOf(plain) })
   const layer = app.layers[0]!
-  const posingConfig = await push({ artifactType: 'application/spdx+json', config: { mediaType: MediaTypes.ociConfig, digest: app.configDigest, size: app.config.length }, layers: [reviewLayer], subject: subjectOf(app) })
-  const posingLayer = await push({ artifactType: 'application/spdx+json', config: emptyConfig, layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }], subject: subjectOf(plain) })
+  const posingConfig = await push({
+    artifactType: 'application/spdx+json',
+    config: { mediaType: MediaTypes.ociConfig, digest: app.configDigest, size: app.config.length },
+    layers: [reviewLayer],
+    subject: subjectOf(app),
+  })
+  const posingLayer = await push({
+    artifactType: 'application/spdx+json',
+    config: emptyConfig,
+    layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
+    subject: subjectOf(plain),
+  })
 
   // What oras writes on a registry without the referrers API: the fallback tag's index.
   const listed = [
@@ -48,11 +63,17 @@ t.test('artifacts with a subject', async (t) => {
     [report, 'application/sarif+json'],
     [posingConfig, 'application/spdx+json'],
   ] as const
-  await pushManifest(registry.url, 'library/app', app.digest.replace(':', '-'), {
-    schemaVersion: 2,
-    mediaType: MediaTypes.ociIndex,
-    manifests: listed.map(([m, artifactType]) => ({ mediaType: MediaTypes.ociManifest, digest: m.digest, size: m.size, artifactType })),
-  }, MediaTypes.ociIndex)
+  await pushManifest(
+    registry.url,
+    'library/app',
+    app.digest.replace(':', '-'),
+    {
+      schemaVersion: 2,
+      mediaType: MediaTypes.ociIndex,
+      manifests: listed.map(([m, artifactType]) => ({ mediaType: MediaTypes.ociManifest, digest: m.digest, size: m.size, artifactType })),
+    },
+    MediaTypes.ociIndex,
+  )
 
   const proxy = await startProxy(
     t,
@@ -110,7 +131,13 @@ t.test('artifacts with a subject', async (t) => {
     const chain: { digest: string; size: number }[] = []
     let subject: { digest: string; size: number } = app
     for (let i = 0; i < 5; i++) {
-      subject = await push({ artifactType: 'application/vnd.example.review', config: emptyConfig, layers: [reviewLayer], subject: subjectOf(subject), annotations: { n: String(i) } })
+      subject = await push({
+        artifactType: 'application/vnd.example.review',
+        config: emptyConfig,
+        layers: [reviewLayer],
+        subject: subjectOf(subject),
+        annotations: { n: String(i) },
+      })
       chain.push(subject)
     }
     const fifth = await manifest(chain[4]!.digest)

@@ -75,7 +75,11 @@ async function refused(t: Asserts, cases: Case[]): Promise<void> {
     const err = ociError(res)
     t.equal(err.code, c.code, `${what}: ${c.code}`)
     t.match(err.message, c.message, `${what}: says why`)
-    t.same(faults.requests.map((r) => `${r.method} ${r.url}`), [], `${what}: nothing reached upstream`)
+    t.same(
+      faults.requests.map((r) => `${r.method} ${r.url}`),
+      [],
+      `${what}: nothing reached upstream`,
+    )
   }
 }
 type Asserts = Pick<typeof t, 'equal' | 'match' | 'same'>

@@ -347,7 +347,12 @@ t.test('refusePrivateRedirects refuses link-local and loopback redirect targets'
 t.test('connection refused: 503 naming the upstream, and service resumes after a restart', async (t) => {
   const img = await freshImage()
   // No store: it would answer the tag from its last digest (test/store/mirror.test.ts).
-  const direct = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'direct.test', url: registry.url, default: true }], timeouts: TIMEOUTS, storage: { enabled: false } })
+  const direct = await startProxy(t, {
+    noMatchPolicy: 'allow',
+    upstreams: [{ name: 'direct.test', url: registry.url, default: true }],
+    timeouts: TIMEOUTS,
+    storage: { enabled: false },
+  })
   const url = `${direct.url}/v2/${img.repo}/manifests/${img.tag}`
   t.equal((await get(url, { headers: accept })).status, 200, 'served while the registry is up')
   await registry.stop()

@@ -39,6 +39,11 @@ t.test('a runnable image cannot pose as a notation signature', async (t) => {
 })
 
 t.test('the referrers fallback index listing a notation signature is metadata', async (t) => {
-  const index: Manifest = { kind: 'index', schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...D('application/vnd.oci.image.manifest.v1+json'), artifactType: NOTARY }] }
+  const index: Manifest = {
+    kind: 'index',
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ ...D('application/vnd.oci.image.manifest.v1+json'), artifactType: NOTARY }],
+  }
   t.ok(isReferrersFallbackIndex(index, `sha256-${'a'.repeat(64)}`))
 })

@@ -16,7 +16,13 @@ const EMPTY = { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256('
 const registry = await startRegistry(t)
 const proxy = await startProxy(t, {
   upstreams: [{ name: UPSTREAM, url: registry.url, default: true }],
-  policies: [{ name: 'signed', images: [{ glob: `${UPSTREAM}/**` }], authorities: [{ key: { data: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString() } }] }],
+  policies: [
+    {
+      name: 'signed',
+      images: [{ glob: `${UPSTREAM}/**` }],
+      authorities: [{ key: { data: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString() } }],
+    },
+  ],
 })
 
 t.test('notation JWS and COSE signature manifests, their envelopes and the fallback index pass', async (t) => {
@@ -24,9 +30,19 @@ t.test('notation JWS and COSE signature manifests, their envelopes and the fallb
   const img = await pushImage(registry.url, repo, 'v1', { layerSize: 2048 })
   await pushBlob(registry.url, repo, '{}')
   const entries = []
-  for (const [layerType, body] of [['application/jose+json', '{"payload":"e30","protected":"e30","header":{},"signature":"AA"}'], ['application/cose', Buffer.from('d28443a10126a0f640', 'hex')]] as const) {
+  for (const [layerType, body] of [
+    ['application/jose+json', '{"payload":"e30","protected":"e30","header":{},"signature":"AA"}'],
+    ['application/cose', Buffer.from('d28443a10126a0f640', 'hex')],
+  ] as const) {
     const env = await pushBlob(registry.url, repo, body)
-    const manifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, artifactType: NOTARY, config: EMPTY, layers: [{ mediaType: layerType, ...env }], subject: { mediaType: img.mediaType, digest: img.digest, size: img.size } }
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: MediaTypes.ociManifest,
+      artifactType: NOTARY,
+      config: EMPTY,
+      layers: [{ mediaType: layerType, ...env }],
+      subject: { mediaType: img.mediaType, digest: img.digest, size: img.size },
+    }
     const pushed = await pushManifest(registry.url, repo, sha256(JSON.stringify(manifest)), manifest, MediaTypes.ociManifest)
     entries.push({ mediaType: MediaTypes.ociManifest, digest: pushed.digest, size: pushed.size, artifactType: NOTARY })
     const res = await get(`${proxy.url}/v2/${repo}/manifests/${pushed.digest}`)
@@ -45,11 +61,25 @@ t.test('a runnable image wearing the notary artifactType is refused, and its lay
   const img = await pushImage(registry.url, repo, 'v1', { layerSize: 2048 })
   const runnable = await pushImage(registry.url, repo, undefined, { seed: 'runnable notary', layerSize: 4096 })
   const layer = runnable.layers[0]!
-  const disguised = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, artifactType: NOTARY, config: { mediaType: MediaTypes.ociConfig, digest: runnable.configDigest, size: runnable.config.byteLength }, layers: [{ mediaType: 'application/jose+json', digest: layer.digest, size: layer.size }], subject: { mediaType: img.mediaType, digest: img.digest, size: img.size } }
+  const disguised = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.ociManifest,
+    artifactType: NOTARY,
+    config: { mediaType: MediaTypes.ociConfig, digest: runnable.configDigest, size: runnable.config.byteLength },
+    layers: [{ mediaType: 'application/jose+json', digest: layer.digest, size: layer.size }],
+    subject: { mediaType: img.mediaType, digest: img.digest, size: img.size },
+  }
   const pushed = await pushManifest(registry.url, repo, 'disguised', disguised, MediaTypes.ociManifest)
   t.equal((await get(`${proxy.url}/v2/${repo}/manifests/${pushed.digest}`)).status, 403, 'an image config under a notary artifactType is judged as an image')
   t.equal((await get(`${proxy.url}/v2/${repo}/blobs/${layer.digest}`)).status, 403, 'its layer is refused')
-  const extra = { ...disguised, config: EMPTY, layers: [{ mediaType: 'application/jose+json', digest: layer.digest, size: layer.size }, { mediaType: MediaTypes.ociLayerTarGzip, digest: layer.digest, size: layer.size }] }
+  const extra = {
+    ...disguised,
+    config: EMPTY,
+    layers: [
+      { mediaType: 'application/jose+json', digest: layer.digest, size: layer.size },
+      { mediaType: MediaTypes.ociLayerTarGzip, digest: layer.digest, size: layer.size },
+    ],
+  }
   await pushBlob(registry.url, repo, '{}')
   const pushed2 = await pushManifest(registry.url, repo, 'extra', extra, MediaTypes.ociManifest)
   t.equal((await get(`${proxy.url}/v2/${repo}/manifests/${pushed2.digest}`)).status, 403, 'a tar layer beside the envelope is judged as an image')

@@ -142,14 +142,15 @@ t.test('tags/list pagination: n and last reach upstream, the next link points ba
   const registry = await startRegistry(t)
   await pushImage(registry.url, 'org/paged', 'v1')
   const front = await startFaultProxy(t, registry.url, (req) =>
-    req.path.endsWith('/tags/list')
-      ? { kind: 'headers', set: { link: '<https://upstream.example/v2/org/paged/tags/list?n=2&last=b&secret=1>; rel="next"' } }
-      : undefined,
+    req.path.endsWith('/tags/list') ? { kind: 'headers', set: { link: '<https://upstream.example/v2/org/paged/tags/list?n=2&last=b&secret=1>; rel="next"' } } : undefined,
   )
   const proxy = await startProxy(t, { noMatchPolicy: 'allow', upstreams: [{ name: 'ghcr.io', url: front.url, default: true }] })
   const res = await request(`${proxy.url}/v2/ghcr.io/org/paged/tags/list?n=2&last=a`)
   t.equal(res.statusCode, 200)
   await res.body.dump()
   t.equal(res.headers['link'], '</v2/ghcr.io/org/paged/tags/list?n=2&last=b>; rel="next"')
-  t.ok(front.requests.some((r) => r.url === '/v2/org/paged/tags/list?n=2&last=a'), 'n and last forwarded')
+  t.ok(
+    front.requests.some((r) => r.url === '/v2/org/paged/tags/list?n=2&last=a'),
+    'n and last forwarded',
+  )
 })

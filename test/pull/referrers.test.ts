@@ -66,7 +66,7 @@ t.test('referrers for an upstream without the API: built from the fallback tag a
     t.equal(r.body?.mediaType, MediaTypes.ociIndex)
     t.equal(r.body?.schemaVersion, 2)
     const types = r.body!.manifests.map((m) => m.artifactType).sort()
-    t.same(types, [COSIGN_SIG, BUNDLE_V03].sort(), 'the oci.empty entry is listed under its manifest\'s artifactType')
+    t.same(types, [COSIGN_SIG, BUNDLE_V03].sort(), "the oci.empty entry is listed under its manifest's artifactType")
     for (const m of r.body!.manifests) {
       t.equal(m.mediaType, MediaTypes.ociManifest)
       const listed = fallback.manifests.find((f) => f.digest === m.digest)
@@ -84,7 +84,8 @@ t.test('referrers for an upstream without the API: built from the fallback tag a
     const mine = await pushBundleReferrer(registry.url, 'library/app', { mediaType: MediaTypes.ociManifest, digest: image.digest, size: image.size }, bundle)
     const mineBytes = Buffer.from((await getManifest(registry.url, 'library/app', mine, MediaTypes.ociManifest)).bytes).toString()
     // Only the bundle blob's own bytes (protojson's spacing) and the creation time may differ.
-    const normal = (text: string) => text.replace(/"size":\d+,"digest":"sha256:[0-9a-f]{64}"}\],"annotations"/, 'LAYER').replace(/"org.opencontainers.image.created":"[^"]+"/, 'CREATED')
+    const normal = (text: string) =>
+      text.replace(/"size":\d+,"digest":"sha256:[0-9a-f]{64}"}\],"annotations"/, 'LAYER').replace(/"org.opencontainers.image.created":"[^"]+"/, 'CREATED')
     t.equal(normal(mineBytes), normal(realBytes))
     const index = JSON.parse(Buffer.from((await getManifest(registry.url, 'library/app', fallbackTag, MediaTypes.ociIndex)).bytes).toString()) as Index
     t.same(Object.keys(index.manifests.at(-1)!), Object.keys(real), 'its fallback index entry too')
@@ -96,13 +97,16 @@ t.test('referrers for an upstream without the API: built from the fallback tag a
     const r = await referrers(proxy.url, 'library/app', image.digest, BUNDLE_V03)
     t.equal(r.status, 200)
     t.equal(r.headers['oci-filters-applied'], 'artifactType')
-    t.same(r.body!.manifests.map((m) => m.artifactType), [BUNDLE_V03])
+    t.same(
+      r.body!.manifests.map((m) => m.artifactType),
+      [BUNDLE_V03],
+    )
     const none = await referrers(proxy.url, 'library/app', image.digest, 'application/example')
     t.same(none.body!.manifests, [])
     t.equal(none.headers['oci-filters-applied'], 'artifactType')
   })
 
-  t.test('a legacy .sig tag is listed too, typed by the spec\'s rule (its config\'s media type)', async (t) => {
+  t.test("a legacy .sig tag is listed too, typed by the spec's rule (its config's media type)", async (t) => {
     const r = await referrers(proxy.url, 'library/legacy', legacy.digest)
     t.equal(r.status, 200, r.text)
     t.equal(r.body!.manifests.length, 1)
@@ -116,7 +120,7 @@ t.test('referrers for an upstream without the API: built from the fallback tag a
     const r = await verifyImage(`${proxy.host}/library/app@${image.digest}`, key.publicKeyPath, { experimentalOci11: true })
     t.ok(r.ok, 'verified', { stderr: r.stderr })
     const asked = proxy.logs.filter((l) => l.msg === 'request' && String(l.url).includes(`/referrers/${image.digest}`))
-    t.ok(asked.length > 0 && asked.every((l) => l.status === 200), 'cosign asked trustpull\'s referrers endpoint, and got a listing')
+    t.ok(asked.length > 0 && asked.every((l) => l.status === 200), "cosign asked trustpull's referrers endpoint, and got a listing")
   })
 
   t.test('cosign verify-attestation --new-bundle-format finds the bundle through trustpull', async (t) => {
@@ -128,7 +132,10 @@ t.test('referrers for an upstream without the API: built from the fallback tag a
   // `.sig` / `.att` / `.sbom` tags only, so it is run to show it sees through trustpull exactly
   // what it sees at the registry.
   t.test('cosign tree through trustpull shows what it shows at the registry', async (t) => {
-    for (const [repo, digest] of [['library/legacy', legacy.digest], ['library/app', image.digest]] as const) {
+    for (const [repo, digest] of [
+      ['library/legacy', legacy.digest],
+      ['library/app', image.digest],
+    ] as const) {
       const via = await cosign(['tree', '--allow-http-registry', `${proxy.host}/${repo}@${digest}`])
       const direct = await cosign(['tree', '--allow-http-registry', `${registry.host}/${repo}@${digest}`])
       t.equal(via.code, 0, via.stderr)
@@ -172,41 +179,86 @@ t.test('referrers for an upstream with the API, and hostile listings', async (t)
   })
   const sbom = await pushArtifact(registry.url, 'library/api', artifact({ artifactType: 'application/spdx+json', subject, annotations: { 'org.example': 'sbom' } }))
   const untyped = await pushArtifact(registry.url, 'library/api', artifact({ subject }))
-  const elsewhere = await pushArtifact(registry.url, 'library/api', artifact({ artifactType: 'application/spdx+json', subject: { ...subject, digest: other.digest, size: other.size } }))
+  const elsewhere = await pushArtifact(
+    registry.url,
+    'library/api',
+    artifact({ artifactType: 'application/spdx+json', subject: { ...subject, digest: other.digest, size: other.size } }),
+  )
 
-  const entry = (a: { digest: string; size: number }, artifactType?: string) => ({ mediaType: MediaTypes.ociManifest, digest: a.digest, size: a.size, ...(artifactType ? { artifactType } : {}) })
+  const entry = (a: { digest: string; size: number }, artifactType?: string) => ({
+    mediaType: MediaTypes.ociManifest,
+    digest: a.digest,
+    size: a.size,
+    ...(artifactType ? { artifactType } : {}),
+  })
   let listing: object[] = []
   const front = await startFaultProxy(t, registry.url, (req) =>
-    req.path.includes('/referrers/') ? { kind: 'status', status: 200, body: JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: listing }), headers: { 'content-type': MediaTypes.ociIndex } } : undefined,
+    req.path.includes('/referrers/')
+      ? {
+          kind: 'status',
+          status: 200,
+          body: JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: listing }),
+          headers: { 'content-type': MediaTypes.ociIndex },
+        }
+      : undefined,
   )
-  const proxy = await startProxy(t, hubConfig(front.url, { policies: [{ name: 'open', images: [{ glob: '**' }], authorities: [{ static: { action: 'pass' } }] }], limits: { maxReferrers: 16 } }))
+  const proxy = await startProxy(
+    t,
+    hubConfig(front.url, { policies: [{ name: 'open', images: [{ glob: '**' }], authorities: [{ static: { action: 'pass' } }] }], limits: { maxReferrers: 16 } }),
+  )
 
   t.test("the upstream's own answer: its entries, each typed by its manifest", async (t) => {
     listing = [entry(sbom, 'application/spdx+json'), entry(untyped, EMPTY)]
     const r = await referrers(proxy.url, 'library/api', image.digest)
     t.equal(r.status, 200, r.text)
-    t.same(r.body!.manifests.map((m) => [m.digest, m.artifactType]), [
-      [sbom.digest, 'application/spdx+json'],
-      [untyped.digest, EMPTY],
-    ], 'an artifact with no artifactType of its own is typed by its config (the spec\'s rule)')
-    t.same(r.body!.manifests[0]!.annotations, { 'org.example': 'sbom' }, 'the manifest\'s annotations are carried')
-    t.ok(front.requests.some((q) => q.path === `/v2/library/api/referrers/${image.digest}`), 'the upstream API was asked')
-    t.notOk(front.requests.some((q) => q.path.endsWith(`/manifests/${image.digest.replace(':', '-')}`)), 'the fallback tag was not')
+    t.same(
+      r.body!.manifests.map((m) => [m.digest, m.artifactType]),
+      [
+        [sbom.digest, 'application/spdx+json'],
+        [untyped.digest, EMPTY],
+      ],
+      "an artifact with no artifactType of its own is typed by its config (the spec's rule)",
+    )
+    t.same(r.body!.manifests[0]!.annotations, { 'org.example': 'sbom' }, "the manifest's annotations are carried")
+    t.ok(
+      front.requests.some((q) => q.path === `/v2/library/api/referrers/${image.digest}`),
+      'the upstream API was asked',
+    )
+    t.notOk(
+      front.requests.some((q) => q.path.endsWith(`/manifests/${image.digest.replace(':', '-')}`)),
+      'the fallback tag was not',
+    )
   })
 
   t.test('asked again: the listing is asked upstream again, the referrer manifests are not read again', async (t) => {
     front.clearRequests()
     const r = await referrers(proxy.url, 'library/api', image.digest)
     t.equal(r.body!.manifests.length, 2)
-    t.ok(front.requests.some((q) => q.path.includes('/referrers/')), 'a listing changes like a tag: asked again')
-    t.notOk(front.requests.some((q) => q.path.endsWith(`/manifests/${sbom.digest}`) || q.path.endsWith(`/manifests/${untyped.digest}`)), 'manifests by digest are remembered')
+    t.ok(
+      front.requests.some((q) => q.path.includes('/referrers/')),
+      'a listing changes like a tag: asked again',
+    )
+    t.notOk(
+      front.requests.some((q) => q.path.endsWith(`/manifests/${sbom.digest}`) || q.path.endsWith(`/manifests/${untyped.digest}`)),
+      'manifests by digest are remembered',
+    )
   })
 
   t.test('a hostile listing: the subject itself, duplicates, an entry about another image, an unknown digest', async (t) => {
-    listing = [entry(image, 'x/cycle'), entry(sbom, 'lie/type'), entry(sbom, 'lie/type'), entry(elsewhere, 'application/spdx+json'), entry({ digest: sha256('gone'), size: 10 }, 'x/y')]
+    listing = [
+      entry(image, 'x/cycle'),
+      entry(sbom, 'lie/type'),
+      entry(sbom, 'lie/type'),
+      entry(elsewhere, 'application/spdx+json'),
+      entry({ digest: sha256('gone'), size: 10 }, 'x/y'),
+    ]
     const r = await referrers(proxy.url, 'library/api', image.digest)
     t.equal(r.status, 200, r.text)
-    t.same(r.body!.manifests.map((m) => [m.digest, m.artifactType]), [[sbom.digest, 'application/spdx+json']], 'only the real referrer, with its real type')
+    t.same(
+      r.body!.manifests.map((m) => [m.digest, m.artifactType]),
+      [[sbom.digest, 'application/spdx+json']],
+      'only the real referrer, with its real type',
+    )
   })
 
   t.test('10,000 entries: at most limits.maxReferrers read and listed, with a warning', async (t) => {
@@ -215,7 +267,10 @@ t.test('referrers for an upstream with the API, and hostile listings', async (t)
     front.clearRequests()
     const r = await referrers(proxy.url, 'library/api', image.digest)
     t.equal(r.status, 200, r.text.slice(0, 300))
-    t.same(r.body!.manifests.map((m) => m.digest), [sbom.digest])
+    t.same(
+      r.body!.manifests.map((m) => m.digest),
+      [sbom.digest],
+    )
     t.match(String(r.headers.warning), 'maxReferrers')
     const reads = front.requests.filter((q) => q.path.includes('/manifests/sha256:'))
     t.ok(reads.length <= 16 + 1, `${reads.length} manifests read upstream`)

@@ -155,10 +155,14 @@ t.test('parseChallenge', async (t) => {
     'commas and spaces inside quotes belong to the value',
   )
   t.same(parseChallenge('Bearer realm="a\\"b\\\\c"'), { scheme: 'bearer', params: { realm: 'a"b\\c' } }, 'backslash escapes')
-  t.same(parseChallenge('  Bearer   realm = "r" ,\tservice=registry.test , scope="s"  '), {
-    scheme: 'bearer',
-    params: { realm: 'r', service: 'registry.test', scope: 's' },
-  }, 'spaces around = and , and unquoted token values')
+  t.same(
+    parseChallenge('  Bearer   realm = "r" ,\tservice=registry.test , scope="s"  '),
+    {
+      scheme: 'bearer',
+      params: { realm: 'r', service: 'registry.test', scope: 's' },
+    },
+    'spaces around = and , and unquoted token values',
+  )
   t.same(parseChallenge('Bearer realm="https://a/token", Basic realm="b"'), { scheme: 'bearer', params: { realm: 'https://a/token' } }, 'the first of two challenges')
   const polluted = parseChallenge('Bearer __proto__="x",constructor="y"')
   t.equal(polluted?.params['__proto__'], 'x', 'odd keys are plain data')

@@ -36,7 +36,12 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
       reload: { watch: false },
     }),
   )
-  await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], { name: 'trustpull', cwd: REPO_ROOT, readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000 })
+  await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
+    name: 'trustpull',
+    cwd: REPO_ROOT,
+    readyLine: /"msg":"trustpull listening"/,
+    readyTimeoutMs: 60_000,
+  })
   const url = `http://127.0.0.1:${port}`
   const manifest = async (auth: string | undefined) => {
     const res = await request(`${url}/v2/library/app/manifests/1`, { headers: auth ? { authorization: auth } : {} })
@@ -71,7 +76,10 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
   // the 10 ms sampling resolution put into the figure, so the bound measures bcrypt's share only.
   await flood(() => undefined) // warm-up (JIT, connections), not measured
   const baseline = await flood(() => undefined)
-  t.ok(baseline.answers.every((a) => a.statusCode === 401), 'anonymous: 401, nothing counted against the address')
+  t.ok(
+    baseline.answers.every((a) => a.statusCode === 401),
+    'anonymous: 401, nothing counted against the address',
+  )
   const bad = await flood((round, i) => basic('alice', `wrong-${round}-${i}`))
   const statuses = bad.answers.map((a) => a.statusCode)
   const retryAfter = bad.answers.filter((a) => a.statusCode === 429).map((a) => String(a.headers['retry-after']))
@@ -83,7 +91,10 @@ t.test('200 bad passwords: at most the burst reaches bcrypt, the rest get 429, t
   t.equal(count(401) + count(429), 200, 'every bad password is refused: 401 or 429')
   t.ok(count(401) >= 1 && count(401) <= BURST + 1, `at most the burst (${BURST}, plus one refilled) reached bcrypt: ${count(401)}`)
   t.ok(count(429) >= 200 - BURST - 1, `the rest were limited before bcrypt: ${count(429)}`)
-  t.ok(retryAfter.every((r) => /^\d+$/.test(r) && Number(r) >= 1), 'every 429 says when to come back')
+  t.ok(
+    retryAfter.every((r) => /^\d+$/.test(r) && Number(r) >= 1),
+    'every 429 says when to come back',
+  )
   t.ok(p99 - baseline.p99 < 0.02, `the password checks add under 20 ms to the event-loop lag p99 (${p99} s against ${baseline.p99} s)`)
 
   const again = await manifest(basic('alice', 'alice-password'))

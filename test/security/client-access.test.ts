@@ -36,8 +36,7 @@ t.test('client authentication and per-client upstream rules', async (t) => {
       rules: [{ client: 'bob', upstreams: ['internal.example'] }],
     },
   })
-  const manifest = (auth?: string, path = 'library/app') =>
-    request(`${proxy.url}/v2/${path}/manifests/1`, { headers: auth ? { authorization: auth } : {} })
+  const manifest = (auth?: string, path = 'library/app') => request(`${proxy.url}/v2/${path}/manifests/1`, { headers: auth ? { authorization: auth } : {} })
 
   t.test('anonymous: 401 UNAUTHORIZED with a Basic challenge (what docker login answers)', async (t) => {
     const res = await manifest()
@@ -77,9 +76,16 @@ t.test('client authentication and per-client upstream rules', async (t) => {
     const alice = audits.filter((l) => l.client === 'alice')
     t.ok(ci.length >= 1, 'the bearer token client')
     t.equal(alice.length, 2, 'alice, twice: the second from the cache, under her name, not the first requester')
-    t.ok(alice.some((l) => l.cached === true), 'a cached verdict audited with the current requester')
+    t.ok(
+      alice.some((l) => l.cached === true),
+      'a cached verdict audited with the current requester',
+    )
     for (const line of audits) t.match(line.address, loopback, `${String(line.client)}: the remote address`)
-    t.same(audits.filter((l) => l.client === undefined), [], 'no authenticated pull is audited without a name')
+    t.same(
+      audits.filter((l) => l.client === undefined),
+      [],
+      'no authenticated pull is audited without a name',
+    )
   })
 
   t.test('a client restricted to some upstreams is refused the others', async (t) => {
@@ -109,7 +115,25 @@ t.test('mTLS: only clients with a certificate from the client CA complete the ha
   const dir = await tempDir(t)
   const ssl = (args: string[]) => runOk('openssl', args, { cwd: dir })
   await ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=test client CA', '-days', '1'])
-  await ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.crt', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1'])
+  await ssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.crt',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-days',
+    '1',
+  ])
   await ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'node.key', '-out', 'node.csr', '-subj', '/CN=node-7'])
   await ssl(['x509', '-req', '-in', 'node.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'node.crt', '-days', '1'])
   const proxy = await startProxy(t, {
@@ -126,7 +150,10 @@ t.test('mTLS: only clients with a certificate from the client CA complete the ha
   const ok = await request(`${proxy.url}/v2/library/app/manifests/1`, { dispatcher: withCert })
   t.equal(ok.statusCode, 200)
   await ok.body.dump()
-  t.ok(proxy.logs.some((l) => l.msg === 'request' && l.status === 200), 'served over TLS')
+  t.ok(
+    proxy.logs.some((l) => l.msg === 'request' && l.status === 200),
+    'served over TLS',
+  )
   await t.rejects(request(`${proxy.url}/v2/library/app/manifests/1`, { dispatcher: without }), 'no certificate: the handshake fails')
 })
 
@@ -142,7 +169,14 @@ t.test('per-client rate: over the burst → 429 with Retry-After, other clients 
   const proxy = await startProxy(t, {
     noMatchPolicy: 'allow',
     upstreams: [{ name: 'docker.io', url: registry.url, default: true }],
-    clients: { tokens: [{ name: 'a', token: 'token-a-0123456789abcdef' }, { name: 'b', token: 'token-b-0123456789abcdef' }], requestsPerSecond: 0.5, burst: 3 },
+    clients: {
+      tokens: [
+        { name: 'a', token: 'token-a-0123456789abcdef' },
+        { name: 'b', token: 'token-b-0123456789abcdef' },
+      ],
+      requestsPerSecond: 0.5,
+      burst: 3,
+    },
   })
   const get = (token: string) => request(`${proxy.url}/v2/`, { headers: { authorization: `Bearer ${token}` } })
   const statuses: number[] = []

@@ -20,13 +20,17 @@ async function serve(t: Teardown, config: Record<string, unknown>, proxyVars: Re
   const dir = await tempDir(t)
   const port = await freePort()
   const configFile = join(dir, 'config.yaml')
-  await writeFile(configFile, JSON.stringify({ listen: `127.0.0.1:${port}`, noMatchPolicy: 'allow', reload: { watch: false }, storage: { path: join(dir, 'mirror-store') }, ...config }))
+  await writeFile(
+    configFile,
+    JSON.stringify({ listen: `127.0.0.1:${port}`, noMatchPolicy: 'allow', reload: { watch: false }, storage: { path: join(dir, 'mirror-store') }, ...config }),
+  )
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !PROXY_VARS.includes(k)))
   await startDaemon(t, process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'serve', '--config', configFile], {
     name: 'trustpull',
     cwd: REPO_ROOT,
     env: { ...env, ...proxyVars },
-    readyLine: /"msg":"trustpull listening"/, readyTimeoutMs: 60_000,
+    readyLine: /"msg":"trustpull listening"/,
+    readyTimeoutMs: 60_000,
   })
   return `http://127.0.0.1:${port}`
 }
@@ -52,11 +56,18 @@ t.test('proxy variables and per-upstream CA bundles', async (t) => {
     t.equal(res.digest, image.digest)
     const carried = egress.targets.slice(before)
     t.ok(carried.length >= 1, 'the proxy carried the connection')
-    t.ok(carried.every((target) => target === `localhost:${front.port}`), `tunnels to the upstream only: ${carried.join(', ')}`)
+    t.ok(
+      carried.every((target) => target === `localhost:${front.port}`),
+      `tunnels to the upstream only: ${carried.join(', ')}`,
+    )
   })
 
   t.test('lowercase https_proxy with NO_PROXY naming the upstream: direct, the proxy never asked', async (t) => {
-    const proxy = await serve(t, { upstreams: [{ name: 'docker.io', url: front.url, default: true, ca: front.caFile }] }, { https_proxy: egress.url, NO_PROXY: 'example.invalid,localhost' })
+    const proxy = await serve(
+      t,
+      { upstreams: [{ name: 'docker.io', url: front.url, default: true, ca: front.caFile }] },
+      { https_proxy: egress.url, NO_PROXY: 'example.invalid,localhost' },
+    )
     const before = egress.targets.length
     const servedBefore = front.requests
     const res = await manifest(proxy)
@@ -108,6 +119,9 @@ t.test('proxy variables and per-upstream CA bundles', async (t) => {
     }
     const targets = egress.targets.slice(before)
     t.ok(targets.length >= 1, 'the upstream itself was asked through the proxy')
-    t.notOk(targets.some((x) => x.startsWith('169.254.') || x.startsWith('127.0.0.2')), `the proxy was never asked for a private target: ${targets.join(', ')}`)
+    t.notOk(
+      targets.some((x) => x.startsWith('169.254.') || x.startsWith('127.0.0.2')),
+      `the proxy was never asked for a private target: ${targets.join(', ')}`,
+    )
   })
 })

@@ -119,8 +119,18 @@ t.test('a file that rotted while trustpull was down is removed by the start-up s
   bytes[4096] = bytes[4096]! ^ 0x01
   await writeFile(file, bytes)
   proxy = await startProxy(t, config())
-  await waitFor(async () => !(await readFile(file).then(() => true, () => false)), { what: 'the scrub to remove the rotted file' })
-  t.ok(proxy.logs.some((l) => String(l.msg).includes('does not match its digest')), 'logged')
+  await waitFor(
+    async () =>
+      !(await readFile(file).then(
+        () => true,
+        () => false,
+      )),
+    { what: 'the scrub to remove the rotted file' },
+  )
+  t.ok(
+    proxy.logs.some((l) => String(l.msg).includes('does not match its digest')),
+    'logged',
+  )
   await vouch()
   const again = await request(blobUrl(other))
   t.equal(sha256(Buffer.from(await again.body.arrayBuffer())), other, 'the right bytes, from the upstream')
@@ -136,10 +146,12 @@ t.test('scrubRate 0: every whole read is hashed, so a flipped byte is cut even o
   const bytes = await readFile(file)
   bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0x01
   await writeFile(file, bytes)
-  const cut = await request(blobUrl(layer)).then(
-    async (res) => Buffer.from(await res.body.arrayBuffer()).length,
-    () => -1,
-  ).catch(() => -1)
+  const cut = await request(blobUrl(layer))
+    .then(
+      async (res) => Buffer.from(await res.body.arrayBuffer()).length,
+      () => -1,
+    )
+    .catch(() => -1)
   t.not(cut, bytes.length, 'the client did not receive the whole wrong blob')
   await proxy.running.runtime.contentStore?.flush()
   const again = await request(blobUrl(layer))

@@ -15,7 +15,10 @@ const upstream = await startFaultProxy(t, registry.url)
 const keys = await generateKeyPair(await tempDir(t))
 const image = await pushImage(registry.url, 'library/app', '1', { layers: 3, layerSize: 2 * 1024 * 1024, seed: 'ctr-mirror' })
 await signImage(`${registry.host}/library/app@${image.digest}`, keys.privateKeyPath)
-const proxy = await startProxy(t, hubConfig(upstream.url, { policies: [{ name: 'signed', images: [{ glob: 'docker.io/**' }], authorities: [{ key: { data: keys.publicKeyPem } }] }] }))
+const proxy = await startProxy(
+  t,
+  hubConfig(upstream.url, { policies: [{ name: 'signed', images: [{ glob: 'docker.io/**' }], authorities: [{ key: { data: keys.publicKeyPem } }] }] }),
+)
 const hostsDir = await tempDir(t)
 await writeHostsToml(hostsDir, 'docker.io', proxy.url)
 const blobGets = () => upstream.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).length

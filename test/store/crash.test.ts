@@ -21,7 +21,12 @@ const image = await pushImage(registry.url, 'app', '1', { layerSize: LAYER, seed
 const layer = image.layers[0]!
 const dir = await tempDir(t)
 const store = join(dir, 'store')
-const config = { upstreams: [{ name: 'registry.test', url: upstream.url, default: true }], noMatchPolicy: 'allow', storage: { path: store, staleIfError: '1h' }, log: { level: 'info' } }
+const config = {
+  upstreams: [{ name: 'registry.test', url: upstream.url, default: true }],
+  noMatchPolicy: 'allow',
+  storage: { path: store, staleIfError: '1h' },
+  log: { level: 'info' },
+}
 const layerFile = join(store, 'blobs', 'sha256', layer.digest.slice('sha256:'.length))
 const isLayerGet = (r: { method: string; path: string }) => r.method === 'GET' && r.path.endsWith(`/blobs/${layer.digest}`)
 const spoolBytes = async () => {
@@ -43,7 +48,20 @@ t.test('killed while the blob fills: no object published, a partial spool file l
   // The manifest and its record reach the store in the background: wait for them, so the kill
   // below interrupts the blob only.
   const hex = image.digest.slice('sha256:'.length)
-  await waitFor(async () => (await Promise.all([join(store, 'blobs', 'sha256', hex), join(store, 'repositories', 'registry.test', 'app', '_manifests', 'sha256', hex)].map((f) => stat(f).then(() => true, () => false)))).every(Boolean), { what: 'the manifest to be stored' })
+  await waitFor(
+    async () =>
+      (
+        await Promise.all(
+          [join(store, 'blobs', 'sha256', hex), join(store, 'repositories', 'registry.test', 'app', '_manifests', 'sha256', hex)].map((f) =>
+            stat(f).then(
+              () => true,
+              () => false,
+            ),
+          ),
+        )
+      ).every(Boolean),
+    { what: 'the manifest to be stored' },
+  )
   // 64 KiB every 20 ms: the 4 MiB layer takes over a second to arrive.
   upstream.setFault((r) => (isLayerGet(r) ? { kind: 'drip', intervalMs: 20, bytesPerTick: 64 * 1024 } : undefined))
   const client = request(`${first.url}/v2/app/blobs/${layer.digest}`)
@@ -54,7 +72,7 @@ t.test('killed while the blob fills: no object published, a partial spool file l
   await waitFor(() => !first.daemon.running(), { what: 'trustpull to die' })
   const partial = await spoolBytes()
   t.ok(partial > 0 && partial < layer.size, `the spool holds part of the blob (${partial} of ${layer.size} bytes)`)
-  await t.rejects(stat(layerFile), { code: 'ENOENT' }, 'nothing published under the blob\'s key')
+  await t.rejects(stat(layerFile), { code: 'ENOENT' }, "nothing published under the blob's key")
   t.not(await client, layer.size, 'the client of the killed process did not get a whole blob')
   upstream.setFault(undefined)
 })

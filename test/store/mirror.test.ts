@@ -55,7 +55,10 @@ t.test('first pull: verified, and every blob stored as a plain file holding exac
   }
   t.same(await readdir(join(storePath, '_spool')), [], 'no spool file left behind')
   t.same(blobSources(image.layerDigests), ['upstream', 'upstream', 'upstream'], 'audit lines: the layers came from the upstream')
-  t.match(proxy.logs.find((l) => l.audit === 'verdict' && l.digest === image.digest), { source: 'upstream', result: 'allow' })
+  t.match(
+    proxy.logs.find((l) => l.audit === 'verdict' && l.digest === image.digest),
+    { source: 'upstream', result: 'allow' },
+  )
 })
 
 t.test('second pull: no blob request reaches the upstream', async (t) => {
@@ -82,10 +85,18 @@ t.test('20 clients starting the same cold blob together: one upstream fetch, eve
   const bodies = await Promise.all(
     Array.from({ length: 20 }, async () => {
       const res = await request(`${proxy.url}/v2/app/blobs/${layer}`)
-      return { status: res.statusCode, digest: `sha256:${createHash('sha256').update(Buffer.from(await res.body.arrayBuffer())).digest('hex')}` }
+      return {
+        status: res.statusCode,
+        digest: `sha256:${createHash('sha256')
+          .update(Buffer.from(await res.body.arrayBuffer()))
+          .digest('hex')}`,
+      }
     }),
   )
-  t.ok(bodies.every((b) => b.status === 200 && b.digest === layer), 'all 20 got the whole, right blob')
+  t.ok(
+    bodies.every((b) => b.status === 200 && b.digest === layer),
+    'all 20 got the whole, right blob',
+  )
   t.equal(blobGets(), 1)
   t.equal((await saved('blob')) - savedBefore, 19, 'the 19 that did not fetch are counted as upstream requests saved')
 })
@@ -115,8 +126,14 @@ t.test('restart on the store with the upstream still down: the verdict is made a
   const r = await skopeoCopy(`${proxy.host}/app:1`, join(work, 'restarted'))
   t.equal(r.code, 0, r.stderr)
   t.equal(r.digest, image.digest)
-  t.ok(proxy.logs.some((l) => l.audit === 'verdict' && l.result === 'allow' && l.cached === false), 'verified again, not from a cache')
-  t.ok(proxy.logs.some((l) => l.audit === 'verdict' && l.digest === image.digest && l.source === 'store'), 'the audit line says the manifest came from the store')
+  t.ok(
+    proxy.logs.some((l) => l.audit === 'verdict' && l.result === 'allow' && l.cached === false),
+    'verified again, not from a cache',
+  )
+  t.ok(
+    proxy.logs.some((l) => l.audit === 'verdict' && l.digest === image.digest && l.source === 'store'),
+    'the audit line says the manifest came from the store',
+  )
   t.same(blobSources(image.layerDigests), ['store', 'store', 'store'])
 })
 
@@ -126,10 +143,12 @@ t.test('a stored file with a flipped byte is never served whole, and is fetched 
   const bytes = await readFile(file)
   bytes[100] = bytes[100]! ^ 0xff
   await writeFile(file, bytes)
-  const cut = await request(`${proxy.url}/v2/app/blobs/${layer}`).then(
-    async (res) => Buffer.from(await res.body.arrayBuffer()).length,
-    () => -1,
-  ).catch(() => -1)
+  const cut = await request(`${proxy.url}/v2/app/blobs/${layer}`)
+    .then(
+      async (res) => Buffer.from(await res.body.arrayBuffer()).length,
+      () => -1,
+    )
+    .catch(() => -1)
   t.not(cut, bytes.length, 'the client did not receive the whole wrong blob')
   await proxy.running.runtime.contentStore?.flush()
   const again = await request(`${proxy.url}/v2/app/blobs/${layer}`)

@@ -94,7 +94,10 @@ t.test('driver: list paginates and stays within the prefix', async (t) => {
   await d.writeBytes('tags/t', Buffer.from('t'))
   const keys: string[] = []
   for await (const o of d.list('blobs/')) keys.push(`${o.key}:${o.size}`)
-  t.same(keys.sort(), [0, 1, 2, 3, 4].map((i) => `blobs/sha256/k${i}:${i + 1}`))
+  t.same(
+    keys.sort(),
+    [0, 1, 2, 3, 4].map((i) => `blobs/sha256/k${i}:${i + 1}`),
+  )
   let all = 0
   for await (const _ of d.list('')) all++
   t.equal(all, 6)
@@ -135,7 +138,12 @@ t.test('two replicas on one bucket: a blob fetched through A is served by B with
   const layer = image.layerDigests[0]!
   const res = await request(`${b.url}/v2/app/blobs/${layer}`)
   t.equal(res.statusCode, 200)
-  t.equal(`sha256:${createHash('sha256').update(Buffer.from(await res.body.arrayBuffer())).digest('hex')}`, layer)
+  t.equal(
+    `sha256:${createHash('sha256')
+      .update(Buffer.from(await res.body.arrayBuffer()))
+      .digest('hex')}`,
+    layer,
+  )
   t.equal(blobGets(), 0)
   t.notMatch(a.logText() + b.logText(), /S3RVER/, 'no credential in the logs')
 })
@@ -148,7 +156,11 @@ t.test('start-up with an unusable bucket stops naming storage.s3', async (t) => 
   await t.rejects(
     startProxy(t, {
       upstreams: [{ name: 'r', url: endpoint, default: true }],
-      storage: { enabled: true, path: join(await tempDir(t), 'spool'), s3: { ...s3config(), credentials: { accessKeyIdEnv: 'TP_TEST_UNSET_VAR', secretAccessKeyEnv: 'TP_TEST_S3_SECRET' } } },
+      storage: {
+        enabled: true,
+        path: join(await tempDir(t), 'spool'),
+        s3: { ...s3config(), credentials: { accessKeyIdEnv: 'TP_TEST_UNSET_VAR', secretAccessKeyEnv: 'TP_TEST_S3_SECRET' } },
+      },
     }),
     /storage\.s3\.credentials\.accessKeyIdEnv/,
   )

@@ -8,8 +8,7 @@ import t from 'tap'
 import { runVerifyBundle } from '../../src/cli/verify-bundle.ts'
 
 const CASES = new URL('../fixtures/sigstore-conformance/bundle-verify/', import.meta.url).pathname
-const DEFAULT_IDENTITY =
-  'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main'
+const DEFAULT_IDENTITY = 'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main'
 const DEFAULT_ISSUER = 'https://token.actions.githubusercontent.com'
 
 async function verifyBundle(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -106,8 +105,13 @@ t.test('an exact identity is compared whole, never as an unanchored pattern', as
   t.equal(regexp.code, 0, 'a regular expression matches when asked for')
 
   const issuer = await verifyBundle([
-    '--bundle', join(happy, 'bundle.sigstore.json'), '--certificate-identity', DEFAULT_IDENTITY,
-    '--certificate-oidc-issuer', 'https://token.actions.githubusercontent.com.evil.example', artifact,
+    '--bundle',
+    join(happy, 'bundle.sigstore.json'),
+    '--certificate-identity',
+    DEFAULT_IDENTITY,
+    '--certificate-oidc-issuer',
+    'https://token.actions.githubusercontent.com.evil.example',
+    artifact,
   ])
   t.equal(issuer.code, 1)
   t.match(issuer.stderr, /FAIL \[IDENTITY_MISMATCH\]: certificate issuer/)
@@ -115,7 +119,9 @@ t.test('an exact identity is compared whole, never as an unanchored pattern', as
 
 t.test('the artifact may be given as a digest for DSSE bundles', async (t) => {
   const dsse = join(CASES, 'happy-path-intoto-in-dsse-v3')
-  const digest = `sha256:${createHash('sha256').update(readFileSync(join(CASES, 'a.txt'))).digest('hex')}`
+  const digest = `sha256:${createHash('sha256')
+    .update(readFileSync(join(CASES, 'a.txt')))
+    .digest('hex')}`
   const identity = ['--certificate-identity', DEFAULT_IDENTITY, '--certificate-oidc-issuer', DEFAULT_ISSUER]
 
   const ok = await verifyBundle(['--bundle', join(dsse, 'bundle.sigstore.json'), ...identity, digest])

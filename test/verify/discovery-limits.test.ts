@@ -29,7 +29,8 @@ t.test('over-limit signature manifests and layers are cut off, reported, and sur
   /** Pushes a `.sig` manifest for `digest` with one simple-signing layer (optionally lying about its size). */
   async function pushSig(repo: string, digest: string, options: { payload?: Buffer; declaredSize?: number; annotations?: Record<string, string> } = {}) {
     const payload =
-      options.payload ?? Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': repo }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' } }))
+      options.payload ??
+      Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': repo }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' } }))
     const config = await pushBlob(registry.url, repo, '{}')
     const layer = await pushBlob(registry.url, repo, payload)
     const manifest = {

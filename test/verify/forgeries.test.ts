@@ -197,7 +197,12 @@ t.test('forged signatures and attestations are each denied with their own code',
     { name: 'signed with another key', candidate: keySignature(good, untrusted), material: byKey, code: 'UNTRUSTED_KEY' },
     { name: 'payload changed after signing', candidate: keySignature(good, trusted, simpleSigning(OTHER_DIGEST)), material: byKey, code: 'UNTRUSTED_KEY' },
     { name: 'payload names another digest', candidate: keySignature(simpleSigning(OTHER_DIGEST), trusted), material: byKey, code: 'DIGEST_MISMATCH' },
-    { name: 'simple-signing type is not a container signature', candidate: keySignature(simpleSigning(DIGEST, 'atomic container signature'), trusted), material: byKey, code: 'PAYLOAD_INVALID' },
+    {
+      name: 'simple-signing type is not a container signature',
+      candidate: keySignature(simpleSigning(DIGEST, 'atomic container signature'), trusted),
+      material: byKey,
+      code: 'PAYLOAD_INVALID',
+    },
     { name: 'signed payload is not JSON', candidate: keySignature(Buffer.from('{"critical":'), trusted), material: byKey, code: 'PAYLOAD_INVALID' },
     { name: 'DSSE with a payloadType other than in-toto', candidate: attestationCandidate(trusted, statement(DIGEST), 'text/plain'), material: byKey, code: 'PAYLOAD_INVALID' },
     { name: 'attestation subject is another digest', candidate: attestationCandidate(trusted, statement(OTHER_DIGEST)), material: byKey, code: 'DIGEST_MISMATCH' },
@@ -215,8 +220,18 @@ t.test('forged signatures and attestations are each denied with their own code',
     },
 
     // Keyless
-    { name: 'identity (subject) mismatch', candidate: signatureCandidate(good, await box.keyless(good, { subject: 'https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main' })), material: keyless(), code: 'IDENTITY_MISMATCH' },
-    { name: 'issuer mismatch', candidate: signatureCandidate(good, await box.keyless(good, { issuer: 'https://accounts.google.com' })), material: keyless(), code: 'IDENTITY_MISMATCH' },
+    {
+      name: 'identity (subject) mismatch',
+      candidate: signatureCandidate(good, await box.keyless(good, { subject: 'https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main' })),
+      material: keyless(),
+      code: 'IDENTITY_MISMATCH',
+    },
+    {
+      name: 'issuer mismatch',
+      candidate: signatureCandidate(good, await box.keyless(good, { issuer: 'https://accounts.google.com' })),
+      material: keyless(),
+      code: 'IDENTITY_MISMATCH',
+    },
     {
       name: 'exact subject "https://github.com/org" is not a prefix match',
       candidate: signatureCandidate(good, await box.keyless(good)),
@@ -276,10 +291,12 @@ t.test('forged signatures and attestations are each denied with their own code',
 /** A RegistryClient that counts the calls it passes on. */
 function counting(client: RegistryClient): RegistryClient & { calls: Record<string, number> } {
   const calls: Record<string, number> = {}
-  const count = <A extends unknown[], R>(name: string, fn: (...args: A) => R) => (...args: A): R => {
-    calls[name] = (calls[name] ?? 0) + 1
-    return fn(...args)
-  }
+  const count =
+    <A extends unknown[], R>(name: string, fn: (...args: A) => R) =>
+    (...args: A): R => {
+      calls[name] = (calls[name] ?? 0) + 1
+      return fn(...args)
+    }
   return {
     name: client.name,
     calls,
@@ -307,7 +324,13 @@ async function pushSignatureManifest(registryUrl: string, repo: string, tag: str
     const blob = await pushBlob(registryUrl, repo, layer.bytes)
     descriptors.push({ mediaType: layer.mediaType, digest: blob.digest, size: layer.declaredSize ?? blob.size, ...(layer.annotations ? { annotations: layer.annotations } : {}) })
   }
-  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers: descriptors, ...extra }
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: descriptors,
+    ...extra,
+  }
   return pushManifest(registryUrl, repo, tag, manifest, manifest.mediaType)
 }
 
@@ -333,7 +356,10 @@ t.test('hostile signature content in the registry becomes problems, never crashe
   t.test('an oversized layer is refused by its descriptor, without being fetched', async (t) => {
     const image = await pushImage(registry.url, 'h/oversized', 'v1')
     const big = Buffer.alloc(limits.signatureLayerBytes + 1, 0x20)
-    await pushSignatureManifest(registry.url, 'h/oversized', sigTag(image.digest), [simpleSigningLayer(image.digest, { bytes: big, annotations: {} }), simpleSigningLayer(image.digest)])
+    await pushSignatureManifest(registry.url, 'h/oversized', sigTag(image.digest), [
+      simpleSigningLayer(image.digest, { bytes: big, annotations: {} }),
+      simpleSigningLayer(image.digest),
+    ])
     const counted = counting(client)
     const found = await discoverSignatures(counted, 'h/oversized', image.digest, limits)
     t.match(found.problems, [{ code: 'LIMIT_EXCEEDED', message: /over the 4096-byte limit/, origin: { via: 'sig-tag' } }])
@@ -354,9 +380,17 @@ t.test('hostile signature content in the registry becomes problems, never crashe
     ])
     const found = await discoverSignatures(client, 'h/garbage', image.digest, limits)
     t.equal(found.problems.length, 4)
-    t.ok(found.problems.every((p) => p.code === 'MALFORMED'), 'each unreadable layer is MALFORMED')
+    t.ok(
+      found.problems.every((p) => p.code === 'MALFORMED'),
+      'each unreadable layer is MALFORMED',
+    )
     const messages = found.problems.map((p) => p.message).join('\n')
-    for (const expected of [/bundle layer .*: Sigstore bundle is not JSON/, /dev\.sigstore\.cosign\/bundle is not JSON/, /signature is not base64/, /DSSE envelope has no payloadType/]) {
+    for (const expected of [
+      /bundle layer .*: Sigstore bundle is not JSON/,
+      /dev\.sigstore\.cosign\/bundle is not JSON/,
+      /signature is not base64/,
+      /DSSE envelope has no payloadType/,
+    ]) {
       t.match(messages, expected)
     }
     t.equal(found.candidates.length, 1)
@@ -394,7 +428,9 @@ t.test('hostile signature content in the registry becomes problems, never crashe
     const index = {
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: referrer.digest, size: referrer.size, artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json' }],
+      manifests: [
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: referrer.digest, size: referrer.size, artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json' },
+      ],
     }
     await pushManifest(registry.url, 'h/subject', `sha256-${image.digest.slice(7)}`, index, index.mediaType)
     const found = await discoverSignatures(client, 'h/subject', image.digest, limits)
@@ -408,7 +444,8 @@ t.test('hostile signature content in the registry becomes problems, never crashe
     // docker-registry only accepts an index whose entries exist: 40 distinct junk manifests typed as
     // bundles (they sort first and must be read), and 960 entries typed as something else.
     const junk: { digest: string; size: number }[] = []
-    for (let i = 0; i < 40; i++) junk.push(await pushSignatureManifest(registry.url, 'h/junk', `junk-${i}`, [{ mediaType: 'application/octet-stream', bytes: Buffer.from(`junk ${i}`) }]))
+    for (let i = 0; i < 40; i++)
+      junk.push(await pushSignatureManifest(registry.url, 'h/junk', `junk-${i}`, [{ mediaType: 'application/octet-stream', bytes: Buffer.from(`junk ${i}`) }]))
     const manifests = Array.from({ length: 1000 }, (_, i) => {
       const target = i < 40 ? junk[i]! : { digest: image.digest, size: image.size }
       const artifactType = i < 40 ? 'application/vnd.dev.sigstore.bundle.v0.3+json' : `application/vnd.junk.${i}+json`

@@ -76,7 +76,11 @@ t.test('keyless signatures from a mock Fulcio/Rekor/TSA, in every stored format'
     const candidate = found.candidates.find((c) => c.format === 'cosign-legacy')!
     const check = (identities: Identity[]) => verifyCandidate(candidate, keyless(identities), image.digest)
     t.equal(check([{ issuer: ISSUER, subject: SUBJECT }]).ok, true)
-    t.match(check([{ issuer: ISSUER, subject: 'x' }]), { ok: false, code: 'IDENTITY_MISMATCH', reason: /certificate subject "https:\/\/github\.com\/x\/app/ }, 'subject "x" does not match https://github.com/x/...')
+    t.match(
+      check([{ issuer: ISSUER, subject: 'x' }]),
+      { ok: false, code: 'IDENTITY_MISMATCH', reason: /certificate subject "https:\/\/github\.com\/x\/app/ },
+      'subject "x" does not match https://github.com/x/...',
+    )
     t.match(check([{ issuer: ISSUER, subject: 'https://github.com/x' }]), { ok: false, code: 'IDENTITY_MISMATCH' })
     t.match(check([{ issuer: ISSUER, subject: SUBJECT.replaceAll('.', '?') }]), { ok: false, code: 'IDENTITY_MISMATCH' })
     t.match(check([{ issuer: 'https://token.actions.githubusercontent', subject: SUBJECT }]), { ok: false, code: 'IDENTITY_MISMATCH', reason: /issuer/ })
@@ -84,7 +88,14 @@ t.test('keyless signatures from a mock Fulcio/Rekor/TSA, in every stored format'
     t.equal(check([{ issuer: ISSUER, subjectRegExp: 'github\\.com/x/' }]).ok, true, 'a regexp is unanchored, like cosign')
     t.match(check([{ issuer: ISSUER, subjectRegExp: '^https://github\\.com/y/' }]), { ok: false, code: 'IDENTITY_MISMATCH' })
     t.equal(check([{ issuerRegExp: '^https://token\\.actions\\.githubusercontent\\.com$', subject: SUBJECT }]).ok, true)
-    t.equal(check([{ issuer: 'https://accounts.google.com', subject: SUBJECT }, { issuer: ISSUER, subject: SUBJECT }]).ok, true, 'any one identity suffices')
+    t.equal(
+      check([
+        { issuer: 'https://accounts.google.com', subject: SUBJECT },
+        { issuer: ISSUER, subject: SUBJECT },
+      ]).ok,
+      true,
+      'any one identity suffices',
+    )
     t.match(check([{ issuer: ISSUER }]), { ok: false, code: 'IDENTITY_MISMATCH' }, 'an identity without a subject matches nothing')
     t.match(check([]), { ok: false, code: 'IDENTITY_MISMATCH' })
   })
@@ -138,7 +149,11 @@ t.test('keyless signatures from a mock Fulcio/Rekor/TSA, in every stored format'
 
   t.test('a tlog is required for keyless unless the authority accepts TSA timestamps alone', async (t) => {
     const noTlog = { ...found.candidates.find((c) => c.format === 'cosign-legacy')! }
-    noTlog.bundle = { ...noTlog.bundle, mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', verificationMaterial: { ...noTlog.bundle.verificationMaterial, tlogEntries: [] } }
+    noTlog.bundle = {
+      ...noTlog.bundle,
+      mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+      verificationMaterial: { ...noTlog.bundle.verificationMaterial, tlogEntries: [] },
+    }
     t.match(verifyCandidate(noTlog, exact, image.digest), { ok: false, code: 'TLOG_MISSING' })
     const tsaOnly = verifyCandidate(noTlog, { ...exact, requireTlog: false } as AuthorityMaterial, image.digest)
     t.equal(tsaOnly.ok, true, tsaOnly.reason ?? 'verified')

@@ -28,14 +28,18 @@ function pem(key: KeyObject): string {
 }
 
 function signatureCandidate(pair: Pair, hash: KeyHashAlgorithm | null): Candidate {
-  const payload = Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': 'r.test/org/app' }, image: { 'docker-manifest-digest': DIGEST }, type: 'cosign container image signature' } }))
+  const payload = Buffer.from(
+    JSON.stringify({ critical: { identity: { 'docker-reference': 'r.test/org/app' }, image: { 'docker-manifest-digest': DIGEST }, type: 'cosign container image signature' } }),
+  )
   const signature = sign(hash, payload, pair.privateKey).toString('base64')
   return { kind: 'signature', format: 'cosign-legacy', origin, bundle: legacySignatureBundle(payload, { [CosignAnnotation.signature]: signature }), payload }
 }
 
 function attestationCandidate(pair: Pair, hash: KeyHashAlgorithm | null): Candidate {
   const payloadType = 'application/vnd.in-toto+json'
-  const payload = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', subject: [{ digest: { sha256: DIGEST.slice(7) } }], predicateType: 'https://cyclonedx.org/bom', predicate: {} }))
+  const payload = Buffer.from(
+    JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', subject: [{ digest: { sha256: DIGEST.slice(7) } }], predicateType: 'https://cyclonedx.org/bom', predicate: {} }),
+  )
   const pae = Buffer.concat([Buffer.from(`DSSEv1 ${payloadType.length} ${payloadType} ${payload.length} `), payload])
   const envelope = { payloadType, payload: payload.toString('base64'), signatures: [{ keyid: '', sig: sign(hash, pae, pair.privateKey).toString('base64') }] }
   const [bundle] = legacyAttestationBundles(Buffer.from(JSON.stringify(envelope)), {})
@@ -71,10 +75,7 @@ t.test('any one of several keys suffices; evidence names the one that matched', 
   const b = generateKeyPairSync('ed25519')
   const material: AuthorityMaterial = {
     type: 'key',
-    keys: [
-      { key: parsePublicKey(pem(a.publicKey)) },
-      { key: parsePublicKey(pem(b.publicKey)) },
-    ],
+    keys: [{ key: parsePublicKey(pem(a.publicKey)) }, { key: parsePublicKey(pem(b.publicKey)) }],
     requireTlog: false,
   }
   const evidence = verifyCandidate(signatureCandidate(b, null), material, DIGEST)

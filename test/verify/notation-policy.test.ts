@@ -10,7 +10,14 @@ import { identityFor, notaryPayload, signCose, signJws, TestPki, type Pem } from
 import { tempDir } from '../helpers/proc.ts'
 
 const ID = 'x509.subject:C=US, ST=WA, O=Acme'
-const statement = (over: Record<string, unknown> = {}) => ({ name: 's', registryScopes: ['r.example/app'], signatureVerification: { level: 'strict' }, trustStores: ['ca:acme'], trustedIdentities: [ID], ...over })
+const statement = (over: Record<string, unknown> = {}) => ({
+  name: 's',
+  registryScopes: ['r.example/app'],
+  signatureVerification: { level: 'strict' },
+  trustStores: ['ca:acme'],
+  trustedIdentities: [ID],
+  ...over,
+})
 const doc = (...statements: unknown[]) => ({ version: '1.0', trustPolicies: statements })
 
 function refusal(d: unknown): string {
@@ -32,11 +39,23 @@ t.test('documents notation refuses are refused, naming the field', async (t) => 
     ['same name twice', doc(statement(), statement({ registryScopes: ['r.example/other'] })), 'trustPolicies[1].name: statement name "s" is used twice'],
     ['unknown level', doc(statement({ signatureVerification: { level: 'lenient' } })), 'trustPolicies[0].signatureVerification.level: unknown level "lenient"'],
     ['no signatureVerification', doc(statement({ signatureVerification: undefined })), 'trustPolicies[0].signatureVerification: missing'],
-    ['integrity overridden', doc(statement({ signatureVerification: { level: 'strict', override: { integrity: 'log' } } })), 'override.integrity: integrity verification cannot be overridden'],
-    ['authenticity skipped', doc(statement({ signatureVerification: { level: 'strict', override: { authenticity: 'skip' } } })), 'override.authenticity: authenticity verification cannot be skipped'],
+    [
+      'integrity overridden',
+      doc(statement({ signatureVerification: { level: 'strict', override: { integrity: 'log' } } })),
+      'override.integrity: integrity verification cannot be overridden',
+    ],
+    [
+      'authenticity skipped',
+      doc(statement({ signatureVerification: { level: 'strict', override: { authenticity: 'skip' } } })),
+      'override.authenticity: authenticity verification cannot be skipped',
+    ],
     ['unknown validation', doc(statement({ signatureVerification: { level: 'strict', override: { freshness: 'log' } } })), 'override.freshness: unknown validation type'],
     ['unknown action', doc(statement({ signatureVerification: { level: 'strict', override: { expiry: 'warn' } } })), 'override.expiry: unknown action "warn"'],
-    ['skip customised', doc(statement({ signatureVerification: { level: 'skip', override: { revocation: 'log' } }, trustStores: [], trustedIdentities: [] })), 'signatureVerification.override: level skip cannot be customised'],
+    [
+      'skip customised',
+      doc(statement({ signatureVerification: { level: 'skip', override: { revocation: 'log' } }, trustStores: [], trustedIdentities: [] })),
+      'signatureVerification.override: level skip cannot be customised',
+    ],
     ['skip with stores', doc(statement({ signatureVerification: { level: 'skip' } })), 'trustPolicies[0].trustStores: level skip takes no trust stores'],
     ['no trust stores', doc(statement({ trustStores: [] })), 'trustPolicies[0].trustStores: missing'],
     ['no identities', doc(statement({ trustedIdentities: undefined })), 'trustPolicies[0].trustedIdentities: missing'],
@@ -58,7 +77,12 @@ t.test('documents notation refuses are refused, naming the field', async (t) => 
 })
 
 t.test('a valid document: overrides applied, exact scope before the wildcard', async (t) => {
-  const parsed = parseTrustPolicy(doc(statement({ signatureVerification: { level: 'strict', override: { revocation: 'skip', expiry: 'log' } } }), statement({ name: 'any', registryScopes: ['*'], signatureVerification: { level: 'audit' }, trustedIdentities: ['*'] })))
+  const parsed = parseTrustPolicy(
+    doc(
+      statement({ signatureVerification: { level: 'strict', override: { revocation: 'skip', expiry: 'log' } } }),
+      statement({ name: 'any', registryScopes: ['*'], signatureVerification: { level: 'audit' }, trustedIdentities: ['*'] }),
+    ),
+  )
   t.same(parsed[0]!.enforcement, { ...LEVELS.strict, revocation: 'skip', expiry: 'log' })
   t.same(parsed[0]!.trustStores, [{ type: 'ca', name: 'acme' }])
   t.equal(selectStatement(parsed, 'r.example/app')?.name, 's')
@@ -76,9 +100,22 @@ const ocsp = pki.leaf('OCSP Signer', root, { extra: 'authorityInfoAccess=OCSP;UR
 const crl = pki.leaf('CRL Signer', root, { extra: 'crlDistributionPoints=URI:http://crl.invalid/root.crl\n' })
 const target = { name: 'r.example/app', mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'b'.repeat(64)}`, size: 321 }
 
-function material(level: Level, over: { enforcement?: Partial<NotationStatement['enforcement']>; certs?: Pem[]; ids?: string[]; revocation?: 'offline'; scopes?: string[] } = {}): NotationMaterial {
+function material(
+  level: Level,
+  over: { enforcement?: Partial<NotationStatement['enforcement']>; certs?: Pem[]; ids?: string[]; revocation?: 'offline'; scopes?: string[] } = {},
+): NotationMaterial {
   const certs = (over.certs ?? [root]).map((c) => c.cert)
-  const s: NotationStatement = { name: 'st', registryScopes: over.scopes ?? ['*'], level, enforcement: { ...LEVELS[level], ...over.enforcement }, trustStores: ['ca:test'], trustedIdentities: over.ids ?? ['*'], ca: certs, signingAuthority: [], tsa: [] }
+  const s: NotationStatement = {
+    name: 'st',
+    registryScopes: over.scopes ?? ['*'],
+    level,
+    enforcement: { ...LEVELS[level], ...over.enforcement },
+    trustStores: ['ca:test'],
+    trustedIdentities: over.ids ?? ['*'],
+    ca: certs,
+    signingAuthority: [],
+    tsa: [],
+  }
   return { type: 'notation', statements: [s], version: 'test', ...(over.revocation ? { revocation: over.revocation } : {}) }
 }
 function outcome(leaf: Pem, m: NotationMaterial, cose = false): string {
@@ -104,7 +141,11 @@ t.test('levels enforce, log or skip as notation says', async (t) => {
   t.equal(outcome(good, material('strict', { ids: ['x509.subject:C=US, ST=WA, O=Trustpull Test'] })), 'PASS', 'an identity matches a subset of the subject, as in notation')
   t.equal(outcome(old, material('strict')), 'NOTATION_CERT_EXPIRED', 'strict, expired leaf (no timestamp)')
   t.equal(outcome(old, material('permissive')), 'PASS logged authenticTimestamp:NOTATION_CERT_EXPIRED', 'permissive logs an expired leaf')
-  t.equal(outcome(good, material('strict', { enforcement: { authenticity: 'log' }, certs: [other] })), 'PASS logged authenticity:NOTATION_UNTRUSTED_CHAIN', 'override authenticity: log')
+  t.equal(
+    outcome(good, material('strict', { enforcement: { authenticity: 'log' }, certs: [other] })),
+    'PASS logged authenticity:NOTATION_UNTRUSTED_CHAIN',
+    'override authenticity: log',
+  )
   t.equal(outcome(good, material('strict', { scopes: ['r.example/other'] })), 'NOTATION_NO_TRUST_POLICY', 'no statement covers the image')
 })
 

@@ -21,8 +21,22 @@ t.test('JWS: the conformance request gives the vector protected header and paylo
 })
 
 t.test('COSE: the conformance request gives the vector protected header and payload byte for byte', async (t) => {
-  const vector = JSON.parse(readFileSync(join(V, 'cose/testdata/conformance.json'), 'utf8')) as { signingTime: number; expiry: number; payload: string; protectedHeaders: { cborHex: string }; expectedOutput: { cborHex: string } }
-  const req = { payload: Buffer.from(vector.payload, 'hex'), signingTime: new Date(vector.signingTime * 1000), expiry: new Date(vector.expiry * 1000), extended: [{ key: 'signedKey1', value: 'signedValue1' }, { key: 'signedCritKey1', value: 'signedCritValue1', critical: true }] }
+  const vector = JSON.parse(readFileSync(join(V, 'cose/testdata/conformance.json'), 'utf8')) as {
+    signingTime: number
+    expiry: number
+    payload: string
+    protectedHeaders: { cborHex: string }
+    expectedOutput: { cborHex: string }
+  }
+  const req = {
+    payload: Buffer.from(vector.payload, 'hex'),
+    signingTime: new Date(vector.signingTime * 1000),
+    expiry: new Date(vector.expiry * 1000),
+    extended: [
+      { key: 'signedKey1', value: 'signedValue1' },
+      { key: 'signedCritKey1', value: 'signedCritValue1', critical: true },
+    ],
+  }
   t.equal(Buffer.from(coseProtected(req, -38)).toString('hex'), vector.protectedHeaders.cborHex.toLowerCase())
   const expected = decode(Buffer.from(vector.expectedOutput.cborHex, 'hex'), { preferMap: true }) as Tag
   t.equal(expected.tag, 18, 'the vector is a tagged COSE_Sign1')

@@ -43,7 +43,10 @@ const cases: [string, string, { certs?: typeof trusted; ids?: string[] }?][] = [
 
 for (const [file, expected, over] of cases) {
   t.test(`${file} → ${expected}${over ? ' (policy varied)' : ''}`, async (t) => {
-    t.equal(code(() => verifyNotationJws(env(file), target, { certificates: over?.certs ?? trusted, trustedIdentities: over?.ids ?? [ROOT_ID] })), expected)
+    t.equal(
+      code(() => verifyNotationJws(env(file), target, { certificates: over?.certs ?? trusted, trustedIdentities: over?.ids ?? [ROOT_ID] })),
+      expected,
+    )
   })
 }
 
@@ -70,13 +73,32 @@ t.test('internal/testdata jws_signature.sig and cose_signature.sig verify over t
   // Their self-signed CN=alpine certificate is in no stored trust store: it is trusted as itself.
   const self = new X509Certificate(Buffer.from((JSON.parse(jws.toString()) as { header: { x5c: string[] } }).header.x5c[0]!, 'base64'))
   const trust = { certificates: [self], trustedIdentities: ['x509.subject:CN=alpine,O=Notary,L=Seattle,ST=WA,C=US'] }
-  t.equal(code(() => verifyNotation('application/jose+json', jws, alpine, trust)), 'PASS', 'JWS')
-  t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), alpine, trust)), 'PASS', 'COSE')
-  t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), { ...alpine, size: 482 }, trust)), 'NOTATION_TARGET_SIZE_MISMATCH', 'COSE, other size')
-  t.equal(code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), alpine, { ...trust, certificates: trusted })), 'NOTATION_UNTRUSTED_CHAIN', 'COSE, other store')
+  t.equal(
+    code(() => verifyNotation('application/jose+json', jws, alpine, trust)),
+    'PASS',
+    'JWS',
+  )
+  t.equal(
+    code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), alpine, trust)),
+    'PASS',
+    'COSE',
+  )
+  t.equal(
+    code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), { ...alpine, size: 482 }, trust)),
+    'NOTATION_TARGET_SIZE_MISMATCH',
+    'COSE, other size',
+  )
+  t.equal(
+    code(() => verifyNotation('application/cose', readFileSync(join(T, 'cose_signature.sig')), alpine, { ...trust, certificates: trusted })),
+    'NOTATION_UNTRUSTED_CHAIN',
+    'COSE, other store',
+  )
 })
 
 t.test('a leaf not valid at verification time is refused: no timestamp support, so no grace', async (t) => {
   const later = new Date('2200-01-01T00:00:00Z')
-  t.equal(code(() => verifyNotationJws(env('ca_valid_sig_env.json'), target, { certificates: trusted, trustedIdentities: [ROOT_ID] }, later)), 'NOTATION_CERT_EXPIRED')
+  t.equal(
+    code(() => verifyNotationJws(env('ca_valid_sig_env.json'), target, { certificates: trusted, trustedIdentities: [ROOT_ID] }, later)),
+    'NOTATION_CERT_EXPIRED',
+  )
 })

@@ -14,7 +14,9 @@ import { tempDir } from '../helpers/proc.ts'
 const CASES = new URL('../fixtures/sigstore-conformance/bundle-verify/', import.meta.url).pathname
 const STAGING_ROOT = join(CASES, 'rekor2-happy-path', 'trusted_root.json')
 
-async function rootDocument(): Promise<Record<string, unknown> & { tlogs: { publicKey: { validFor: Record<string, string> } }[]; certificateAuthorities: { validFor?: Record<string, string> }[] }> {
+async function rootDocument(): Promise<
+  Record<string, unknown> & { tlogs: { publicKey: { validFor: Record<string, string> } }[]; certificateAuthorities: { validFor?: Record<string, string> }[] }
+> {
   return JSON.parse(await readFile(STAGING_ROOT, 'utf8'))
 }
 
@@ -24,7 +26,10 @@ t.test('public-good: from the seed inside @sigstore/tuf, with no network and no 
   t.equal(root.source, 'embedded')
   t.match(root.version, /^sha256:[0-9a-f]{64}$/)
   t.ok(root.material.certificateAuthorities.length >= 1, 'Fulcio CAs')
-  t.ok(root.material.tlogs.some((l) => l.baseURL === 'https://rekor.sigstore.dev'), 'Rekor')
+  t.ok(
+    root.material.tlogs.some((l) => l.baseURL === 'https://rekor.sigstore.dev'),
+    'Rekor',
+  )
   t.ok(root.material.ctlogs.length >= 1, 'CT logs')
   t.ok(root.material.timestampAuthorities.length >= 1, 'the TSA')
   t.equal(publicGoodTrustRoot(), root, 'loaded once')
@@ -58,7 +63,11 @@ t.test('malformed roots are refused as a whole, naming the problem', async (t) =
     await writeFile(path, typeof replaced === 'string' ? replaced : JSON.stringify(replaced ?? doc))
     await t.rejects(loadTrustRootFile(name, path), { name: 'TrustRootError', code: 'TRUST_ROOT_INVALID', message: pattern }, name)
   }
-  await refused('tlog-without-start', (d) => void delete d.tlogs[1]!.publicKey.validFor.start, /tlogs\[1\] \(https:\/\/log2025-alpha1\.rekor\.sigstage\.dev\) publicKey: validFor\.start is missing/)
+  await refused(
+    'tlog-without-start',
+    (d) => void delete d.tlogs[1]!.publicKey.validFor.start,
+    /tlogs\[1\] \(https:\/\/log2025-alpha1\.rekor\.sigstage\.dev\) publicKey: validFor\.start is missing/,
+  )
   await refused('tlog-without-validity', (d) => void ((d.tlogs[0]!.publicKey as Record<string, unknown>).validFor = undefined), /tlogs\[0\].*validFor\.start is missing/)
   await refused('ca-without-start', (d) => void delete d.certificateAuthorities[0]!.validFor, /certificateAuthorities\[0\].*validFor\.start is missing/)
   await refused('end-before-start', (d) => void (d.tlogs[0]!.publicKey.validFor.end = '2000-01-01T00:00:00Z'), /validFor\.end is before its start/)
@@ -66,10 +75,21 @@ t.test('malformed roots are refused as a whole, naming the problem', async (t) =
   await refused('not-json', () => '{"mediaType": ', /is not JSON/)
   await t.rejects(loadTrustRootFile('missing', join(dir, 'nope.json')), { code: 'TRUST_ROOT_UNAVAILABLE', message: /cannot read/ })
 
-  t.throws(() => trustRootFromJSON('x', { mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1', tlogs: [{ baseUrl: 'u', publicKey: { rawBytes: 'AAAA', validFor: { start: '2020-01-01T00:00:00Z' } }, logId: { keyId: 'AAAA' } }] }, 'inline'), {
-    code: 'TRUST_ROOT_INVALID',
-    message: /unusable keys/,
-  })
+  t.throws(
+    () =>
+      trustRootFromJSON(
+        'x',
+        {
+          mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+          tlogs: [{ baseUrl: 'u', publicKey: { rawBytes: 'AAAA', validFor: { start: '2020-01-01T00:00:00Z' } }, logId: { keyId: 'AAAA' } }],
+        },
+        'inline',
+      ),
+    {
+      code: 'TRUST_ROOT_INVALID',
+      message: /unusable keys/,
+    },
+  )
 })
 
 t.test('loadTrustRoots: public-good always present; names are unique', async (t) => {
@@ -141,7 +161,11 @@ class TufRepo {
     const version = ++this.#version
     this.files.set('targets/trusted_root.json', trustedRoot)
     const common = { spec_version: '1.0.31', version, expires: this.#expires() }
-    this.#put('targets.json', { _type: 'targets', ...common, targets: { 'trusted_root.json': { length: trustedRoot.length, hashes: { sha256: createHash('sha256').update(trustedRoot).digest('hex') } } } })
+    this.#put('targets.json', {
+      _type: 'targets',
+      ...common,
+      targets: { 'trusted_root.json': { length: trustedRoot.length, hashes: { sha256: createHash('sha256').update(trustedRoot).digest('hex') } } },
+    })
     this.#put('snapshot.json', { _type: 'snapshot', ...common, meta: { 'targets.json': { version } } })
     this.#put('timestamp.json', { _type: 'timestamp', ...common, meta: { 'snapshot.json': { version } } })
   }

@@ -95,7 +95,10 @@ export function verifyUnderPolicy(type: EnvelopeType, envelope: Uint8Array, arti
   step('expiry', 'signature expiry', () => checkExpiry(env, now))
   step('revocation', material.revocation === 'offline' ? 'revocation (offline: not checked)' : 'revocation (no service named)', () => {
     if (material.revocation !== 'offline' && revocable(env)) {
-      throw new NotationFailure('NOTATION_REVOCATION_UNCHECKED', 'the chain names OCSP or CRL services, which trustpull does not contact; set notation.revocation: offline to accept that, or relax revocation in the trust policy')
+      throw new NotationFailure(
+        'NOTATION_REVOCATION_UNCHECKED',
+        'the chain names OCSP or CRL services, which trustpull does not contact; set notation.revocation: offline to accept that, or relax revocation in the trust policy',
+      )
     }
   })
   return result

@@ -60,5 +60,12 @@ export function parseCose(bytes: Uint8Array): NotationEnvelope {
   }
   const expiry = time('io.cncf.notary.expiry')
   const signingTime = time('io.cncf.notary.signingTime') ?? time('io.cncf.notary.authenticSigningTime')
-  return { payload: Buffer.from(sign1.payload), protectedHeader: Object.fromEntries([...hdr].map(([k, v]) => [String(k), v])), chain, signingScheme: scheme, ...(expiry ? { expiry } : {}), ...(signingTime ? { signingTime } : {}) }
+  return {
+    payload: Buffer.from(sign1.payload),
+    protectedHeader: Object.fromEntries([...hdr].map(([k, v]) => [String(k), v])),
+    chain,
+    signingScheme: scheme,
+    ...(expiry ? { expiry } : {}),
+    ...(signingTime ? { signingTime } : {}),
+  }
 }

@@ -37,8 +37,13 @@ export function loadNotation(spec: NotationSpec, baseDir: string): LoadedNotatio
   const warnings: LoadedNotation['warnings'] = []
   const field = spec.trustPolicy ? 'trustPolicy' : 'level'
   for (const s of statements) {
-    if (s.level === 'skip') warnings.push({ field, message: `statement "${s.name}" has level skip: images in ${s.registryScopes.join(', ')} are served without any Notation verification` })
-    if (s.tsa.length > 0) warnings.push({ field, message: `statement "${s.name}": RFC 3161 timestamps are not verified yet, so its tsa stores are unused and a signature whose certificate has expired is refused` })
+    if (s.level === 'skip')
+      warnings.push({ field, message: `statement "${s.name}" has level skip: images in ${s.registryScopes.join(', ')} are served without any Notation verification` })
+    if (s.tsa.length > 0)
+      warnings.push({
+        field,
+        message: `statement "${s.name}": RFC 3161 timestamps are not verified yet, so its tsa stores are unused and a signature whose certificate has expired is refused`,
+      })
   }
   const hash = createHash('sha256')
   for (const s of statements) {
@@ -54,7 +59,8 @@ function fromFiles(policyFile: string, storeRoot: string): NotationStatement[] {
   try {
     parsed = readTrustPolicy(policyFile)
   } catch (err) {
-    if (err instanceof TrustPolicyError) throw new NotationConfigError('trustPolicy', err.field === 'trustPolicy' ? err.message.replace(/^trustPolicy: /, '') : `${policyFile}: ${err.message}`)
+    if (err instanceof TrustPolicyError)
+      throw new NotationConfigError('trustPolicy', err.field === 'trustPolicy' ? err.message.replace(/^trustPolicy: /, '') : `${policyFile}: ${err.message}`)
     throw err
   }
   return parsed.map((s, i) => {

@@ -83,7 +83,8 @@ export function parseTrustPolicy(doc: unknown): TrustStatement[] {
     names.add(s.name)
     for (const scope of s.registryScopes) {
       const other = scopes.get(scope)
-      if (other !== undefined) throw new TrustPolicyError(`trustPolicies[${i}].registryScopes`, `scope "${scope}" is also in statement "${other}": a scope belongs to one statement`)
+      if (other !== undefined)
+        throw new TrustPolicyError(`trustPolicies[${i}].registryScopes`, `scope "${scope}" is also in statement "${other}": a scope belongs to one statement`)
       scopes.set(scope, s.name)
     }
   })
@@ -100,7 +101,8 @@ function parseStatement(raw: unknown, at: string): TrustStatement {
   if (registryScopes.length === 0) throw new TrustPolicyError(`${at}.registryScopes`, 'needs at least one scope')
   if (registryScopes.length > 1 && registryScopes.includes('*')) throw new TrustPolicyError(`${at}.registryScopes`, 'the wildcard scope "*" cannot be used with other scopes')
   registryScopes.forEach((s, i) => {
-    if (s !== '*' && !isValidScope(s)) throw new TrustPolicyError(`${at}.registryScopes[${i}]`, `"${s}" is not a fully qualified repository (registry/repository, no scheme, tag or wildcard)`)
+    if (s !== '*' && !isValidScope(s))
+      throw new TrustPolicyError(`${at}.registryScopes[${i}]`, `"${s}" is not a fully qualified repository (registry/repository, no scheme, tag or wildcard)`)
   })
   const stores = checkTrust(level, trustStores, trustedIdentities, at)
   return { name: raw.name, registryScopes, level, enforcement, trustStores: stores, trustedIdentities }
@@ -110,7 +112,8 @@ function parseVerification(raw: unknown, at: string): { level: Level; enforcemen
   if (!isObject(raw)) throw new TrustPolicyError(at, 'missing: give a level (strict, permissive, audit or skip)')
   const level = raw.level
   if (level === undefined || level === '') throw new TrustPolicyError(`${at}.level`, 'missing: expected strict, permissive, audit or skip')
-  if (typeof level !== 'string' || !(level in LEVELS)) throw new TrustPolicyError(`${at}.level`, `unknown level ${JSON.stringify(level)}: expected strict, permissive, audit or skip`)
+  if (typeof level !== 'string' || !(level in LEVELS))
+    throw new TrustPolicyError(`${at}.level`, `unknown level ${JSON.stringify(level)}: expected strict, permissive, audit or skip`)
   const enforcement = { ...LEVELS[level as Level] }
   const override = raw.override
   if (override === undefined || override === null || (isObject(override) && Object.keys(override).length === 0)) return { level: level as Level, enforcement }
@@ -119,7 +122,8 @@ function parseVerification(raw: unknown, at: string): { level: Level; enforcemen
   for (const [type, action] of Object.entries(override)) {
     const field = `${at}.override.${type}`
     if (!TYPES.includes(type as ValidationType)) throw new TrustPolicyError(field, `unknown validation type: expected one of ${TYPES.join(', ')}`)
-    if (typeof action !== 'string' || !ACTIONS.includes(action as ValidationAction)) throw new TrustPolicyError(field, `unknown action ${JSON.stringify(action)}: expected enforce, log or skip`)
+    if (typeof action !== 'string' || !ACTIONS.includes(action as ValidationAction))
+      throw new TrustPolicyError(field, `unknown action ${JSON.stringify(action)}: expected enforce, log or skip`)
     if (type === 'integrity') throw new TrustPolicyError(field, 'integrity verification cannot be overridden')
     if (type !== 'revocation' && action === 'skip') throw new TrustPolicyError(field, `${type} verification cannot be skipped`)
     enforcement[type as ValidationType] = action as ValidationAction
@@ -130,7 +134,8 @@ function parseVerification(raw: unknown, at: string): { level: Level; enforcemen
 /** The trust stores and identities a level needs (skip: none; any other: both), checked as notation does. */
 export function checkTrust(level: Level, trustStores: string[], trustedIdentities: string[], at: string): TrustStatement['trustStores'] {
   if (level === 'skip') {
-    if (trustStores.length > 0 || trustedIdentities.length > 0) throw new TrustPolicyError(`${at}.trustStores`, 'level skip takes no trust stores or trusted identities: remove them')
+    if (trustStores.length > 0 || trustedIdentities.length > 0)
+      throw new TrustPolicyError(`${at}.trustStores`, 'level skip takes no trust stores or trusted identities: remove them')
     return []
   }
   if (trustStores.length === 0) throw new TrustPolicyError(`${at}.trustStores`, 'missing: every level but skip needs trust stores and trusted identities')
@@ -145,7 +150,8 @@ export function checkTrust(level: Level, trustStores: string[], trustedIdentitie
     if (!/^[a-zA-Z0-9_.-]+$/.test(name)) throw new TrustPolicyError(field, `trust store name "${name}" must match [a-zA-Z0-9_.-]+`)
     return { type: type as StoreType, name }
   })
-  if (trustedIdentities.length > 1 && trustedIdentities.includes('*')) throw new TrustPolicyError(`${at}.trustedIdentities`, 'the wildcard identity "*" cannot be used with other identities')
+  if (trustedIdentities.length > 1 && trustedIdentities.includes('*'))
+    throw new TrustPolicyError(`${at}.trustedIdentities`, 'the wildcard identity "*" cannot be used with other identities')
   const dns: { raw: string; dn: Map<string, string> }[] = []
   trustedIdentities.forEach((id, i) => {
     const field = `${at}.trustedIdentities[${i}]`

@@ -24,7 +24,8 @@ export function checkPayload(env: NotationEnvelope, target: Target): void {
   const a = p.targetArtifact
   if (!a) throw new NotationFailure('NOTATION_MALFORMED', 'payload has no targetArtifact')
   if (a.digest !== target.digest) throw new NotationFailure('NOTATION_TARGET_DIGEST_MISMATCH', `signature is for ${String(a.digest)}, not ${target.digest}`)
-  if (a.mediaType !== target.mediaType) throw new NotationFailure('NOTATION_TARGET_MEDIA_TYPE_MISMATCH', `signature is for media type ${String(a.mediaType)}, not ${target.mediaType}`)
+  if (a.mediaType !== target.mediaType)
+    throw new NotationFailure('NOTATION_TARGET_MEDIA_TYPE_MISMATCH', `signature is for media type ${String(a.mediaType)}, not ${target.mediaType}`)
   if (a.size !== target.size) throw new NotationFailure('NOTATION_TARGET_SIZE_MISMATCH', `signature is for ${String(a.size)} bytes, not ${target.size}`)
 }
 
@@ -41,7 +42,8 @@ export function checkChain(env: NotationEnvelope, trusted: readonly X509Certific
 /** Every certificate valid at `now`. No RFC 3161 timestamp support yet, so no grace (fail closed). */
 export function checkValidity(env: NotationEnvelope, now: Date): void {
   for (const [i, cert] of env.chain.entries()) {
-    if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) throw new NotationFailure('NOTATION_CERT_EXPIRED', `certificate ${i} is not valid now (${cert.validFrom} to ${cert.validTo}) and timestamps are not supported`)
+    if (now < new Date(cert.validFrom) || now > new Date(cert.validTo))
+      throw new NotationFailure('NOTATION_CERT_EXPIRED', `certificate ${i} is not valid now (${cert.validFrom} to ${cert.validTo}) and timestamps are not supported`)
   }
 }
 
