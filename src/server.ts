@@ -3,7 +3,7 @@
 // decides lives in core.ts; this module only serves it.
 import { serve, type ServerType } from '@hono/node-server'
 import { readFileSync } from 'node:fs'
-import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import { splitHostPort } from './config/listen.ts'
@@ -188,6 +188,28 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
   httpServer.on('connection', (socket: Socket) => {
     setTimeout(() => socket.bytesRead === 0 && socket.destroy(), httpServer.headersTimeout).unref()
   })
+  // Requests in flight per connection, counted until their response closes: what a graceful close
+  // waits for. Node's closeIdleConnections() took a connection still streaming a blob written
+  // straight to the response (a fill) for idle, and cut it.
+  const connections = new Set<Socket>()
+  const inFlight = new Map<Socket, number>()
+  // The socket requests arrive on: the TLS one over HTTPS, the TCP one otherwise.
+  httpServer.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    connections.add(socket)
+    socket.once('close', () => connections.delete(socket))
+  })
+  httpServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1)
+    res.once('close', () => {
+      const left = (inFlight.get(socket) ?? 1) - 1
+      if (left > 0) inFlight.set(socket, left)
+      else inFlight.delete(socket)
+    })
+  })
+  const closeIdle = () => {
+    for (const socket of connections) if (!inFlight.has(socket)) socket.destroy()
+  }
   const address = server.address() as AddressInfo
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`
@@ -208,7 +230,7 @@ export async function startServer(config: Config, options: RuntimeOptions = {}):
       deadline.unref()
       // close() drops the connections idle at that moment only; keep-alive clients (containerd,
       // skopeo) would hold theirs open after their last answer until the keep-alive timeout.
-      const sweep = setInterval(() => httpServer.closeIdleConnections(), 100)
+      const sweep = setInterval(closeIdle, 100)
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
         metricsServer ? new Promise<void>((resolve) => metricsServer.server.close(() => resolve())) : undefined,
