@@ -23,6 +23,12 @@ const mayImport = {
   admission: ['http', 'pull', 'upstream', 'policy', 'oci', 'telemetry', 'errors.ts'],
   'server.ts': ['core.ts', 'admin', 'admission', 'http', 'store', 'config', 'telemetry', 'errors.ts'],
 }
+// Only `trustpull serve` starts the server; every other command decides through the core.
+const serverOnlyForServe = {
+  target: './src/cli/!(serve).ts',
+  from: './src/server.ts',
+  message: 'only src/cli/serve.ts may import the server; other commands use src/core.ts',
+}
 const zones = Object.entries(mayImport).map(([folder, allowed]) => ({
   target: `./src/${folder}`,
   from: './src',
@@ -51,7 +57,7 @@ export default tseslint.config(
     },
     rules: {
       'import-x/no-cycle': 'error',
-      'import-x/no-restricted-paths': ['error', { zones }],
+      'import-x/no-restricted-paths': ['error', { zones: [...zones, serverOnlyForServe] }],
     },
   },
 )

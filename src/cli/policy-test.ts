@@ -7,7 +7,7 @@
 // keeps each verdict's evidence, not the signature documents themselves), so this is not offline.
 import { loadConfig } from '../config/load.ts'
 import { parseManifest } from '../oci/manifest.ts'
-import { buildRuntime } from '../server.ts'
+import { buildCore } from '../core.ts'
 import { createLogger } from '../telemetry/logger.ts'
 import { call, refusal, run, UsageError, type Io, type ServerOptions } from './api-client.ts'
 
@@ -28,7 +28,7 @@ export async function policyTest(options: ServerOptions & { config: string; sinc
     if (answer.status !== 200) return refusal(io, answer, 'policy test')
     const recorded = (answer.body as { verdicts: Summary[] }).verdicts.filter((v) => v.result !== 'error')
     const config = loadConfig(options.config)
-    const runtime = await buildRuntime(config, { logger: createLogger('silent') })
+    const runtime = await buildCore(config, { logger: createLogger('silent') })
     const changes: { from: Summary; to: string; reason: string }[] = []
     let failures = 0
     try {
