@@ -45,8 +45,15 @@ export async function connectAdminRedis(url: string, logger: Logger, password?: 
       subscribed.catch((err: Error) => logger.warn({ err: err.message }, 'admin redis: subscription failed'))
       await withRedisTimeout(subscribed, 3_000).catch(() => logger.warn('admin redis: subscription pending until redis answers'))
     },
+    // Bounded like the verdict cache's: a close waiting on a Redis that does not answer (a queued
+    // SUBSCRIBE, a reconnect in progress) must not hold a shutdown up; then the sockets are dropped.
     async close() {
-      await Promise.allSettled([client.close(), subscriber.close()])
+      const closed = Promise.allSettled([client.close(), subscriber.close()]).then(() => true)
+      const inTime = await Promise.race([closed, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_000).unref())])
+      if (!inTime) {
+        client.destroy()
+        subscriber.destroy()
+      }
     },
   }
 }
