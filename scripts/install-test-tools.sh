@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives for real, when it is absent: Debian's docker-registry,
 # skopeo, containerd (ctr), umoci, redis-server, apache2-utils (ab), nginx (blob baseline), chromium (the operator page test),
-# docker.io (dockerd 20.10 and the docker CLI; tests start their own daemon) and trixie's
-# cosign 2.5 (bookworm has none), unpacked into .tools/ without touching apt's own setup.
+# docker.io (dockerd 20.10 and the docker CLI; tests start their own daemon), and trixie's
+# cosign 2.5 (bookworm has none) and kubectl 1.32 (bookworm's is 1.20, without kustomize v5),
+# unpacked into .tools/ without touching apt's own setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,24 +32,43 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# Not installable from Debian at a usable version (bookworm's kubernetes-client is 1.20).
-command -v kubectl >/dev/null 2>&1 || echo "kubectl is missing: test/deploy/kubernetes.test.ts needs kubectl >= 1.27 (kustomize v5) on PATH" >&2
+
+# From Debian trixie, with a private apt state so the machine's own sources stay as they are:
+# trixie PACKAGE BINARY puts /usr/bin/BINARY of PACKAGE at .tools/bin/BINARY.
+work=""
+trap 'rm -rf "${work:-}" "${pwork:-}"' EXIT
+trixie() {
+  if [ -z "$work" ]; then
+    work=$(mktemp -d)
+    mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+    echo "deb http://deb.debian.org/debian trixie main" > "$work/sources.list"
+    : > "$work/status" # an empty dpkg status: what this machine has installed is not a candidate
+    apt_private=(-o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::status="$work/status"
+                 -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+    apt-get "${apt_private[@]}" update -q >/dev/null
+  fi
+  echo "fetching $1 from Debian trixie into .tools/"
+  mkdir -p .tools/bin "$work/$1"
+  (cd "$work/$1" && apt-get "${apt_private[@]}" download "$1" >/dev/null)
+  dpkg-deb -x "$work/$1"/"$1"_*.deb "$work/$1/root"
+  install -m 0755 "$work/$1/root/usr/bin/$2" ".tools/bin/$2"
+}
 
 cosign=.tools/bin/cosign
-if [ ! -x "$cosign" ]; then
-  echo "fetching cosign from Debian trixie into .tools/"
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" .tools/bin
-  echo "deb http://deb.debian.org/debian trixie main" > "$work/sources.list"
-  apt_private=(-o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-               -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
-  apt-get "${apt_private[@]}" update -q >/dev/null
-  (cd "$work" && apt-get "${apt_private[@]}" download cosign >/dev/null)
-  dpkg-deb -x "$work"/cosign_*.deb "$work/root"
-  install -m 0755 "$work/root/usr/bin/cosign" "$cosign"
-fi
+[ -x "$cosign" ] || trixie cosign cosign
 "$cosign" version 2>/dev/null | grep -m1 GitVersion
+
+# kubectl: the tests make AdmissionReview objects with it and build deploy/kubernetes with its
+# built-in kustomize, which must be v5 (kubectl 1.27 or later). One on PATH that new enough is used.
+kubectl_minor() { "$1" version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -1; }
+if [ ! -x .tools/bin/kubectl ]; then
+  if command -v kubectl >/dev/null 2>&1 && [ "$(kubectl_minor kubectl)" -ge 27 ] 2>/dev/null; then
+    mkdir -p .tools/bin && ln -sf "$(command -v kubectl)" .tools/bin/kubectl
+  else
+    trixie kubectl kubectl
+  fi
+fi
+.tools/bin/kubectl version --client 2>/dev/null | head -1
 
 # promtool (test/deploy/alerts.test.ts checks and unit-tests the PrometheusRule alerts), unpacked
 # from Debian's prometheus package into .tools/ so no Prometheus service is installed or started.
@@ -56,7 +76,6 @@ promtool=.tools/bin/promtool
 if [ ! -x "$promtool" ]; then
   echo "fetching promtool (Debian's prometheus package) into .tools/"
   pwork=$(mktemp -d)
-  trap 'rm -rf "${work:-}" "$pwork"' EXIT
   mkdir -p .tools/bin
   (cd "$pwork" && apt-get download -q prometheus >/dev/null 2>&1) || { apt-get update -q >/dev/null && (cd "$pwork" && apt-get download -q prometheus >/dev/null); }
   dpkg-deb -x "$pwork"/prometheus_*.deb "$pwork/root"

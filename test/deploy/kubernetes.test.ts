@@ -19,6 +19,7 @@ import { compileGlob, imageNames } from '../../src/policy/glob.ts'
 import { loadPolicies } from '../../src/policy/load.ts'
 import { clusterImagePolicySchema } from '../../src/policy/schema.ts'
 import { PUBLIC_GOOD, publicGoodTrustRoot } from '../../src/verify/trust-root.ts'
+import { KUBECTL_BIN } from '../helpers/admission.ts'
 import { checkExpression } from '../helpers/metric-catalog.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -53,10 +54,10 @@ function parseManifests(text: string, file: string): Manifest[] {
 function kustomize(dir: string): Manifest[] {
   let out: string
   try {
-    out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] })
+    out = execFileSync(KUBECTL_BIN, ['kustomize', dir], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] })
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string }
-    if (e.code === 'ENOENT') throw new Error('kubectl (with its built-in kustomize, v5) must be on PATH for this test', { cause: err })
+    if (e.code === 'ENOENT') throw new Error(`${KUBECTL_BIN} is missing: npm run test:tools installs it`, { cause: err })
     throw new Error(`kubectl kustomize ${relative(ROOT, dir)} failed: ${e.stderr ?? e.message}`, { cause: err })
   }
   return parseManifests(out, relative(ROOT, dir))

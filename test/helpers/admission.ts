@@ -5,9 +5,10 @@ import { randomUUID } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
-import { runOk, tempDir, type Teardown } from './proc.ts'
+import { REPO_ROOT, runOk, tempDir, type Teardown } from './proc.ts'
 
-export const KUBECTL_BIN = process.env.TRUSTPULL_TEST_KUBECTL ?? '/usr/bin/kubectl'
+/** kubectl 1.27 or later (kustomize v5): scripts/install-test-tools.sh puts one at `.tools/bin/kubectl`. */
+export const KUBECTL_BIN = process.env.TRUSTPULL_TEST_KUBECTL ?? join(REPO_ROOT, '.tools/bin/kubectl')
 
 type Obj = Record<string, unknown>
 
