@@ -92,6 +92,13 @@ export class FileBody extends Readable {
         return
       }
       if (available === 0) return this.#source.wait(pump)
+      const recent = this.#source.recent?.(this.#position, Math.min(READ_CHUNK, available))
+      if (recent) {
+        this.#position += recent.length
+        if (this.push(recent)) return pump()
+        this.#busy = false
+        return
+      }
       const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, available))
       readFd(this.#source.fd, buffer, 0, buffer.length, this.#position, (err, n) => {
         if (this.destroyed) return

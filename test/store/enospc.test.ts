@@ -1,12 +1,15 @@
 // A full disk under the store: a real tmpfs too small for the blob (`mount -t tmpfs -o size=8m`),
 // and one that fills up while a blob is being written. The pull still succeeds, pass-through; the
-// store logs once, trustpull_store_writable drops to 0, /readyz says read-only, nothing crashes.
+// store logs once, trustpull_store_writable drops to 0, /readyz says read-only, nothing crashes;
+// the clients of a blob being written when the disk filled get it whole (or, if its bytes are
+// wrong, cut short), from memory, with the upstream held to the pace of the slowest.
 // Mounting needs root: as another user this file fails, saying so (CI runs it as root).
 import t from 'tap'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, readdir, rmdir, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { PassThrough, type Readable } from 'node:stream'
 import { request } from 'undici'
 import { startFaultProxy } from '../helpers/fault-proxy.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage } from '../helpers/images.ts'
@@ -15,6 +18,7 @@ import { scrape } from '../helpers/prometheus.ts'
 import { startRegistry } from '../helpers/registry.ts'
 import { skopeoCopy } from '../helpers/skopeo.ts'
 import { startProxy, type TestProxy } from '../helpers/trustpull.ts'
+import { Fill, UNSTORED_BYTES } from '../../src/store/fill.ts'
 
 if (process.getuid?.() !== 0) {
   throw new Error(`test/store/enospc.test.ts mounts a tmpfs and needs root (uid 0); this is uid ${process.getuid?.()}. Run it as root, as CI does.`)
@@ -78,7 +82,7 @@ t.test('a tmpfs too small for the blob: the pull succeeds pass-through, and keep
   t.same(await readdir(join(store, '_spool')), [], 'no spool file left')
 })
 
-t.test('the disk fills while a blob is written: no wrong blob served, the next request passes through, one log line', async (t) => {
+t.test('the disk fills while a blob is written: its clients get it whole, the next request passes through, one log line', async (t) => {
   const image = await pushImage(registry.url, 'filling-disk', '1', { layerSize: 8 * 1024 * 1024, seed: 'enospc-b' })
   const layer = image.layers[0]!
   const { proxy, store } = await proxyOn(t, '32m')
@@ -89,15 +93,23 @@ t.test('the disk fills while a blob is written: no wrong blob served, the next r
   // The layer drips in (64 KiB every 20 ms); once it is being written, something else fills the disk.
   upstream.setFault((r) => (r.method === 'GET' && r.path.endsWith(`/blobs/${layer.digest}`) ? { kind: 'drip', intervalMs: 20, bytesPerTick: 64 * 1024 } : undefined))
   t.teardown(() => upstream.setFault(undefined))
-  const first = request(`${proxy.url}/v2/filling-disk/blobs/${layer.digest}`)
-    .then(async (res) => sha(Buffer.from(await res.body.arrayBuffer())))
-    .catch((err: Error) => `cut: ${err.message}`)
+  const pull = () =>
+    request(`${proxy.url}/v2/filling-disk/blobs/${layer.digest}`)
+      .then(async (res) => sha(Buffer.from(await res.body.arrayBuffer())))
+      .catch((err: Error) => `cut: ${err.message}`)
+  const first = pull()
   const spooled = async () => (await Promise.all((await readdir(join(store, '_spool'))).map(async (f) => (await stat(join(store, '_spool', f))).size))).reduce((a, b) => a + b, 0)
   await waitFor(async () => (await spooled()) > 256 * 1024, { what: 'the blob to be spooled' })
+  // A second client joins the same fill before the disk fills.
+  const second = pull()
+  await waitFor(async () => ((await scrape(proxy.url)).value('trustpull_store_upstream_requests_saved_total', { kind: 'blob' }) ?? 0) === 1, {
+    what: 'the second client to join the fill',
+  })
   const filler = await run('dd', ['if=/dev/zero', `of=${join(store, 'filler')}`, 'bs=1M'])
   t.match(filler.stderr, /No space left on device/, 'the disk is full')
-  const got = await first
-  t.ok(got === layer.digest || got.startsWith('cut: '), `the first client got the right blob or was cut, never a wrong one (${got})`)
+  t.equal(await first, layer.digest, 'the client whose blob was being written gets it whole, from memory once the disk is full')
+  t.equal(await second, layer.digest, 'so does the client that joined its fill')
+  t.equal(upstream.requests.filter((r) => r.path.endsWith(`/blobs/${layer.digest}`)).length, 1, 'both from one upstream fetch')
   upstream.setFault(undefined)
   const again = await request(`${proxy.url}/v2/filling-disk/blobs/${layer.digest}`)
   t.equal(again.statusCode, 200)
@@ -106,4 +118,86 @@ t.test('the disk fills while a blob is written: no wrong blob served, the next r
   t.match(await storeState(proxy), READ_ONLY, 'one log line, trustpull_store_writable 0, /readyz says read-only')
   await t.rejects(stat(join(store, 'blobs', 'sha256', layer.digest.slice(7))), { code: 'ENOENT' }, 'the layer was not stored')
   t.same(await readdir(join(store, '_spool')), [], 'the partial spool file was removed')
+})
+
+/** A Fill spooling onto a 4 MiB tmpfs, fed by hand; `fillDisk` fills what is left of it. */
+async function fillOnSmallDisk(t: Teardown, digest: string, size: number) {
+  const dir = await tmpfs(t, '4m', async () => {})
+  const source = new PassThrough({ highWaterMark: 64 * 1024 })
+  const fill = new Fill(digest, join(dir, 'blob.part'), source, size)
+  t.teardown(() => fill.finished())
+  const fillDisk = async () => t.match((await run('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k'])).stderr, /No space left on device/, 'the disk is full')
+  return { dir, source, fill, fillDisk }
+}
+
+/** Everything a reader yields, or how far it got before it was cut. */
+async function drain(body: Readable): Promise<{ bytes: Buffer } | { cutAfter: number; error: string }> {
+  const chunks: Buffer[] = []
+  try {
+    for await (const chunk of body) chunks.push(chunk as Buffer)
+    return { bytes: Buffer.concat(chunks) }
+  } catch (err) {
+    return { cutAfter: Buffer.concat(chunks).length, error: (err as Error).message }
+  }
+}
+
+/** Writes `bytes` into the fill's source in 64 KiB chunks, waiting whenever the fill holds it back. */
+async function feed(source: PassThrough, bytes: Buffer): Promise<void> {
+  for (let at = 0; at < bytes.length; at += 64 * 1024) {
+    if (!source.write(bytes.subarray(at, at + 64 * 1024))) await new Promise((resolve) => source.once('drain', resolve))
+  }
+}
+
+t.test('a fill that loses its disk: readers finish from memory, wrong bytes still cut them, the upstream waits for the slowest', async (t) => {
+  await t.test('right bytes: every reader gets them whole; the store is told', async (t) => {
+    const blob = randomBytes(12 * 1024 * 1024)
+    const { dir, source, fill, fillDisk } = await fillOnSmallDisk(t, sha(blob), blob.length)
+    const readers = [drain(fill.reader()), drain(fill.reader())]
+    await feed(source, blob.subarray(0, 1024 * 1024))
+    await waitFor(() => fill.written >= 1024 * 1024, { what: 'the first MiB to be spooled' })
+    await fillDisk()
+    await feed(source, blob.subarray(1024 * 1024))
+    source.end()
+    await t.rejects(fill.done, { code: 'ENOSPC' }, 'the store learns the blob was not stored')
+    for (const [i, reader] of readers.entries()) t.same(await reader, { bytes: blob }, `reader ${i + 1} got the whole blob`)
+    t.equal(fill.state, 'verified')
+    t.notOk(fill.open, 'a new client is not given this fill: it fetches on its own')
+    await waitFor(async () => (await readdir(dir)).join() === 'filler', { what: 'the spool file to be removed' })
+    t.pass('the spool file is gone')
+  })
+
+  await t.test('wrong bytes: readers are cut short, never given the whole blob', async (t) => {
+    const blob = randomBytes(6 * 1024 * 1024)
+    const { source, fill, fillDisk } = await fillOnSmallDisk(t, sha(blob), blob.length)
+    const reader = drain(fill.reader())
+    await feed(source, blob.subarray(0, 1024 * 1024))
+    await waitFor(() => fill.written >= 1024 * 1024, { what: 'the first MiB to be spooled' })
+    await fillDisk()
+    const wrong = Buffer.from(blob.subarray(1024 * 1024))
+    wrong[wrong.length - 1]! ^= 1
+    await feed(source, wrong)
+    source.end()
+    const got = await reader
+    t.match(got, { error: /hash to sha256:/ }, 'the reader fails with the digest mismatch')
+    t.ok('cutAfter' in got && got.cutAfter < blob.length, `cut short (${'cutAfter' in got ? got.cutAfter : '-'} of ${blob.length} bytes)`)
+    t.equal(fill.state, 'failed')
+  })
+
+  await t.test('a reader that stops reading holds the upstream back, at most UNSTORED_BYTES ahead of it', async (t) => {
+    const blob = randomBytes(UNSTORED_BYTES + 8 * 1024 * 1024)
+    const { source, fill, fillDisk } = await fillOnSmallDisk(t, sha(blob), blob.length)
+    const slow = fill.reader()
+    slow.pause()
+    await feed(source, blob.subarray(0, 1024 * 1024))
+    await waitFor(() => fill.written >= 1024 * 1024, { what: 'the first MiB to be spooled' })
+    await fillDisk()
+    const fed = feed(source, blob.subarray(1024 * 1024)).then(() => source.end())
+    await waitFor(() => source.isPaused() && fill.written >= UNSTORED_BYTES, { what: 'the fill to hold UNSTORED_BYTES and pause its upstream' })
+    t.ok(fill.written < blob.length, `the upstream waits: ${fill.written} of ${blob.length} bytes taken`)
+    // What the 4 MiB disk took, UNSTORED_BYTES, and the one chunk the reader read ahead.
+    t.ok(fill.written <= 4 * 1024 * 1024 + UNSTORED_BYTES + 1024 * 1024, 'no more than UNSTORED_BYTES held past the file')
+    const got = drain(slow)
+    await fed
+    t.same(await got, { bytes: blob }, 'once the reader reads again, it gets the whole blob')
+  })
 })
