@@ -146,7 +146,7 @@ export async function buildCore(config: Config, options: CoreOptions = {}): Prom
   )
   const contentStore = options.contentStore
   if (contentStore) {
-    metrics.observeStore(() => ({ bytes: contentStore.bytes, objects: contentStore.objects, writable: contentStore.unwritable === undefined }))
+    metrics.observeStore(() => ({ bytes: contentStore.bytes, objects: contentStore.objects, writable: contentStore.unwritable === undefined, integrity: contentStore.integrity }))
     contentStore.observe({ evicted: (bytes) => metrics.storeEvictedBytes.add(bytes) })
   }
   const router = new UpstreamRouter(

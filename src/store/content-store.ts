@@ -23,6 +23,16 @@ export interface StoreEvents {
   evicted?(bytes: number): void
 }
 
+/** What the store found checking its own files since it opened (read by the metrics). */
+export interface IntegrityCounts {
+  /** Stored blobs that did not match their digest, removed to be fetched again, by who found them. */
+  corrupt: { read: number; scrub: number }
+  scrubbedBytes: number
+  scrubPasses: number
+  /** When the last whole scrub pass ended (ms since the epoch). */
+  lastScrubPassAt: number | undefined
+}
+
 export interface ContentStoreOptions {
   driver: StorageDriver
   /** Bytes the blobs may take; least recently used ones are evicted above it. */
@@ -91,6 +101,7 @@ export class ContentStore {
   readonly #written = new LRUCache<string, string>({ max: 50_000 })
   #unwritable: { reason: string; since: number } | undefined
   readonly #scrub: Scrubber | undefined
+  readonly integrity: IntegrityCounts = { corrupt: { read: 0, scrub: 0 }, scrubbedBytes: 0, scrubPasses: 0, lastScrubPassAt: undefined }
 
   private constructor(options: ContentStoreOptions) {
     this.driver = options.driver
@@ -103,7 +114,12 @@ export class ContentStore {
         rate: options.scrubRate!,
         logger: options.logger,
         keys: () => [...this.#index.keys()],
-        corrupt: (digest) => this.corrupt(digest),
+        corrupt: (digest) => this.corrupt(digest, 'scrub'),
+        scrubbed: (bytes) => (this.integrity.scrubbedBytes += bytes),
+        passDone: () => {
+          this.integrity.scrubPasses++
+          this.integrity.lastScrubPassAt = Date.now()
+        },
       })
     }
   }
@@ -178,8 +194,9 @@ export class ContentStore {
   }
 
   /** A stored blob that no longer matches its digest: removed, so the next request fetches it again. */
-  async corrupt(digest: string): Promise<void> {
-    this.#logger.error({ digest }, 'a stored blob does not match its digest (bit rot or an edit): removed, it will be fetched again')
+  async corrupt(digest: string, foundBy: 'read' | 'scrub' = 'read'): Promise<void> {
+    this.#logger.error({ digest, foundBy }, 'a stored blob does not match its digest (bit rot or an edit): removed, it will be fetched again')
+    this.integrity.corrupt[foundBy]++
     const key = blobKey(digest)
     this.#remove(key)
     await this.#guard(() => this.driver.delete(key), undefined)

@@ -25,6 +25,10 @@ export interface ScrubOptions {
   keys: () => string[]
   /** A file that does not hash to its digest (and is still the file that was hashed). */
   corrupt: (digest: string) => Promise<void>
+  /** Bytes read and hashed, after each file (for a metric that moves during a long pass). */
+  scrubbed?: (bytes: number) => void
+  /** After each whole pass. */
+  passDone?: () => void
 }
 
 export class Scrubber {
@@ -100,6 +104,7 @@ export class Scrubber {
       try {
         const fingerprint = fileFingerprint(await handle.stat({ bigint: true }))
         const hash = createHash(algorithm)
+        const before = bytes
         for (let position = 0; ;) {
           const { bytesRead } = await handle.read(buffer, 0, buffer.length, position)
           if (bytesRead === 0) break
@@ -111,6 +116,7 @@ export class Scrubber {
           if (due > 1) await sleep(due, undefined, { signal, ref: false })
         }
         objects++
+        this.#options.scrubbed?.(bytes - before)
         if (`${algorithm}:${hash.digest('hex')}` === digest) {
           this.checked(key, fingerprint)
         } else if ((await this.fingerprint(key)) === fingerprint) {
@@ -125,6 +131,7 @@ export class Scrubber {
     }
     if (!signal.aborted) {
       this.#options.logger.info({ objects, bytes, corrupt, seconds: Math.round((performance.now() - began) / 1000) }, 'content store scrub: pass done')
+      this.#options.passDone?.()
     }
     return { objects, bytes, corrupt }
   }

@@ -11,6 +11,14 @@ import { existsSync, readdirSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { processMetricsText, startProcessMetrics } from './process-metrics.ts'
 
+/** What the content store says about itself at a scrape (store/content-store.ts's IntegrityCounts inside). */
+export interface StoreReading {
+  bytes: number
+  objects: number
+  writable: boolean
+  integrity: { corrupt: { read: number; scrub: number }; scrubbedBytes: number; scrubPasses: number; lastScrubPassAt: number | undefined }
+}
+
 /** Event-loop lag is reported per window of this length (the last complete one). */
 const LAG_WINDOW_MS = 5_000
 /** The sampling timer's period: Node records the time between its ticks, this much when idle. */
@@ -63,7 +71,7 @@ export class Metrics {
   readonly admissionDecisions: HotCounter
   readonly admissionDuration: Histogram
   readonly storeSaved: HotCounter
-  #storeRead: (() => { bytes: number; objects: number; writable: boolean }) | undefined
+  #storeRead: (() => StoreReading) | undefined
   #redisUp: number | undefined
   readonly #loopDelay: ReturnType<typeof monitorEventLoopDelay>
   readonly #lagWindow: NodeJS.Timeout
@@ -104,6 +112,32 @@ export class Metrics {
     this.storeEvictedBytes = new HotCounter(meter, 'trustpull_store_evicted_bytes', 'Bytes evicted from the content store (least recently used, over storage.maxSize)', [], {
       unit: 'By',
     })
+    // The store's own counts, read at scrape time (its first scrub pass may end before this exists).
+    const integrity = () => this.#storeRead?.().integrity
+    meter
+      .createObservableCounter('trustpull_store_corrupt_objects', {
+        description: 'Stored blobs that did not match their digest (bit rot, an edit), removed to be fetched again; by who found them (read, scrub)',
+      })
+      .addCallback((r) => {
+        const counts = integrity()
+        if (!counts) return
+        r.observe(counts.corrupt.read, { found_by: 'read' })
+        r.observe(counts.corrupt.scrub, { found_by: 'scrub' })
+      })
+    meter
+      .createObservableCounter('trustpull_store_scrub_bytes', { unit: 'By', description: 'Bytes of stored blobs the scrub re-hashed' })
+      .addCallback((r) => integrity() && r.observe(integrity()!.scrubbedBytes))
+    meter
+      .createObservableCounter('trustpull_store_scrub_passes', {
+        description: 'Scrub passes finished over every stored blob (one at start-up, then daily; none with scrubRate 0 or S3)',
+      })
+      .addCallback((r) => integrity() && r.observe(integrity()!.scrubPasses))
+    meter
+      .createObservableGauge('trustpull_store_scrub_last_pass_timestamp_seconds', { unit: 's', description: 'When the last scrub pass finished (absent until one has)' })
+      .addCallback((r) => {
+        const at = integrity()?.lastScrubPassAt
+        if (at !== undefined) r.observe(at / 1000)
+      })
     this.admissionDecisions = new HotCounter(
       meter,
       'trustpull_admission_decisions',
@@ -183,7 +217,7 @@ export class Metrics {
   }
 
   /** What the content store holds now (read at each scrape). */
-  observeStore(read: () => { bytes: number; objects: number; writable: boolean }): void {
+  observeStore(read: () => StoreReading): void {
     this.#storeRead = read
   }
 

@@ -140,6 +140,37 @@ const cases: Case[] = [
       },
     },
   },
+  // Two rotted files found, one by a read and one by the scrub.
+  {
+    alert: 'TrustpullStoreCorruption',
+    series: [
+      { series: `trustpull_store_corrupt_objects_total{${t0}, found_by="read"}`, values: '0x10 1x50' },
+      { series: `trustpull_store_corrupt_objects_total{${t0}, found_by="scrub"}`, values: '0x20 1x40' },
+    ],
+    at: '30m',
+    fires: {
+      labels: { severity: 'warning', namespace: 'trustpull', pod: 'trustpull-0' },
+      annotations: {
+        summary: 'trustpull trustpull-0 found corrupt blobs in its content store',
+        description:
+          'Stored blobs did not match their digest in the last hour and were removed; no client got one whole. Check the volume (dmesg, SMART) and who can write to it; the log line names each digest.',
+      },
+    },
+  },
+  // The last pass ended at time 0 and none since (promtool's clock starts at the epoch).
+  {
+    alert: 'TrustpullStoreScrubStale',
+    series: [{ series: `trustpull_store_scrub_last_pass_timestamp_seconds{${t0}}`, values: '0x3000' }],
+    at: '50h',
+    fires: {
+      labels: { severity: 'info', namespace: 'trustpull', pod: 'trustpull-0' },
+      annotations: {
+        summary: "trustpull trustpull-0's content store scrub has not finished a pass in two days",
+        description:
+          'Rotted files are still cut short when read, but no longer found ahead of clients. Raise storage.scrubRate if the store outgrew it, or look for "content store scrub stopped".',
+      },
+    },
+  },
 ]
 
 /** A healthy pair of replicas: no alert fires. */
@@ -158,6 +189,10 @@ const healthy: Case['series'] = [
   // Full, evicting a little (1 GiB an hour of 40 GiB): normal for a cache.
   { series: `trustpull_store_bytes{${t0}}`, values: `${40 * GiB}x200` },
   { series: `trustpull_store_evicted_bytes_total{${t0}}`, values: `0+${Math.round(GiB / 60)}x200` },
+  { series: `trustpull_store_corrupt_objects_total{${t0}, found_by="read"}`, values: '0x200' },
+  { series: `trustpull_store_corrupt_objects_total{${t0}, found_by="scrub"}`, values: '0x200' },
+  // A pass a day: the last one ended at 120m.
+  { series: `trustpull_store_scrub_last_pass_timestamp_seconds{${t0}}`, values: '0x120 7200x80' },
 ]
 
 t.test('promtool accepts the rules', async (t) => {

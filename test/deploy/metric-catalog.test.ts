@@ -18,7 +18,7 @@ metrics.inFlight.add(1)
 metrics.httpRequests.add(1, { method: 'GET', route: 'blob', status: '200' })
 metrics.storeLookups.add(1, { kind: 'blob', result: 'hit' })
 metrics.storeEvictedBytes.add(1)
-metrics.observeStore(() => ({ bytes: 1, objects: 1, writable: true }))
+metrics.observeStore(() => ({ bytes: 1, objects: 1, writable: true, integrity: { corrupt: { read: 0, scrub: 1 }, scrubbedBytes: 1, scrubPasses: 1, lastScrubPassAt: Date.now() } }))
 metrics.setRedisUp(true)
 
 const { samples, types } = parsePrometheus(await metrics.prometheus())

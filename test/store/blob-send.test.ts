@@ -10,6 +10,7 @@ import { request } from 'undici'
 import { generateKeyPair, signImage } from '../helpers/cosign.ts'
 import { ACCEPT_ANY_MANIFEST, pushImage } from '../helpers/images.ts'
 import { tempDir, waitFor } from '../helpers/proc.ts'
+import { scrape } from '../helpers/prometheus.ts'
 import { startRegistry } from '../helpers/registry.ts'
 import { startProxy } from '../helpers/trustpull.ts'
 
@@ -131,6 +132,12 @@ t.test('a file that rotted while trustpull was down is removed by the start-up s
     proxy.logs.some((l) => String(l.msg).includes('does not match its digest')),
     'logged',
   )
+  await waitFor(async () => ((await scrape(proxy.url)).value('trustpull_store_scrub_passes_total') ?? 0) >= 1, { what: 'the scrub pass to end' })
+  const metrics = await scrape(proxy.url)
+  t.equal(metrics.value('trustpull_store_corrupt_objects_total', { found_by: 'scrub' }), 1, 'counted: one corrupt object found by the scrub')
+  t.equal(metrics.value('trustpull_store_corrupt_objects_total', { found_by: 'read' }), 0, 'none by reads')
+  t.ok((metrics.value('trustpull_store_scrub_bytes_total') ?? 0) >= bytes.length, 'the scrub counted the bytes it hashed')
+  t.ok(Math.abs((metrics.value('trustpull_store_scrub_last_pass_timestamp_seconds') ?? 0) - Date.now() / 1000) < 600, 'and when its pass ended')
   await vouch()
   const again = await request(blobUrl(other))
   t.equal(sha256(Buffer.from(await again.body.arrayBuffer())), other, 'the right bytes, from the upstream')
@@ -154,6 +161,9 @@ t.test('scrubRate 0: every whole read is hashed, so a flipped byte is cut even o
     .catch(() => -1)
   t.not(cut, bytes.length, 'the client did not receive the whole wrong blob')
   await proxy.running.runtime.contentStore?.flush()
+  const metrics = await scrape(proxy.url)
+  t.equal(metrics.value('trustpull_store_corrupt_objects_total', { found_by: 'read' }), 1, 'counted: one corrupt object found by a read')
+  t.equal(metrics.value('trustpull_store_scrub_passes_total'), 0, 'scrubRate 0: no scrub pass')
   const again = await request(blobUrl(layer))
   t.equal(sha256(Buffer.from(await again.body.arrayBuffer())), layer, 'fetched again')
 })

@@ -126,7 +126,10 @@ async function fillOnSmallDisk(t: Teardown, digest: string, size: number) {
   const source = new PassThrough({ highWaterMark: 64 * 1024 })
   const fill = new Fill(digest, join(dir, 'blob.part'), source, size)
   t.teardown(() => fill.finished())
-  const fillDisk = async () => t.match((await run('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k'])).stderr, /No space left on device/, 'the disk is full')
+  const fillDisk = async () => {
+    const dd = await run('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k'])
+    if (!/No space left on device/.test(dd.stderr)) throw new Error(`dd did not fill the disk: ${dd.stderr}`)
+  }
   return { dir, source, fill, fillDisk }
 }
 
