@@ -33,7 +33,6 @@ export class Fill extends EventEmitter {
   readonly #recent: { start: number; chunk: Buffer }[] = []
   #recentBytes = 0
   #readFd: number
-  #readers = 0
   #settled = false
   #finished = false
   readonly #source: Readable
@@ -44,7 +43,7 @@ export class Fill extends EventEmitter {
   #fileEnd: number | undefined
   readonly #unstored: { start: number; chunk: Buffer }[] = []
   #unstoredBytes = 0
-  /** Each reader's position, so unstored bytes every reader passed can be let go. */
+  /** Each open reader's position (so unstored bytes every reader passed can be let go); its size is how many read. */
   readonly #positions = new Map<number, number>()
   #nextReader = 0
   readonly done: Promise<void>
@@ -221,7 +220,6 @@ export class Fill extends EventEmitter {
 
   /** A stream of the blob from its first byte, that follows the fetch; fails when the fill fails. */
   reader(): Readable {
-    this.#readers++
     const id = this.#nextReader++
     this.#positions.set(id, 0)
     let released = false
@@ -238,7 +236,6 @@ export class Fill extends EventEmitter {
       release: () => {
         if (released) return
         released = true
-        this.#readers--
         this.#positions.delete(id)
         this.#pace()
         this.#release()
@@ -248,7 +245,7 @@ export class Fill extends EventEmitter {
 
   /** The read descriptor closes once the store is done with the fill and its last reader is gone. */
   #release(): void {
-    if (!this.#finished || this.#readers > 0 || this.#readFd < 0) return
+    if (!this.#finished || this.#positions.size > 0 || this.#readFd < 0) return
     const fd = this.#readFd
     this.#readFd = -1
     this.#recent.length = 0
